@@ -1,1 +1,5 @@
-export {};
+export * from './errors';
+export * from './events';
+export * from './outcome';
+export * from './header';
+export * from './validate';

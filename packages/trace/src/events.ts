@@ -1,0 +1,143 @@
+/**
+ * The event model: every input L1, L2 and the host can give L0.
+ *
+ * One table, EVENT_SCHEMA, is the single source of truth. The TypeScript
+ * types, the validator, the binary tuple codec and the text form are all
+ * derived from it, so adding an event kind is one line here (plus its
+ * handler in the emulator). Codes are part of the binary format: never
+ * reuse or renumber one; add new kinds with new codes.
+ */
+import type { Outcome } from './outcome';
+
+/**
+ * Field types. Numbers are plain JS numbers (all < 2^32); `u64` is a bigint
+ * end to end so a value like 0xffffffff81000000 stays exact.
+ */
+export type FieldType =
+  | 'vcpu' // vCPU index, < config.vcpus
+  | 'cpu' // physical CPU index, < config.pcpus
+  | 'u8'
+  | 'u16'
+  | 'u32'
+  | 'u64'
+  | 'bool'
+  | 'cpl' // 0..3
+  | 'field' // VMCS field encoding (32-bit); text form uses the symbolic name
+  | 'msr' // MSR index (32-bit); text form uses the symbolic name
+  | 'access' // 'read' | 'write'
+  | 'size'; // 1, 2, 4 or 8 (bytes)
+
+export type FieldDef = readonly [name: string, type: FieldType];
+
+export interface KindDef {
+  readonly code: number;
+  readonly fields: readonly FieldDef[];
+  readonly doc: string;
+}
+
+export const EVENT_SCHEMA = {
+  // ---- L1 (the nested hypervisor), executing in VMX root operation ----
+  'l1.vmxon': { code: 1, fields: [['vcpu', 'vcpu'], ['gpa', 'u64']], doc: 'VMXON with the VMXON region at gpa' },
+  'l1.vmxoff': { code: 2, fields: [['vcpu', 'vcpu']], doc: 'VMXOFF' },
+  'l1.vmptrld': { code: 3, fields: [['vcpu', 'vcpu'], ['gpa', 'u64']], doc: 'VMPTRLD: make the vmcs12 at gpa current' },
+  'l1.vmclear': { code: 4, fields: [['vcpu', 'vcpu'], ['gpa', 'u64']], doc: 'VMCLEAR the vmcs12 at gpa' },
+  'l1.vmptrst': { code: 5, fields: [['vcpu', 'vcpu']], doc: 'VMPTRST: read the current-VMCS pointer' },
+  'l1.vmread': { code: 6, fields: [['vcpu', 'vcpu'], ['field', 'field']], doc: 'VMREAD of a VMCS field' },
+  'l1.vmwrite': { code: 7, fields: [['vcpu', 'vcpu'], ['field', 'field'], ['value', 'u64']], doc: 'VMWRITE of a VMCS field' },
+  'l1.vmlaunch': { code: 8, fields: [['vcpu', 'vcpu']], doc: 'VMLAUNCH' },
+  'l1.vmresume': { code: 9, fields: [['vcpu', 'vcpu']], doc: 'VMRESUME' },
+  'l1.rdmsr': { code: 10, fields: [['vcpu', 'vcpu'], ['msr', 'msr']], doc: 'RDMSR in L1' },
+  'l1.wrmsr': { code: 11, fields: [['vcpu', 'vcpu'], ['msr', 'msr'], ['value', 'u64']], doc: 'WRMSR in L1' },
+  'l1.cpuid': { code: 12, fields: [['vcpu', 'vcpu'], ['leaf', 'u32'], ['subleaf', 'u32'], ['cpl', 'cpl']], doc: 'CPUID in L1 at the given CPL' },
+  'l1.write': { code: 13, fields: [['vcpu', 'vcpu'], ['gpa', 'u64'], ['size', 'size'], ['value', 'u64']], doc: 'L1 stores to its own memory (little-endian)' },
+  'l1.read': { code: 14, fields: [['vcpu', 'vcpu'], ['gpa', 'u64'], ['size', 'size']], doc: 'L1 loads from its own memory' },
+  'l1.msr-bitmap': {
+    code: 15,
+    fields: [['vcpu', 'vcpu'], ['gpa', 'u64'], ['msr', 'msr'], ['access', 'access'], ['intercept', 'bool']],
+    doc: "L1 sets or clears one MSR's intercept bit in the MSR-bitmap page at gpa (a read-modify-write of that byte)",
+  },
+  'l1.evmcs-ptr': {
+    code: 16,
+    fields: [['vcpu', 'vcpu'], ['gpa', 'u64']],
+    doc: "L1 names its enlightened VMCS in its VP assist page (current_nested_vmcs, enlighten_vmentry); all-ones stops using one",
+  },
+  'l1.evmcs-write': {
+    code: 17,
+    fields: [['vcpu', 'vcpu'], ['gpa', 'u64'], ['field', 'field'], ['value', 'u64']],
+    doc: "L1 stores a VMCS field's eVMCS member in the eVMCS page at gpa",
+  },
+  'l1.evmcs-clean': { code: 18, fields: [['vcpu', 'vcpu'], ['gpa', 'u64'], ['value', 'u32']], doc: 'L1 stores hv_clean_fields of the eVMCS at gpa' },
+  'l1.evmcs-control': {
+    code: 19,
+    fields: [['vcpu', 'vcpu'], ['gpa', 'u64'], ['value', 'u32']],
+    doc: 'L1 stores hv_enlightenments_control of the eVMCS at gpa',
+  },
+
+  // ---- L2 (the nested guest), running on vmcs02 ----
+  'l2.rdmsr': { code: 20, fields: [['vcpu', 'vcpu'], ['msr', 'msr']], doc: 'RDMSR in L2' },
+  'l2.wrmsr': { code: 21, fields: [['vcpu', 'vcpu'], ['msr', 'msr'], ['value', 'u64']], doc: 'WRMSR in L2' },
+  'l2.cpuid': { code: 22, fields: [['vcpu', 'vcpu'], ['leaf', 'u32'], ['subleaf', 'u32'], ['cpl', 'cpl']], doc: 'CPUID in L2 at the given CPL' },
+  'l2.vmcall': { code: 23, fields: [['vcpu', 'vcpu']], doc: 'VMCALL in L2' },
+  'l2.vmread': { code: 24, fields: [['vcpu', 'vcpu'], ['field', 'field']], doc: 'VMREAD in L2 (shadowed for L2 by L1)' },
+  'l2.vmwrite': { code: 25, fields: [['vcpu', 'vcpu'], ['field', 'field'], ['value', 'u64']], doc: 'VMWRITE in L2 (shadowed for L2 by L1)' },
+  'l2.apic-read': { code: 26, fields: [['vcpu', 'vcpu'], ['offset', 'u16']], doc: 'L2 reads its APIC page at offset' },
+  'l2.apic-write': { code: 27, fields: [['vcpu', 'vcpu'], ['offset', 'u16'], ['value', 'u32']], doc: 'L2 writes its APIC page at offset' },
+
+  // ---- the host (L0's world) ----
+  'host.memslot-create': {
+    code: 40,
+    fields: [['slot', 'u16'], ['gfn', 'u64'], ['npages', 'u32'], ['flags', 'u8']],
+    doc: 'create a memslot of npages at gfn, backed by fresh host pages',
+  },
+  'host.memslot-move': { code: 41, fields: [['slot', 'u16'], ['gfn', 'u64']], doc: 'move a memslot to a new base gfn (same host pages)' },
+  'host.memslot-delete': { code: 42, fields: [['slot', 'u16']], doc: 'delete a memslot' },
+  'host.memslot-flags': { code: 43, fields: [['slot', 'u16'], ['flags', 'u8']], doc: 'change a memslot\'s flags (KVM_MEM_LOG_DIRTY_PAGES 1, KVM_MEM_READONLY 2)' },
+  'host.page-migrate': { code: 44, fields: [['gfn', 'u64']], doc: 'the host migrates the page backing gfn (mmu-notifier invalidation; content moves to a new host page)' },
+  'host.page-zap': { code: 45, fields: [['gfn', 'u64']], doc: 'the host drops the page backing gfn (it faults back in zeroed)' },
+  'host.vcpu-load': { code: 46, fields: [['vcpu', 'vcpu'], ['cpu', 'cpu']], doc: "the vCPU's thread is scheduled in on a physical CPU" },
+  'host.vcpu-put': { code: 47, fields: [['vcpu', 'vcpu']], doc: "the vCPU's thread is scheduled out" },
+  'host.task-cpuid-fault': { code: 48, fields: [['task', 'u16'], ['enable', 'bool']], doc: 'a host task turns its own CPUID faulting on or off (arch_prctl ARCH_SET_CPUID)' },
+  'host.task-cpuid': { code: 49, fields: [['task', 'u16'], ['cpu', 'cpu'], ['cpl', 'cpl']], doc: 'a host task runs on a physical CPU and executes CPUID' },
+  'host.msr-intercept': {
+    code: 50,
+    fields: [['vcpu', 'vcpu'], ['msr', 'msr'], ['access', 'access'], ['intercept', 'bool']],
+    doc: "L0 changes its own vmcs01 intercept of an MSR (vmx_enable/disable_intercept_for_msr)",
+  },
+} as const satisfies Record<string, KindDef>;
+
+export type EventKind = keyof typeof EVENT_SCHEMA;
+export const EVENT_KINDS = Object.keys(EVENT_SCHEMA) as EventKind[];
+
+type FieldTs<T extends FieldType> = T extends 'u64' ? bigint : T extends 'bool' ? boolean : T extends 'access' ? MsrAccess : number;
+type FieldsOf<F extends readonly FieldDef[]> = { [D in F[number] as D[0]]: FieldTs<D[1]> };
+
+export type MsrAccess = 'read' | 'write';
+
+/** The event of one kind, for example `EventOf<'l2.rdmsr'>` is `{ kind: 'l2.rdmsr', vcpu: number, msr: number }`. */
+export type EventOf<K extends EventKind> = { kind: K; expect?: Outcome } & FieldsOf<(typeof EVENT_SCHEMA)[K]['fields']>;
+export type TraceEvent = { [K in EventKind]: EventOf<K> }[EventKind];
+
+export function kindDef(kind: EventKind): KindDef {
+  return EVENT_SCHEMA[kind];
+}
+
+const byCode: (EventKind | undefined)[] = [];
+for (const k of EVENT_KINDS) byCode[EVENT_SCHEMA[k].code] = k;
+
+export function kindByCode(code: number): EventKind | undefined {
+  return byCode[code];
+}
+
+export function isEventKind(s: string): s is EventKind {
+  return Object.prototype.hasOwnProperty.call(EVENT_SCHEMA, s);
+}
+
+/** Which side issues the event: the prefix of its kind. */
+export function eventActor(kind: EventKind): 'l1' | 'l2' | 'host' {
+  return kind.slice(0, kind.indexOf('.')) as 'l1' | 'l2' | 'host';
+}
+
+/** The vCPU an event concerns, if any. */
+export function eventVcpu(e: TraceEvent): number | undefined {
+  return (e as { vcpu?: number }).vcpu;
+}
