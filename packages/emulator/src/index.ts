@@ -1,1 +1,13 @@
-export {};
+export * from './state';
+export * from './ctx';
+export * from './costs';
+export * from './memory';
+export * from './vmcs12';
+export * from './nested';
+export * from './l2';
+export * from './reducer';
+export * from './profile';
+export * from './hash';
+export * from './areas/types';
+export { mergeMsrBitmap, explainBits } from './areas/msr-bitmap/merge-common';
+export { EVMCS_COPY_IN, EVMCS_COPY_OUT } from './areas/evmcs/common';

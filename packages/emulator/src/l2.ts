@@ -1,0 +1,142 @@
+/**
+ * What L2's instructions do: run natively under vmcs02, or exit to L0, which
+ * either reflects a nested VM-exit to L1 (nested_vmx_reflect_vmexit,
+ * nested_vmx_l1_wants_exit) or handles the exit itself.
+ *
+ * The architectural meaning of an MSR access L1 lets through is defined once
+ * (l2MsrRead / l2MsrWrite): that is what L2 must see whoever executes it.
+ * A native access reaches the real hardware register, which holds L2's value
+ * only where neither L0 (vmcs01) nor APIC virtualization says otherwise:
+ * `nativeMsrRead` / `nativeMsrWrite` model that, so a vmcs02 bitmap that lets
+ * through more than vmcs01 or vmcs12 allow shows up as a different value.
+ */
+import { CPU_BASED, EXIT_REASON, MSR, SECONDARY_EXEC, VMCS } from '@nvx/arch';
+import type { Outcome } from '@nvx/trace';
+import { nestedCpuHasSecondary, nestedUsesMsrBitmaps, l1BitmapPage } from './areas/msr-bitmap/merge-common';
+import type { Ctx } from './ctx';
+import { readGuest, writeGuest } from './memory';
+import { OK, nestedVmxVmexit } from './nested';
+import { Vcpu, World, testBitmapBit } from './state';
+import { vmcs12Get, vmcs12Get32 } from './vmcs12';
+
+/** What a host-owned register holds: L0's value, never L2's. Deterministic so traces replay alike. */
+export function hostMsrValue(msr: number): bigint {
+  return 0x4c30000000000000n | BigInt(msr);
+}
+
+const isX2apic = (msr: number) => msr >= 0x800 && msr <= 0x8ff;
+
+/** vAPIC page offset of an x2APIC MSR: (msr & 0xff) << 4 */
+const x2apicOffset = (msr: number) => BigInt((msr & 0xff) << 4);
+
+/** Does vmcs12's APIC virtualization handle this x2APIC access in hardware (SDM 29.5)? */
+function x2apicVirtualized(v: Vcpu, msr: number, write: boolean): boolean {
+  if (!nestedCpuHasSecondary(v, SECONDARY_EXEC.VIRTUALIZE_X2APIC_MODE)) return false;
+  if (msr === MSR.MSR_X2APIC_TPR) return true;
+  if (!write) return nestedCpuHasSecondary(v, SECONDARY_EXEC.APIC_REGISTER_VIRT);
+  return (msr === MSR.MSR_X2APIC_EOI || msr === MSR.MSR_X2APIC_SELF_IPI) && nestedCpuHasSecondary(v, SECONDARY_EXEC.VIRTUAL_INTR_DELIVERY);
+}
+
+function vapicAddr(v: Vcpu): bigint {
+  return vmcs12Get(v.nested, VMCS.VIRTUAL_APIC_PAGE_ADDR);
+}
+
+function vapicRead(w: World, v: Vcpu, off: bigint): bigint {
+  return readGuest(w, vapicAddr(v) + off, 4) ?? 0xffffffffn;
+}
+
+function vapicWrite(ctx: Ctx, w: World, v: Vcpu, off: bigint, value: bigint): void {
+  writeGuest(ctx, w, vapicAddr(v) + off, 4, value & 0xffffffffn);
+}
+
+/** The value an RDMSR in L2 must return when L1 does not intercept it. */
+export function l2MsrRead(w: World, v: Vcpu, msr: number): bigint {
+  if (isX2apic(msr) && x2apicVirtualized(v, msr, false)) return vapicRead(w, v, x2apicOffset(msr));
+  return v.l2Msrs[msr] ?? 0n;
+}
+
+export function l2MsrWrite(ctx: Ctx, w: World, v: Vcpu, msr: number, value: bigint): void {
+  if (isX2apic(msr) && x2apicVirtualized(v, msr, true)) vapicWrite(ctx, w, v, x2apicOffset(msr), value);
+  else v.l2Msrs[msr] = value;
+}
+
+/** A RDMSR that vmcs02 lets L2 execute without an exit. */
+function nativeMsrRead(w: World, v: Vcpu, msr: number): bigint {
+  if (isX2apic(msr)) return x2apicVirtualized(v, msr, false) ? vapicRead(w, v, x2apicOffset(msr)) : hostMsrValue(msr);
+  if (testBitmapBit(v.vmcs01MsrBitmap, msr, false)) return hostMsrValue(msr);
+  return v.l2Msrs[msr] ?? 0n;
+}
+
+function nativeMsrWrite(ctx: Ctx, w: World, v: Vcpu, msr: number, value: bigint): void {
+  if (isX2apic(msr)) {
+    if (x2apicVirtualized(v, msr, true)) vapicWrite(ctx, w, v, x2apicOffset(msr), value);
+    // else: the write hit L0's own APIC; L2's architectural state does not change
+    return;
+  }
+  if (testBitmapBit(v.vmcs01MsrBitmap, msr, true)) return; // L0 owns the register: the value is lost for L2
+  v.l2Msrs[msr] = value;
+}
+
+/**
+ * nested_vmx_exit_handled_msr: does L1 want this MSR exit? Reads L1's
+ * bitmap from guest memory now, at vmcs12->msr_bitmap.
+ */
+export function nestedVmxExitHandledMsr(ctx: Ctx, w: World, v: Vcpu, msr: number, write: boolean): boolean {
+  if (!nestedUsesMsrBitmaps(v)) return true;
+  const page = l1BitmapPage(w, v);
+  ctx.cost.msrBitmapBytesRead++;
+  if (!page) return true;
+  return testBitmapBit(page, msr, write);
+}
+
+function vmcs02Intercepts(v: Vcpu, msr: number, write: boolean): boolean {
+  return !v.nested.vmcs02UseMsrBitmaps || testBitmapBit(v.nested.vmcs02MsrBitmap, msr, write);
+}
+
+export function l2Rdmsr(ctx: Ctx, w: World, v: Vcpu, msr: number): Outcome {
+  if (!vmcs02Intercepts(v, msr, false)) return { k: 'value', value: nativeMsrRead(w, v, msr) };
+  ctx.cost.l0Exits++;
+  if (nestedVmxExitHandledMsr(ctx, w, v, msr, false)) return nestedVmxVmexit(ctx, w, v, EXIT_REASON.MSR_READ, 0n);
+  return { k: 'value', value: l2MsrRead(w, v, msr) };
+}
+
+export function l2Wrmsr(ctx: Ctx, w: World, v: Vcpu, msr: number, value: bigint): Outcome {
+  if (!vmcs02Intercepts(v, msr, true)) {
+    nativeMsrWrite(ctx, w, v, msr, value);
+    return OK;
+  }
+  ctx.cost.l0Exits++;
+  if (nestedVmxExitHandledMsr(ctx, w, v, msr, true)) return nestedVmxVmexit(ctx, w, v, EXIT_REASON.MSR_WRITE, 0n);
+  l2MsrWrite(ctx, w, v, msr, value);
+  return OK;
+}
+
+/** Exits L1 always wants (CPUID, VMCALL, and VMREAD/VMWRITE while the model has no shadowing for L2). */
+export function l2AlwaysReflected(ctx: Ctx, w: World, v: Vcpu, reason: number, qual = 0n): Outcome {
+  ctx.cost.l0Exits++;
+  if (reason === EXIT_REASON.CPUID) ctx.cost.cpuidExits++;
+  return nestedVmxVmexit(ctx, w, v, reason, qual);
+}
+
+const APIC_TASKPRI = 0x80n;
+
+/**
+ * An L2 access to its APIC page. With APIC-access virtualization and a TPR
+ * shadow, TPR accesses (and reads, with APIC-register virtualization) go to
+ * the virtual-APIC page; everything else is an APIC-access exit to L1
+ * (qualification: offset, access type 1 for a write).
+ */
+export function l2ApicAccess(ctx: Ctx, w: World, v: Vcpu, offset: number, write: boolean, value: bigint): Outcome {
+  const n = v.nested;
+  const virt = nestedCpuHasSecondary(v, SECONDARY_EXEC.VIRTUALIZE_APIC_ACCESSES) && (vmcs12Get32(n, VMCS.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED.TPR_SHADOW) !== 0;
+  const off = BigInt(offset & 0xff0);
+  if (virt && (off === APIC_TASKPRI || (!write && nestedCpuHasSecondary(v, SECONDARY_EXEC.APIC_REGISTER_VIRT))) && (offset & 0xf) === 0) {
+    if (write) {
+      vapicWrite(ctx, w, v, off, value);
+      return OK;
+    }
+    return { k: 'value', value: vapicRead(w, v, off) };
+  }
+  ctx.cost.l0Exits++;
+  return nestedVmxVmexit(ctx, w, v, EXIT_REASON.APIC_ACCESS, BigInt(offset & 0xfff) | (write ? 0x1000n : 0n));
+}

@@ -1,0 +1,276 @@
+/**
+ * VMX instruction emulation and nested VM-entry/exit, after
+ * arch/x86/kvm/vmx/nested.c. Function names follow KVM's where the model does
+ * what that KVM function does. Everything an optimization changes is behind
+ * a path (ctx.profile.paths[area]); the rest is common to every profile.
+ */
+import {
+  CPU_BASED,
+  EVMCS,
+  EXIT_REASON,
+  HV_VMX_ENLIGHTENED_CLEAN_FIELD,
+  INVALID_GPA,
+  VMCS,
+  VMCS12_REVISION,
+  VMXERR,
+  VMX_AR_BYTES_MASK,
+  isArBytesField,
+  vmcsFieldByEncoding,
+} from '@nvx/arch';
+import type { Outcome } from '@nvx/trace';
+import { EVMPTRLD, copyEnlightenedToVmcs12, copyVmcs12ToEnlightened, evmcsReadField, evmcsReadU32, evmcsWriteU32, evmptrValid, handleEnlightenedVmptrld, releaseEvmcs } from './areas/evmcs/common';
+import { Ctx, writable } from './ctx';
+import { readGuestU32, writeGuest } from './memory';
+import { NestedVmx, Vcpu, World, setBitmapBit } from './state';
+import { vmcs12Get, vmcs12LoadFromGuest, vmcs12ReadField, vmcs12Set, vmcs12StoreToGuest, vmcs12WriteField } from './vmcs12';
+
+/** The guest's MAXPHYADDR as CPUID reports it to L1. */
+export const MAXPHYADDR = 46;
+const PHYS_LIMIT = 1n << BigInt(MAXPHYADDR);
+
+export const OK: Outcome = Object.freeze({ k: 'ok' });
+export const UD: Outcome = Object.freeze({ k: 'ud' });
+export const GP: Outcome = Object.freeze({ k: 'gp' });
+export const ENTERED: Outcome = Object.freeze({ k: 'entered' });
+export const VMFAIL_INVALID: Outcome = Object.freeze({ k: 'vmfail-invalid' });
+
+export function ignored(why: string): Outcome {
+  return { k: 'ignored', why };
+}
+
+/** page_address_valid: page aligned and below MAXPHYADDR */
+export function pageAddressValid(gpa: bigint): boolean {
+  return (gpa & 0xfffn) === 0n && gpa < PHYS_LIMIT;
+}
+
+/**
+ * nested_vmx_fail: VMfailValid with the error in vmcs12, or VMfailInvalid
+ * when there is no current VMCS.
+ */
+export function nestedVmxFail(ctx: Ctx, v: Vcpu, error: number): Outcome {
+  const n = v.nested;
+  if (n.currentVmptr === INVALID_GPA && !evmptrValid(n)) return VMFAIL_INVALID;
+  vmcs12Set(ctx, n, VMCS.VM_INSTRUCTION_ERROR, BigInt(error));
+  // VM_INSTRUCTION_ERROR is not shadowed, but an eVMCS mirrors every field.
+  if (evmptrValid(n)) n.needVmcs12ToShadowSync = true;
+  return { k: 'vmfail-valid', error };
+}
+
+/** nested_sync_vmcs12_to_shadow, done by vmx_prepare_switch_to_guest before L1 runs again. */
+export function syncVmcs12ToShadow(ctx: Ctx, w: World, v: Vcpu): void {
+  const n = v.nested;
+  if (!n.needVmcs12ToShadowSync) return;
+  if (evmptrValid(n)) copyVmcs12ToEnlightened(ctx, w, n);
+  n.needVmcs12ToShadowSync = false;
+}
+
+// ---- VMXON / VMXOFF ----
+
+export function handleVmxon(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome {
+  const n = v.nested;
+  if (n.vmxon) return nestedVmxFail(ctx, v, VMXERR.VMXON_IN_VMX_ROOT_OPERATION);
+  if (!pageAddressValid(gpa)) return VMFAIL_INVALID;
+  if (readGuestU32(w, gpa) !== VMCS12_REVISION) return VMFAIL_INVALID;
+  n.vmxon = true;
+  n.vmxonPtr = gpa;
+  n.currentVmptr = INVALID_GPA;
+  // enter_vmx_operation allocates vmcs02 and its MSR bitmap all-ones.
+  n.vmcs02MsrBitmap = new Uint8Array(n.vmcs02MsrBitmap.length).fill(0xff);
+  ctx.fresh?.add(n.vmcs02MsrBitmap);
+  n.vmcs02UseMsrBitmaps = false;
+  return OK;
+}
+
+/** free_nested: no write-back of vmcs12 */
+export function handleVmxoff(_ctx: Ctx, _w: World, v: Vcpu): Outcome {
+  const n = v.nested;
+  if (!n.vmxon) return UD;
+  n.vmxon = false;
+  n.vmxonPtr = INVALID_GPA;
+  n.currentVmptr = INVALID_GPA;
+  releaseEvmcs(n);
+  n.dirtyVmcs12 = false;
+  n.needVmcs12ToShadowSync = false;
+  return OK;
+}
+
+// ---- current VMCS ----
+
+/** nested_release_vmcs12: write the cached vmcs12 back to L1 memory. */
+function nestedReleaseVmcs12(ctx: Ctx, w: World, n: NestedVmx): void {
+  if (n.currentVmptr === INVALID_GPA) return;
+  vmcs12StoreToGuest(ctx, w, n, n.currentVmptr);
+  n.currentVmptr = INVALID_GPA;
+}
+
+export function handleVmptrld(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome {
+  const n = v.nested;
+  if (!n.vmxon) return UD;
+  if (!pageAddressValid(gpa)) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
+  if (gpa === n.vmxonPtr) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_VMXON_POINTER);
+  // KVM ignores a normal VMPTRLD while an enlightened VMCS is in use (and does not skip the instruction).
+  if (evmptrValid(n)) return ignored('VMPTRLD while an enlightened VMCS is in use');
+  if (n.currentVmptr === gpa) return OK;
+  const rev = readGuestU32(w, gpa);
+  if (rev === null) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
+  if ((rev & 0x7fffffff) !== VMCS12_REVISION || rev & 0x80000000) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INCORRECT_VMCS_REVISION_ID);
+  nestedReleaseVmcs12(ctx, w, n);
+  if (!vmcs12LoadFromGuest(ctx, w, n, gpa)) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
+  // set_current_vmptr
+  n.currentVmptr = gpa;
+  n.dirtyVmcs12 = true;
+  if (w.config.shadowVmcs) n.needVmcs12ToShadowSync = true;
+  n.forceMsrBitmapRecalc = true;
+  return OK;
+}
+
+export function handleVmclear(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome {
+  const n = v.nested;
+  if (!n.vmxon) return UD;
+  if (!pageAddressValid(gpa)) return nestedVmxFail(ctx, v, VMXERR.VMCLEAR_INVALID_ADDRESS);
+  if (gpa === n.vmxonPtr) return nestedVmxFail(ctx, v, VMXERR.VMCLEAR_VMXON_POINTER);
+  if (gpa === n.hvEvmcsVmptr) {
+    // An eVMCS has no launch state: releasing it is all VMCLEAR does.
+    releaseEvmcs(n);
+    return OK;
+  }
+  if (gpa === n.currentVmptr) nestedReleaseVmcs12(ctx, w, n);
+  // VMCLEAR clears the launch state in the region itself (a write to L1 memory).
+  writeLaunchState(ctx, w, gpa);
+  return OK;
+}
+
+function writeLaunchState(ctx: Ctx, w: World, gpa: bigint): void {
+  // Failure to write is ignored, as KVM does.
+  void writeGuestU32(ctx, w, gpa + 8n, 0);
+}
+
+export function handleVmptrst(_ctx: Ctx, _w: World, v: Vcpu): Outcome {
+  const n = v.nested;
+  if (!n.vmxon) return UD;
+  if (evmptrValid(n)) return ignored('VMPTRST while an enlightened VMCS is in use');
+  return { k: 'value', value: n.currentVmptr };
+}
+
+// ---- VMREAD / VMWRITE from L1 ----
+
+export function handleVmread(ctx: Ctx, w: World, v: Vcpu, field: number): Outcome {
+  const n = v.nested;
+  if (!n.vmxon) return UD;
+  ctx.cost.vmreadExits++;
+  if (evmptrValid(n)) {
+    // Allowed for some Windows builds although the TLFS forbids it: read the eVMCS itself.
+    const f = vmcsFieldByEncoding(field);
+    const val = f ? evmcsReadField(w, n.hvEvmcsVmptr, f) : null;
+    return val === null ? nestedVmxFail(ctx, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT) : { k: 'value', value: val };
+  }
+  if (n.currentVmptr === INVALID_GPA) return VMFAIL_INVALID;
+  const f = vmcsFieldByEncoding(field);
+  if (!f) return nestedVmxFail(ctx, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT);
+  return { k: 'value', value: vmcs12ReadField(n, f) };
+}
+
+export function handleVmwrite(ctx: Ctx, w: World, v: Vcpu, field: number, value: bigint): Outcome {
+  const n = v.nested;
+  if (!n.vmxon) return UD;
+  ctx.cost.vmwriteExits++;
+  if (n.currentVmptr === INVALID_GPA) return VMFAIL_INVALID;
+  const f = vmcsFieldByEncoding(field);
+  if (!f) return nestedVmxFail(ctx, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT);
+  if (f.readOnly && !w.config.vmwriteAnyField) return nestedVmxFail(ctx, v, VMXERR.VMWRITE_READ_ONLY_VMCS_COMPONENT);
+  // Some CPUs drop the reserved AR-byte bits on VMWRITE; KVM does so for everyone.
+  const val = isArBytesField(field) ? value & BigInt(VMX_AR_BYTES_MASK) : value;
+  vmcs12WriteField(ctx, n, f, val);
+  if (f.shadow !== 'rw' || !w.config.shadowVmcs) n.dirtyVmcs12 = true;
+  return OK;
+}
+
+// ---- nested VM-entry ----
+
+/** nested_vmx_check_msr_bitmap_controls (the part of nested_vmx_check_controls the model has). */
+function nestedVmxCheckControls(n: NestedVmx): boolean {
+  const cpu = Number(vmcs12Get(n, VMCS.CPU_BASED_VM_EXEC_CONTROL) & 0xffffffffn);
+  if (cpu & CPU_BASED.USE_MSR_BITMAPS && !pageAddressValid(vmcs12Get(n, VMCS.MSR_BITMAP))) return false;
+  return true;
+}
+
+/** nested_vmx_run: VMLAUNCH (launch) or VMRESUME from L1. */
+export function nestedVmxRun(ctx: Ctx, w: World, v: Vcpu, launch: boolean): Outcome {
+  const n = v.nested;
+  if (!n.vmxon) return UD;
+  const evmptrld = handleEnlightenedVmptrld(ctx, w, v, launch);
+  if (evmptrld === EVMPTRLD.ERROR) return UD;
+  if (evmptrld === EVMPTRLD.VMFAIL) return VMFAIL_INVALID;
+  if (!evmptrValid(n) && n.currentVmptr === INVALID_GPA) return VMFAIL_INVALID;
+
+  if (evmptrValid(n)) {
+    const clean = evmcsReadU32(w, n.hvEvmcsVmptr, EVMCS.HV_CLEAN_FIELDS_OFFSET) ?? 0;
+    copyEnlightenedToVmcs12(ctx, w, n, ctx.profile.paths.evmcs.groupsToCopy(clean));
+    // An eVMCS has no launch state.
+    n.launched = !launch;
+  }
+
+  if (launch && n.launched) return nestedVmxFail(ctx, v, VMXERR.VMLAUNCH_NONCLEAR_VMCS);
+  if (!launch && !n.launched) return nestedVmxFail(ctx, v, VMXERR.VMRESUME_NONLAUNCHED_VMCS);
+  if (!nestedVmxCheckControls(n)) return nestedVmxFail(ctx, v, VMXERR.ENTRY_INVALID_CONTROL_FIELD);
+
+  // nested_vmx_enter_non_root_mode -> nested_get_vmcs12_pages
+  n.vmcs02UseMsrBitmaps = ctx.profile.paths['msr-bitmap'].prepare(ctx, w, v);
+  // prepare_vmcs02: the rare fields are consumed; an eVMCS is then all clean
+  // (genuine Hyper-V only ever sets dirty bits).
+  n.dirtyVmcs12 = false;
+  if (evmptrValid(n)) {
+    const clean = evmcsReadU32(w, n.hvEvmcsVmptr, EVMCS.HV_CLEAN_FIELDS_OFFSET) ?? 0;
+    evmcsWriteU32(ctx, w, n.hvEvmcsVmptr, EVMCS.HV_CLEAN_FIELDS_OFFSET, clean | HV_VMX_ENLIGHTENED_CLEAN_FIELD.ALL);
+  }
+  n.guestMode = true;
+  n.launched = true;
+  ctx.cost.nestedEntries++;
+  return ENTERED;
+}
+
+// ---- nested VM-exit ----
+
+/** Instruction lengths KVM reports in VM_EXIT_INSTRUCTION_LEN for the exits the model delivers. */
+const INSTRUCTION_LEN: Record<number, bigint> = {
+  [EXIT_REASON.CPUID]: 2n,
+  [EXIT_REASON.MSR_READ]: 2n,
+  [EXIT_REASON.MSR_WRITE]: 2n,
+  [EXIT_REASON.VMCALL]: 3n,
+  [EXIT_REASON.VMREAD]: 3n,
+  [EXIT_REASON.VMWRITE]: 3n,
+};
+
+/** Apply one vmcs01 intercept change (vmx_{enable,disable}_intercept_for_msr + vmx_msr_bitmap_l01_changed). */
+export function changeVmcs01Intercept(ctx: Ctx, v: Vcpu, msr: number, write: boolean, intercept: boolean): void {
+  setBitmapBit(writable(ctx, v, 'vmcs01MsrBitmap'), msr, write, intercept);
+  // No check whether a bit really flipped: false positives are accepted.
+  v.nested.forceMsrBitmapRecalc = true;
+}
+
+/**
+ * nested_vmx_vmexit: leave L2, record the exit in vmcs12, back to vmcs01.
+ * The sync to the shadow VMCS or eVMCS happens before L1 runs
+ * (syncVmcs12ToShadow, called by the reducer after the event).
+ */
+export function nestedVmxVmexit(ctx: Ctx, w: World, v: Vcpu, reason: number, qual: bigint): Outcome {
+  const n = v.nested;
+  n.guestMode = false;
+  vmcs12Set(ctx, n, VMCS.VM_EXIT_REASON, BigInt(reason));
+  vmcs12Set(ctx, n, VMCS.EXIT_QUALIFICATION, qual);
+  vmcs12Set(ctx, n, VMCS.VM_EXIT_INTR_INFO, 0n);
+  vmcs12Set(ctx, n, VMCS.VM_EXIT_INSTRUCTION_LEN, INSTRUCTION_LEN[reason] ?? 0n);
+  // vmcs01 changes L0 made while L2 ran take effect now that vmcs01 is loaded again.
+  if (v.pendingL01.length) {
+    for (const p of v.pendingL01) changeVmcs01Intercept(ctx, v, p.msr, p.write, p.intercept);
+    v.pendingL01 = [];
+  }
+  if (w.config.shadowVmcs || evmptrValid(n)) n.needVmcs12ToShadowSync = true;
+  ctx.cost.nestedExits++;
+  return { k: 'exit', reason, qual };
+}
+
+function writeGuestU32(ctx: Ctx, w: World, gpa: bigint, v: number): boolean {
+  return writeGuest(ctx, w, gpa, 4, BigInt(v >>> 0));
+}
+

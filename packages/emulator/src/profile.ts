@@ -1,0 +1,96 @@
+/**
+ * Paths and profiles. Each area has a reference path and optimized ones; a
+ * profile picks one path per area. Built-in profiles are `reference` and
+ * `optimized`; on the command line a profile is a name or
+ * `area=path,area=path` (areas left out take their reference path). Users
+ * can register paths of their own (plugins) before resolving a profile.
+ */
+import { cleanFields } from './areas/evmcs/clean-fields';
+import { copyAll } from './areas/evmcs/copy-all';
+import { enlightened } from './areas/msr-bitmap/enlightened';
+import { merge } from './areas/msr-bitmap/merge';
+import { mergeTracked } from './areas/msr-bitmap/merge-tracked';
+import { noBitmap } from './areas/msr-bitmap/no-bitmap';
+import { AREA_IDS, AreaId, AreaPath, PathOf } from './areas/types';
+
+export interface AreaInfo {
+  id: AreaId;
+  summary: string;
+  reference: string;
+  optimized: string;
+  paths: Map<string, AreaPath>;
+}
+
+function area(id: AreaId, summary: string, reference: AreaPath, optimized: string, ...rest: AreaPath[]): AreaInfo {
+  const paths = new Map<string, AreaPath>();
+  for (const p of [reference, ...rest]) paths.set(p.name, p);
+  return { id, summary, reference: reference.name, optimized, paths };
+}
+
+export const AREAS: Record<AreaId, AreaInfo> = {
+  'msr-bitmap': area('msr-bitmap', 'MSR bitmaps for L2: merged vmcs01+vmcs12, tracked, enlightened (seeds 001, 000)', noBitmap, 'enlightened', merge, mergeTracked, enlightened),
+  evmcs: area('evmcs', 'enlightened VMCS: copy only dirty clean-field groups (seeds 000, 003)', copyAll, 'clean-fields', cleanFields),
+};
+
+export interface Profile {
+  /** the name it was given by, or its canonical spelling */
+  name: string;
+  paths: PathOf;
+}
+
+/** Register a user's path (a plugin); its name must be new within its area. */
+export function registerPath(p: AreaPath): void {
+  const a = AREAS[p.area];
+  if (!a) throw new Error(`unknown area '${String(p.area)}' (known: ${AREA_IDS.join(', ')})`);
+  if (a.paths.has(p.name) && a.paths.get(p.name) !== p) throw new Error(`area ${p.area} already has a path named '${p.name}'`);
+  a.paths.set(p.name, p);
+}
+
+export const BUILTIN_PROFILES: Record<string, string> = {
+  reference: '',
+  optimized: AREA_IDS.map((a) => `${a}=${AREAS[a].optimized}`).join(','),
+};
+
+const userProfiles = new Map<string, string>();
+
+/** Name a profile spec, e.g. defineProfile('tracked', 'msr-bitmap=merge-tracked'). */
+export function defineProfile(name: string, spec: string): void {
+  parseProfile(spec); // fail early
+  userProfiles.set(name, spec);
+}
+
+export class ProfileError extends Error {}
+
+/** Resolve a profile name or an `area=path,...` spec. Throws ProfileError naming what is wrong. */
+export function parseProfile(spec: string): Profile {
+  const named = BUILTIN_PROFILES[spec] ?? userProfiles.get(spec);
+  const body = named ?? spec;
+  const picks: Partial<Record<AreaId, string>> = {};
+  for (const part of body.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq < 0) {
+      const known = [...Object.keys(BUILTIN_PROFILES), ...userProfiles.keys()];
+      throw new ProfileError(`unknown profile '${part}' (profiles: ${known.join(', ')}; or area=path,...)`);
+    }
+    const a = part.slice(0, eq).trim() as AreaId;
+    const p = part.slice(eq + 1).trim();
+    const info = AREAS[a];
+    if (!info) throw new ProfileError(`unknown area '${a}' (areas: ${AREA_IDS.join(', ')})`);
+    if (!info.paths.has(p)) throw new ProfileError(`area ${a} has no path '${p}' (paths: ${[...info.paths.keys()].join(', ')})`);
+    if (picks[a] !== undefined && picks[a] !== p) throw new ProfileError(`area ${a} given twice`);
+    picks[a] = p;
+  }
+  const paths = {} as Record<AreaId, AreaPath>;
+  for (const a of AREA_IDS) paths[a] = AREAS[a].paths.get(picks[a] ?? AREAS[a].reference)!;
+  return { name: named !== undefined ? spec : canonicalName(paths as unknown as PathOf), paths: paths as unknown as PathOf };
+}
+
+/** `area=path,...` listing only the areas that differ from the reference. */
+export function canonicalName(paths: PathOf): string {
+  const parts = AREA_IDS.filter((a) => paths[a].name !== AREAS[a].reference).map((a) => `${a}=${paths[a].name}`);
+  return parts.length ? parts.join(',') : 'reference';
+}
+
+export function profileAreas(p: Profile): Record<string, unknown> {
+  return Object.fromEntries(AREA_IDS.map((a) => [a, p.paths[a].name]));
+}

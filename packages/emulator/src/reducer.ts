@@ -1,0 +1,327 @@
+/**
+ * The reducer: `(state, event) -> (state, outcome, costs)`.
+ *
+ * `applyEvent` is the recipe: it mutates the world it is given. `step` runs
+ * it inside immer's produce (immutable states with structural sharing, for
+ * history and tests); `Replayer` runs the very same recipe on a private
+ * mutable working copy for the hot loops (replay, diff, fuzz, minimize,
+ * bisect), taking a deep copy as a checkpoint when asked.
+ */
+import { EVMCS, EXIT_REASON, HV_X64_NESTED_MSR_BITMAP, HYPERV_CPUID_NESTED_FEATURES, KVM_NESTED_FEATURES_EVMCS_VERSIONS, MSR, VMX_MISC_VMWRITE_SHADOW_RO_FIELDS, vmcsFieldByEncoding } from '@nvx/arch';
+import type { EventOf, Outcome, TraceEvent, TraceHeader, WorldConfig } from '@nvx/trace';
+import { enableMapSet, produce, setAutoFreeze } from 'immer';
+import { AREA_IDS } from './areas/types';
+import { Costs, newCosts } from './costs';
+import type { Ctx } from './ctx';
+import { l2AlwaysReflected, l2ApicAccess, l2Rdmsr, l2Wrmsr } from './l2';
+import { gpaToGfn, memslotCreate, memslotDelete, memslotFlags, memslotMove, pageMigrate, pageZap, readGuest, writeGuest } from './memory';
+import {
+  OK,
+  changeVmcs01Intercept,
+  handleVmclear,
+  handleVmptrld,
+  handleVmptrst,
+  handleVmread,
+  handleVmwrite,
+  handleVmxoff,
+  handleVmxon,
+  ignored,
+  nestedVmxRun,
+  syncVmcs12ToShadow,
+} from './nested';
+import type { Profile } from './profile';
+import { Vcpu, World, cloneWorld, initialWorld, msrBitmapBit } from './state';
+
+enableMapSet();
+setAutoFreeze(true);
+
+/** The world before the first event of a trace, for a profile (each path's private state initialised). */
+export function initialState(config: WorldConfig | TraceHeader, profile: Profile): World {
+  const cfg = 'config' in config ? config.config : config;
+  const w = initialWorld(cfg, () => ({}));
+  for (const v of w.vcpus) for (const a of AREA_IDS) {
+    const init = profile.paths[a].init;
+    if (init) v.areas[a] = init(w, v.id);
+  }
+  return w;
+}
+
+// ---- CPUID as L0 reports it to L1 (L2's CPUID always exits to L1) ----
+
+/** A deterministic CPUID table: Hyper-V's nested-features leaf as KVM fills it; other leaves a fixed pattern. */
+export function cpuidResult(cfg: WorldConfig, leaf: number, subleaf: number): Outcome {
+  if (leaf === HYPERV_CPUID_NESTED_FEATURES) {
+    const eax = cfg.evmcs ? (KVM_NESTED_FEATURES_EVMCS_VERSIONS | HV_X64_NESTED_MSR_BITMAP) >>> 0 : 0;
+    return { k: 'cpuid', eax, ebx: 0, ecx: 0, edx: 0 };
+  }
+  const mix = (x: number) => Math.imul(x ^ (x >>> 15), 0x2c1b3c6d) >>> 0;
+  const s = mix(leaf ^ mix(subleaf + 0x9e3779b9));
+  return { k: 'cpuid', eax: s, ebx: mix(s + 1), ecx: mix(s + 2), edx: mix(s + 3) };
+}
+
+// ---- L1 events that are not VMX instructions ----
+
+/** KVM's default nested IA32_VMX_MISC: preemption-timer rate 5, SAVE_EFER_LMA, activity HLT and WAIT-SIPI; bit 29 per config. */
+const VMX_MISC_BASE = 0x165n;
+
+function l1Rdmsr(w: World, v: Vcpu, msr: number): Outcome {
+  if (msr === MSR.MSR_IA32_VMX_MISC) return { k: 'value', value: VMX_MISC_BASE | (w.config.vmwriteAnyField ? BigInt(VMX_MISC_VMWRITE_SHADOW_RO_FIELDS) : 0n) };
+  return { k: 'value', value: v.l1Msrs[msr] ?? 0n };
+}
+
+function l1Wrmsr(v: Vcpu, msr: number, value: bigint): Outcome {
+  v.l1Msrs[msr] = value;
+  return OK;
+}
+
+/** Tell the paths an L1 store touched these bytes (write tracking of L1 pages). */
+function notifyGuestWrite(ctx: Ctx, w: World, gpa: bigint, size: number): void {
+  const first = gpaToGfn(gpa);
+  const last = gpaToGfn(gpa + BigInt(size - 1));
+  for (const a of AREA_IDS) {
+    const hook = (ctx.profile.paths[a] as { onGuestWrite?: (c: Ctx, w: World, gfn: number) => void }).onGuestWrite;
+    if (hook) for (let g = first; g <= last; g++) hook(ctx, w, g);
+  }
+}
+
+function notifyHostMemory(ctx: Ctx, w: World): void {
+  for (const a of AREA_IDS) {
+    const hook = (ctx.profile.paths[a] as { onHostMemory?: (c: Ctx, w: World) => void }).onHostMemory;
+    if (hook) hook(ctx, w);
+  }
+}
+
+function l1Store(ctx: Ctx, w: World, gpa: bigint, size: number, value: bigint): Outcome {
+  if (!writeGuest(ctx, w, gpa, size, value)) return ignored(`gpa 0x${gpa.toString(16)} is not in a memslot`);
+  notifyGuestWrite(ctx, w, gpa, size);
+  return OK;
+}
+
+function l1MsrBitmap(ctx: Ctx, w: World, e: EventOf<'l1.msr-bitmap'>): Outcome {
+  const bit = msrBitmapBit(e.msr, e.access === 'write');
+  if (bit < 0) return ignored(`MSR 0x${e.msr.toString(16)} is outside both bitmap ranges`);
+  const gpa = e.gpa + BigInt(bit >> 3);
+  const old = readGuest(w, gpa, 1);
+  if (old === null) return ignored(`gpa 0x${gpa.toString(16)} is not in a memslot`);
+  const mask = 1n << BigInt(bit & 7);
+  return l1Store(ctx, w, gpa, 1, e.intercept ? old | mask : old & ~mask);
+}
+
+function l1EvmcsWrite(ctx: Ctx, w: World, e: EventOf<'l1.evmcs-write'>): Outcome {
+  const f = vmcsFieldByEncoding(e.field);
+  if (!f || f.evmcsOffset === null) return ignored(`field 0x${e.field.toString(16)} has no eVMCS member`);
+  return l1Store(ctx, w, e.gpa + BigInt(f.evmcsOffset), f.evmcsSize!, e.value);
+}
+
+// ---- dispatch ----
+
+function vcpuOf(w: World, i: number): Vcpu {
+  return w.vcpus[i];
+}
+
+const L2_NOT_RUNNING = (i: number) => ignored(`L2 is not running on vCPU ${i}`);
+const L1_NOT_RUNNING = (i: number) => ignored(`L1 is not running on vCPU ${i}: L2 is`);
+
+/** The recipe: apply one event to the world in place and return its outcome. */
+export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
+  const kind = e.kind;
+  if (kind.charCodeAt(1) === 0x31 /* l1. */) {
+    const v = vcpuOf(w, (e as { vcpu: number }).vcpu);
+    if (!v) return ignored('no such vCPU');
+    if (v.nested.guestMode) return L1_NOT_RUNNING(v.id);
+    const out = applyL1(ctx, w, v, e);
+    if (v.nested.needVmcs12ToShadowSync && !v.nested.guestMode) syncVmcs12ToShadow(ctx, w, v);
+    return out;
+  }
+  if (kind.charCodeAt(1) === 0x32 /* l2. */) {
+    const v = vcpuOf(w, (e as { vcpu: number }).vcpu);
+    if (!v) return ignored('no such vCPU');
+    if (!v.nested.guestMode) return L2_NOT_RUNNING(v.id);
+    const out = applyL2(ctx, w, v, e);
+    if (v.nested.needVmcs12ToShadowSync && !v.nested.guestMode) syncVmcs12ToShadow(ctx, w, v);
+    return out;
+  }
+  return applyHost(ctx, w, e);
+}
+
+function applyL1(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
+  switch (e.kind) {
+    case 'l1.vmxon':
+      return handleVmxon(ctx, w, v, e.gpa);
+    case 'l1.vmxoff':
+      return handleVmxoff(ctx, w, v);
+    case 'l1.vmptrld':
+      return handleVmptrld(ctx, w, v, e.gpa);
+    case 'l1.vmclear':
+      return handleVmclear(ctx, w, v, e.gpa);
+    case 'l1.vmptrst':
+      return handleVmptrst(ctx, w, v);
+    case 'l1.vmread':
+      return handleVmread(ctx, w, v, e.field);
+    case 'l1.vmwrite':
+      return handleVmwrite(ctx, w, v, e.field, e.value);
+    case 'l1.vmlaunch':
+      return nestedVmxRun(ctx, w, v, true);
+    case 'l1.vmresume':
+      return nestedVmxRun(ctx, w, v, false);
+    case 'l1.rdmsr':
+      return l1Rdmsr(w, v, e.msr);
+    case 'l1.wrmsr':
+      return l1Wrmsr(v, e.msr, e.value);
+    case 'l1.cpuid':
+      return cpuidResult(w.config, e.leaf, e.subleaf);
+    case 'l1.write':
+      return l1Store(ctx, w, e.gpa, e.size, e.value);
+    case 'l1.read': {
+      const val = readGuest(w, e.gpa, e.size);
+      return val === null ? ignored(`gpa 0x${e.gpa.toString(16)} is not in a memslot`) : { k: 'value', value: val };
+    }
+    case 'l1.msr-bitmap':
+      return l1MsrBitmap(ctx, w, e);
+    case 'l1.evmcs-ptr':
+      if (!w.config.evmcs) return ignored('eVMCS is not exposed to L1 (config.evmcs is off)');
+      v.nested.vpAssistEvmcs = e.gpa;
+      return OK;
+    case 'l1.evmcs-write':
+      return l1EvmcsWrite(ctx, w, e);
+    case 'l1.evmcs-clean':
+      return l1Store(ctx, w, e.gpa + BigInt(EVMCS.HV_CLEAN_FIELDS_OFFSET), 4, BigInt(e.value));
+    case 'l1.evmcs-control':
+      return l1Store(ctx, w, e.gpa + BigInt(EVMCS.HV_ENLIGHTENMENTS_CONTROL_OFFSET), 4, BigInt(e.value));
+    default:
+      return ignored(`unhandled L1 event ${e.kind}`);
+  }
+}
+
+function applyL2(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
+  switch (e.kind) {
+    case 'l2.rdmsr':
+      return l2Rdmsr(ctx, w, v, e.msr);
+    case 'l2.wrmsr':
+      return l2Wrmsr(ctx, w, v, e.msr, e.value);
+    case 'l2.cpuid':
+      return l2AlwaysReflected(ctx, w, v, EXIT_REASON.CPUID);
+    case 'l2.vmcall':
+      return l2AlwaysReflected(ctx, w, v, EXIT_REASON.VMCALL);
+    case 'l2.vmread':
+      return l2AlwaysReflected(ctx, w, v, EXIT_REASON.VMREAD);
+    case 'l2.vmwrite':
+      return l2AlwaysReflected(ctx, w, v, EXIT_REASON.VMWRITE);
+    case 'l2.apic-read':
+      return l2ApicAccess(ctx, w, v, e.offset, false, 0n);
+    case 'l2.apic-write':
+      return l2ApicAccess(ctx, w, v, e.offset, true, BigInt(e.value));
+    default:
+      return ignored(`unhandled L2 event ${e.kind}`);
+  }
+}
+
+function hostResult(ctx: Ctx, w: World, err: string | null | number): Outcome {
+  if (typeof err === 'string') return ignored(err);
+  notifyHostMemory(ctx, w);
+  return OK;
+}
+
+function applyHost(ctx: Ctx, w: World, e: TraceEvent): Outcome {
+  switch (e.kind) {
+    case 'host.memslot-create':
+      return hostResult(ctx, w, memslotCreate(w.mem, e.slot, Number(e.gfn), e.npages, e.flags));
+    case 'host.memslot-move':
+      return hostResult(ctx, w, memslotMove(w.mem, e.slot, Number(e.gfn)));
+    case 'host.memslot-delete':
+      return hostResult(ctx, w, memslotDelete(w.mem, e.slot));
+    case 'host.memslot-flags':
+      return hostResult(ctx, w, memslotFlags(w.mem, e.slot, e.flags));
+    case 'host.page-migrate':
+      return hostResult(ctx, w, pageMigrate(ctx, w.mem, Number(e.gfn)));
+    case 'host.page-zap':
+      return hostResult(ctx, w, pageZap(w.mem, Number(e.gfn)));
+    case 'host.vcpu-load': {
+      const v = vcpuOf(w, e.vcpu);
+      v.cpu = e.cpu;
+      return OK;
+    }
+    case 'host.vcpu-put': {
+      const v = vcpuOf(w, e.vcpu);
+      v.cpu = -1;
+      return OK;
+    }
+    case 'host.msr-intercept': {
+      const v = vcpuOf(w, e.vcpu);
+      const write = e.access === 'write';
+      // While L2 runs, vmcs02 is loaded: the vmcs01 change waits for the next nested VM-exit.
+      if (v.nested.guestMode) v.pendingL01.push({ msr: e.msr, write, intercept: e.intercept });
+      else changeVmcs01Intercept(ctx, v, e.msr, write, e.intercept);
+      return OK;
+    }
+    case 'host.task-cpuid-fault':
+    case 'host.task-cpuid':
+      return ignored('host tasks are not modelled yet');
+    default:
+      return ignored(`unhandled host event ${e.kind}`);
+  }
+}
+
+// ---- the two speeds ----
+
+export interface StepResult {
+  state: World;
+  outcome: Outcome;
+  cost: Costs;
+}
+
+/** Immutable step: a new state (structurally shared with the old one), the outcome and this event's costs. */
+export function step(state: World, e: TraceEvent, profile: Profile): StepResult {
+  const cost = newCosts();
+  let outcome: Outcome = OK;
+  const ctx: Ctx = { inPlace: false, fresh: new WeakSet(), profile, cost };
+  const next = produce(state, (draft) => {
+    outcome = applyEvent(ctx, draft as World, e);
+  });
+  return { state: next, outcome, cost };
+}
+
+/**
+ * The fast path: a private mutable working copy. `apply` runs the recipe in
+ * place; `snapshot` returns an independent deep copy (a checkpoint), and
+ * `restore` continues from one.
+ */
+export class Replayer {
+  private w: World;
+  private readonly ctx: Ctx;
+  /** number of events applied so far */
+  index = 0;
+
+  constructor(
+    start: World,
+    readonly profile: Profile,
+    readonly cost: Costs = newCosts(),
+  ) {
+    this.w = cloneWorld(start);
+    this.ctx = { inPlace: true, fresh: null, profile, cost };
+  }
+
+  static fromHeader(h: TraceHeader, profile: Profile): Replayer {
+    return new Replayer(initialState(h, profile), profile);
+  }
+
+  apply(e: TraceEvent): Outcome {
+    this.index++;
+    return applyEvent(this.ctx, this.w, e);
+  }
+
+  snapshot(): World {
+    return cloneWorld(this.w);
+  }
+
+  restore(w: World, index: number): void {
+    this.w = cloneWorld(w);
+    this.index = index;
+  }
+
+  /** A read-only look at the working state (do not keep it: it changes with the next event). */
+  peek(): World {
+    return this.w;
+  }
+}
+

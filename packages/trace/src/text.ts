@@ -1,0 +1,873 @@
+/**
+ * The text form of a trace (`.nvx`): what a person writes by hand and reads
+ * in a review. It converts losslessly to and from the binary form.
+ *
+ * ```
+ * nvx-trace 1                       # magic and format version
+ * config evmcs=true vcpus=2         # world configuration (WorldConfig keys)
+ * memslot 0 gfn=0x0 npages=0x400 flags=0
+ * meta generator "hand"             # provenance: key, then a JSON string or a bare token
+ * events                            # ends the header
+ * l1.vmxon 0x1000
+ * l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x10000000   expect ok
+ * @1 l2.rdmsr MSR_FS_BASE                            expect exit MSR_READ qual=0x0
+ * ```
+ *
+ * Event line: an optional `@N` (the vCPU, for kinds that have one; default
+ * 0), the kind, then the kind's other fields in schema order, positionally or
+ * as `name=value` (after a named value only named ones), then optionally
+ * `expect <outcome>`. `#` starts a comment anywhere outside a quoted string.
+ *
+ * The printer is canonical, so print(parse(print(x))) === print(x).
+ */
+import * as fs from 'fs';
+import * as nodePath from 'path';
+import { randomBytes } from 'crypto';
+import { StringDecoder } from 'string_decoder';
+import type { Readable } from 'stream';
+import { MSRS, VMCS_FIELDS, VMCS_NOT_IN_VMCS12, msrByName, msrName, vmcsFieldByName, vmcsFieldName } from '@nvx/arch';
+import { TraceError, TraceErrorWhere } from './errors';
+import { EVENT_KINDS, EVENT_SCHEMA, EventKind, FieldDef, FieldType, TraceEvent, isEventKind } from './events';
+import { FORMAT_VERSION, TraceHeader, WorldConfig, defaultConfig, validateHeader } from './header';
+import { Expect, formatOutcome, parseOutcome } from './outcome';
+import { validateEvent } from './validate';
+import type { TraceWarning } from './binary';
+
+/** The first word of a text trace. */
+export const TEXT_MAGIC = 'nvx-trace';
+/** Lines longer than this (in characters) are an error, so a file without newlines cannot exhaust memory. */
+export const MAX_LINE_LENGTH = 64 * 1024;
+/** The column where the printer starts `expect` clauses. */
+export const EXPECT_COLUMN = 48;
+
+const U64_MAX = 0xffffffffffffffffn;
+
+// ---------------------------------------------------------------- tokens
+
+interface Tok {
+  text: string;
+  start: number;
+  end: number;
+  /** the token is (or starts with) a JSON string */
+  quoted: boolean;
+}
+
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0b || c === 0x0c;
+}
+
+/** Split a line into tokens; `#` outside a string ends the line; `"..."` is a JSON string and may contain spaces. */
+function tokenize(line: string, where: TraceErrorWhere): Tok[] {
+  const toks: Tok[] = [];
+  const n = line.length;
+  let i = 0;
+  while (i < n) {
+    const c = line.charCodeAt(i);
+    if (isSpace(c)) {
+      i++;
+      continue;
+    }
+    if (c === 0x23 /* # */) break;
+    const start = i;
+    let quoted = false;
+    while (i < n) {
+      const d = line.charCodeAt(i);
+      if (isSpace(d) || d === 0x23) break;
+      if (d === 0x22 /* " */) {
+        if (i === start) quoted = true;
+        i++;
+        while (i < n && line.charCodeAt(i) !== 0x22) i += line.charCodeAt(i) === 0x5c /* \ */ ? 2 : 1;
+        if (i >= n) throw new TraceError('unterminated string (a quote is missing)', where);
+      }
+      i++;
+    }
+    toks.push({ text: line.slice(start, i), start, end: i, quoted });
+  }
+  return toks;
+}
+
+function parseJsonString(tok: Tok, where: TraceErrorWhere): string {
+  try {
+    const v: unknown = JSON.parse(tok.text);
+    if (typeof v === 'string') return v;
+  } catch {
+    /* fall through */
+  }
+  throw new TraceError(`malformed string ${clip(tok.text)} (a JSON string is expected)`, where);
+}
+
+function clip(s: string): string {
+  return s.length > 40 ? `'${s.slice(0, 40)}...'` : `'${s}'`;
+}
+
+// ---------------------------------------------------------------- suggestions
+
+function editDistance(a: string, b: string, limit: number): number {
+  if (Math.abs(a.length - b.length) > limit) return limit + 1;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    let best = i;
+    for (let j = 1; j <= b.length; j++) {
+      const v = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      cur.push(v);
+      if (v < best) best = v;
+    }
+    if (best > limit) return limit + 1;
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/** Up to `max` known names close to `name` (edit distance, then substring), for "did you mean" hints. */
+export function closestNames(name: string, known: Iterable<string>, max = 3): string[] {
+  const u = name.toUpperCase();
+  const limit = Math.max(2, Math.floor(u.length / 3));
+  const scored: [number, string][] = [];
+  for (const k of known) {
+    const ku = k.toUpperCase();
+    let d = editDistance(u, ku, limit);
+    if (d > limit && u.length >= 3 && (ku.includes(u) || u.includes(ku))) d = limit;
+    if (d <= limit) scored.push([d, k]);
+  }
+  scored.sort((x, y) => x[0] - y[0] || (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0));
+  return scored.slice(0, max).map((s) => s[1]);
+}
+
+function didYouMean(name: string, known: Iterable<string>): string {
+  const c = closestNames(name, known);
+  return c.length ? ` (did you mean ${c.join(', ')}?)` : '';
+}
+
+// ---------------------------------------------------------------- symbolic names
+
+let vmcsNames: string[] | undefined;
+function knownVmcsNames(): string[] {
+  return (vmcsNames ??= [...VMCS_FIELDS.map((f) => f.name), ...Object.keys(VMCS_NOT_IN_VMCS12)]);
+}
+
+let msrNames: string[] | undefined;
+function knownMsrNames(): string[] {
+  return (msrNames ??= MSRS.map((m) => m.name));
+}
+
+function vmcsEncodingByName(name: string): number | undefined {
+  const f = vmcsFieldByName(name);
+  if (f) return f.encoding;
+  return Object.prototype.hasOwnProperty.call(VMCS_NOT_IN_VMCS12, name) ? VMCS_NOT_IN_VMCS12[name] : undefined;
+}
+
+function msrIndexByName(name: string): number | undefined {
+  return msrByName(name);
+}
+
+function hex(v: number | bigint): string {
+  return '0x' + v.toString(16);
+}
+
+/** A VMCS field for the text form: KVM's name when it reads back to the same encoding, else 0x-hex. */
+export function formatVmcsField(enc: number): string {
+  const name = vmcsFieldName(enc);
+  if (!name.startsWith('0x') && vmcsEncodingByName(name) === enc) return name;
+  return '0x' + enc.toString(16).padStart(4, '0');
+}
+
+/** An MSR for the text form: its name when it reads back to the same index, else 0x-hex. */
+export function formatMsr(index: number): string {
+  const name = msrName(index);
+  if (!name.startsWith('0x') && msrIndexByName(name) === index) return name;
+  return hex(index);
+}
+
+// ---------------------------------------------------------------- values
+
+const NUM_RE = /^(?:0[xX][0-9a-fA-F]+|[0-9]+)$/;
+
+const MAX_OF: Partial<Record<FieldType, bigint>> = {
+  vcpu: 255n,
+  cpu: 255n,
+  u8: 0xffn,
+  u16: 0xffffn,
+  u32: 0xffffffffn,
+  cpl: 3n,
+  size: 8n,
+  field: 0xffffffffn,
+  msr: 0xffffffffn,
+  u64: U64_MAX,
+};
+
+function parseInteger(tok: string, type: FieldType, where: TraceErrorWhere): bigint {
+  if (!NUM_RE.test(tok)) throw new TraceError(`'${clipRaw(tok)}' is not a number (decimal or 0x-hex)`, where);
+  const v = BigInt(tok);
+  const max = MAX_OF[type] ?? U64_MAX;
+  if (v > max) throw new TraceError(`${clipRaw(tok)} is out of range for ${type} (0..${max <= 0xffffn ? max.toString() : hex(max)})`, where);
+  return v;
+}
+
+function clipRaw(s: string): string {
+  return s.length > 40 ? s.slice(0, 40) + '...' : s;
+}
+
+/** Parse one field value of the given type; `where` names the field. */
+function parseValue(type: FieldType, tok: string, where: TraceErrorWhere): unknown {
+  switch (type) {
+    case 'u64':
+      return parseInteger(tok, type, where);
+    case 'bool':
+      if (tok === 'true') return true;
+      if (tok === 'false') return false;
+      throw new TraceError(`must be true or false, got '${clipRaw(tok)}'`, where);
+    case 'access':
+      if (tok === 'read' || tok === 'write') return tok;
+      throw new TraceError(`must be read or write, got '${clipRaw(tok)}'`, where);
+    case 'field': {
+      if (NUM_RE.test(tok)) return Number(parseInteger(tok, type, where));
+      const enc = vmcsEncodingByName(tok) ?? vmcsEncodingByName(tok.toUpperCase());
+      if (enc === undefined) throw new TraceError(`unknown VMCS field '${clipRaw(tok)}'${didYouMean(tok, knownVmcsNames())}`, where);
+      return enc;
+    }
+    case 'msr': {
+      if (NUM_RE.test(tok)) return Number(parseInteger(tok, type, where));
+      const idx = msrIndexByName(tok) ?? msrIndexByName(tok.toUpperCase());
+      if (idx === undefined) throw new TraceError(`unknown MSR '${clipRaw(tok)}'${didYouMean(tok, knownMsrNames())}`, where);
+      return idx;
+    }
+    default:
+      return Number(parseInteger(tok, type, where));
+  }
+}
+
+/** Print one field value canonically. */
+function formatValue(type: FieldType, name: string, v: unknown): string {
+  switch (type) {
+    case 'u64':
+    case 'u32':
+      return hex(v as bigint | number);
+    case 'u16':
+      return name === 'offset' ? hex(v as number) : String(v);
+    case 'field':
+      return formatVmcsField(v as number);
+    case 'msr':
+      return formatMsr(v as number);
+    default:
+      return String(v);
+  }
+}
+
+// ---------------------------------------------------------------- field lists (events and memslot lines)
+
+const NAMED_RE = /^([A-Za-z_][A-Za-z0-9_-]*)=(.*)$/s;
+
+/**
+ * Assign value tokens to fields: positionally, then `name=value`.
+ * `optional` fields may be left out (they get no entry).
+ */
+function assignFields(
+  toks: Tok[],
+  fields: readonly FieldDef[],
+  what: string,
+  where: TraceErrorWhere,
+  optional: ReadonlySet<string> = new Set(),
+  extraNamed?: (name: string) => TraceError | undefined,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const given = new Set<string>();
+  let named = false;
+  let pos = 0;
+  const names = fields.map((f) => f[0]);
+  for (const t of toks) {
+    const m = t.quoted ? null : NAMED_RE.exec(t.text);
+    if (t.quoted) throw new TraceError(`unexpected string ${clip(t.text)} (${what} takes ${describeFields(fields)})`, where);
+    if (m) {
+      named = true;
+      const [, name, value] = m;
+      const def = fields.find((f) => f[0] === name);
+      if (!def) {
+        const special = extraNamed?.(name);
+        if (special) throw special;
+        throw new TraceError(`unknown field for ${what} (fields: ${names.join(', ') || 'none'})${didYouMean(name, names)}`, { ...where, field: name });
+      }
+      if (given.has(name)) throw new TraceError(`given twice`, { ...where, field: name });
+      if (value === '') throw new TraceError('missing value after =', { ...where, field: name });
+      given.add(name);
+      out[name] = parseValue(def[1], value, { ...where, field: name });
+    } else {
+      if (named) throw new TraceError(`positional value '${clipRaw(t.text)}' after a named one (write it as name=value)`, where);
+      if (pos >= fields.length) {
+        throw new TraceError(`extra value '${clipRaw(t.text)}': ${what} takes ${describeFields(fields)}`, where);
+      }
+      const [name, type] = fields[pos++];
+      given.add(name);
+      out[name] = parseValue(type, t.text, { ...where, field: name });
+    }
+  }
+  for (const [name] of fields) {
+    if (!given.has(name) && !optional.has(name)) throw new TraceError(`missing value for ${what} (it takes ${describeFields(fields)})`, { ...where, field: name });
+  }
+  return out;
+}
+
+function describeFields(fields: readonly FieldDef[]): string {
+  return fields.length ? fields.map((f) => `<${f[0]}>`).join(' ') : 'no values';
+}
+
+// ---------------------------------------------------------------- events
+
+function eventFields(kind: EventKind): readonly FieldDef[] {
+  return EVENT_SCHEMA[kind].fields.filter((f) => f[0] !== 'vcpu');
+}
+
+function hasVcpu(kind: EventKind): boolean {
+  return EVENT_SCHEMA[kind].fields.some((f) => f[0] === 'vcpu');
+}
+
+function parseExpect(toks: Tok[], where: TraceErrorWhere): Expect {
+  const w = { ...where, field: 'expect' };
+  if (toks.length === 0) throw new TraceError('expect needs an outcome (ok, value <v>, exit <reason> ...)', w);
+  if (toks[0].text === 'ignored') {
+    if (toks.length > 2) throw new TraceError('expect ignored takes one reason (a JSON string)', w);
+    if (toks.length === 1) return { k: 'ignored', why: undefined as unknown as string };
+    return { k: 'ignored', why: toks[1].quoted ? parseJsonString(toks[1], w) : toks[1].text };
+  }
+  const q = toks.find((t) => t.quoted);
+  if (q) throw new TraceError(`unexpected string ${clip(q.text)} in expect ${toks[0].text}`, w);
+  try {
+    return parseOutcome(toks.map((t) => t.text).join(' '));
+  } catch (e) {
+    if (e instanceof TraceError) throw new TraceError(e.problem, w);
+    throw new TraceError(`malformed expect: ${(e as Error).message}`, w);
+  }
+}
+
+function eventFromTokens(toks: Tok[], cfg: WorldConfig | undefined, where: TraceErrorWhere): TraceEvent {
+  let i = 0;
+  let vcpu: number | undefined;
+  if (toks[0].text.startsWith('@')) {
+    vcpu = Number(parseInteger(toks[0].text.slice(1), 'vcpu', { ...where, field: 'vcpu' }));
+    i++;
+  }
+  const kt = toks[i++];
+  if (!kt) throw new TraceError('missing event kind after the vCPU', where);
+  if (kt.quoted || !isEventKind(kt.text)) {
+    throw new TraceError(`unknown event kind '${clipRaw(kt.text)}'${didYouMean(kt.text, EVENT_KINDS)}`, { ...where, field: 'kind' });
+  }
+  const kind = kt.text;
+  if (vcpu !== undefined && !hasVcpu(kind)) throw new TraceError(`${kind} has no vCPU: remove @${vcpu}`, { ...where, field: 'vcpu' });
+  let j = i;
+  while (j < toks.length && !(toks[j].text === 'expect' && !toks[j].quoted)) j++;
+  const fields = eventFields(kind);
+  const values = assignFields(toks.slice(i, j), fields, kind, where, undefined, (name) =>
+    name === 'vcpu' && hasVcpu(kind) ? new TraceError('write the vCPU as @N before the kind', { ...where, field: 'vcpu' }) : undefined,
+  );
+  const raw: Record<string, unknown> = { kind };
+  for (const [name] of EVENT_SCHEMA[kind].fields) raw[name] = name === 'vcpu' ? (vcpu ?? 0) : values[name];
+  if (j < toks.length) raw.expect = parseExpect(toks.slice(j + 1), where);
+  try {
+    return validateEvent(raw, undefined, cfg);
+  } catch (e) {
+    if (e instanceof TraceError) throw new TraceError(e.problem, { ...where, field: e.where.field });
+    throw e;
+  }
+}
+
+/**
+ * Parse one event line (comments allowed). `cfg` bounds vCPU and CPU
+ * numbers; `where` (file, line) goes into errors.
+ */
+export function parseEventLine(line: string, cfg?: WorldConfig, where: TraceErrorWhere = {}): TraceEvent {
+  const toks = tokenize(line, where);
+  if (toks.length === 0) throw new TraceError('no event on this line', where);
+  return eventFromTokens(toks, cfg, where);
+}
+
+/** The canonical text of one event (no newline). */
+export function formatEvent(e: TraceEvent): string {
+  const r = e as unknown as Record<string, unknown>;
+  const parts: string[] = [];
+  const vcpu = r.vcpu as number | undefined;
+  if (vcpu !== undefined && vcpu !== 0 && hasVcpu(e.kind)) parts.push(`@${vcpu}`);
+  parts.push(e.kind);
+  for (const [name, type] of EVENT_SCHEMA[e.kind].fields) {
+    if (name === 'vcpu') continue;
+    parts.push(formatValue(type, name, r[name]));
+  }
+  const head = parts.join(' ');
+  if (!e.expect) return head;
+  return head + ' '.repeat(Math.max(EXPECT_COLUMN - head.length, 2)) + 'expect ' + formatOutcome(e.expect);
+}
+
+// ---------------------------------------------------------------- header
+
+const MEMSLOT_FIELDS: readonly FieldDef[] = [
+  ['slot', 'u16'],
+  ['gfn', 'u64'],
+  ['npages', 'u32'],
+  ['flags', 'u8'],
+];
+const BARE_KEY_RE = /^[A-Za-z0-9_][A-Za-z0-9_.:/@+-]*$/;
+
+function configKeys(): string[] {
+  return Object.keys(defaultConfig()).filter((k) => k !== 'memslots');
+}
+
+/** The canonical header lines, ending with `events`. */
+export function formatTextHeader(h: TraceHeader): string {
+  const lines = [`${TEXT_MAGIC} ${h.version}`];
+  const c = h.config as unknown as Record<string, unknown>;
+  const keys = Object.keys(c).filter((k) => k !== 'memslots');
+  const nums = keys.filter((k) => typeof c[k] !== 'boolean');
+  const flags = keys.filter((k) => typeof c[k] === 'boolean');
+  if (nums.length) lines.push('config ' + nums.map((k) => `${k}=${String(c[k])}`).join(' '));
+  for (let i = 0; i < flags.length; i += 5) lines.push('config ' + flags.slice(i, i + 5).map((k) => `${k}=${String(c[k])}`).join(' '));
+  for (const m of h.config.memslots) lines.push(`memslot ${m.slot} gfn=${hex(m.gfn)} npages=${hex(m.npages)} flags=${m.flags}`);
+  for (const [k, v] of Object.entries(h.provenance)) lines.push(`meta ${BARE_KEY_RE.test(k) ? k : JSON.stringify(k)} ${JSON.stringify(v)}`);
+  lines.push('events');
+  return lines.join('\n') + '\n';
+}
+
+/** The whole trace as canonical text. */
+export function formatTextTrace(header: TraceHeader, events: Iterable<TraceEvent>): string {
+  const out = [formatTextHeader(header)];
+  for (const e of events) out.push(formatEvent(e), '\n');
+  return out.join('');
+}
+
+/**
+ * The line-by-line parser behind parseTextTrace and TextTraceReader: feed it
+ * lines in order; it returns each event, and `header` once the `events` line
+ * has been read.
+ */
+export class TextTraceParser {
+  header: TraceHeader | undefined;
+  private phase: 'magic' | 'header' | 'events' = 'magic';
+  private version = 0;
+  private config: Record<string, unknown> = {};
+  private memslots: Record<string, unknown>[] = [];
+  private provenance: Record<string, string> = Object.create(null) as Record<string, string>;
+  /** header field (as validateHeader names it) -> line */
+  private lineOf = new Map<string, number>();
+  private lastLine = 0;
+  count = 0;
+
+  constructor(readonly file?: string) {}
+
+  private where(line: number, field?: string): TraceErrorWhere {
+    const w: TraceErrorWhere = {};
+    if (this.file !== undefined) w.file = this.file;
+    w.line = line;
+    if (field !== undefined) w.field = field;
+    return w;
+  }
+
+  /** Feed line number `lineNo` (1-based); returns the event on it, if any. */
+  line(text: string, lineNo: number): TraceEvent | undefined {
+    this.lastLine = lineNo;
+    const where = this.where(lineNo);
+    if (text.length > MAX_LINE_LENGTH) throw new TraceError(`line longer than ${MAX_LINE_LENGTH} characters`, where);
+    if (lineNo === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    const toks = tokenize(text, where);
+    if (toks.length === 0) return undefined;
+    if (this.phase === 'events') {
+      const e = eventFromTokens(toks, this.header!.config, where);
+      this.count++;
+      return e;
+    }
+    const word = toks[0].text;
+    if (this.phase === 'magic') {
+      if (word !== TEXT_MAGIC) {
+        throw new TraceError(`not an nvx text trace: the first line must be '${TEXT_MAGIC} ${FORMAT_VERSION}', got ${clip(text.trim())}`, where);
+      }
+      if (toks.length !== 2) throw new TraceError(`expected '${TEXT_MAGIC} <version>'`, this.where(lineNo, 'version'));
+      const v = toks[1].text;
+      if (!/^[0-9]{1,6}$/.test(v) || Number(v) < 1) throw new TraceError(`bad format version '${clipRaw(v)}'`, this.where(lineNo, 'version'));
+      this.version = Number(v);
+      this.lineOf.set('version', lineNo);
+      if (this.version > FORMAT_VERSION) {
+        throw new TraceError(`trace format version ${this.version} is newer than this nvx understands (${FORMAT_VERSION})`, this.where(lineNo, 'version'));
+      }
+      this.phase = 'header';
+      return undefined;
+    }
+    switch (word) {
+      case 'config':
+        this.configLine(toks.slice(1), lineNo);
+        return undefined;
+      case 'memslot':
+        this.memslotLine(toks.slice(1), lineNo);
+        return undefined;
+      case 'meta':
+        this.metaLine(toks.slice(1), lineNo);
+        return undefined;
+      case 'events':
+        if (toks.length > 1) throw new TraceError(`unexpected '${clipRaw(toks[1].text)}' after 'events'`, where);
+        this.endHeader();
+        return undefined;
+      default:
+        if (isEventKind(word) || word.startsWith('@')) throw new TraceError(`event before the 'events' line that ends the header`, where);
+        throw new TraceError(`unknown header line '${clipRaw(word)}' (config, memslot, meta or events)${didYouMean(word, ['config', 'memslot', 'meta', 'events'])}`, where);
+    }
+  }
+
+  private configLine(toks: Tok[], lineNo: number): void {
+    if (toks.length === 0) throw new TraceError('config needs key=value pairs', this.where(lineNo));
+    const keys = configKeys();
+    for (const t of toks) {
+      const m = t.quoted ? null : NAMED_RE.exec(t.text);
+      if (!m) throw new TraceError(`expected key=value, got ${clip(t.text)}`, this.where(lineNo));
+      const [, key, value] = m;
+      const field = `config.${key}`;
+      if (!keys.includes(key)) {
+        const hint = key === 'memslots' ? ' (use memslot lines)' : didYouMean(key, keys);
+        throw new TraceError(`unknown configuration key${hint}`, this.where(lineNo, field));
+      }
+      const prev = this.lineOf.get(field);
+      if (prev !== undefined) throw new TraceError(`set twice (first on line ${prev})`, this.where(lineNo, field));
+      this.lineOf.set(field, lineNo);
+      if (value === 'true' || value === 'false') this.config[key] = value === 'true';
+      else if (NUM_RE.test(value)) {
+        const v = BigInt(value);
+        if (v > 0xffffffffn) throw new TraceError(`${clipRaw(value)} is out of range`, this.where(lineNo, field));
+        this.config[key] = Number(v);
+      } else throw new TraceError(`must be true, false or an integer, got '${clipRaw(value)}'`, this.where(lineNo, field));
+    }
+  }
+
+  private memslotLine(toks: Tok[], lineNo: number): void {
+    const i = this.memslots.length;
+    const where = this.where(lineNo);
+    const m = assignFields(toks, MEMSLOT_FIELDS, 'memslot', where, new Set(['flags']));
+    if (m.flags === undefined) m.flags = 0;
+    this.memslots.push(m);
+    this.lineOf.set(`config.memslots[${i}]`, lineNo);
+    this.lineOf.set('config.memslots', lineNo);
+  }
+
+  private metaLine(toks: Tok[], lineNo: number): void {
+    if (toks.length !== 2) throw new TraceError('expected: meta <key> <value> (the value a JSON string or a bare token)', this.where(lineNo, 'provenance'));
+    const key = toks[0].quoted ? parseJsonString(toks[0], this.where(lineNo, 'provenance')) : toks[0].text;
+    const field = `provenance.${key}`;
+    const value = toks[1].quoted ? parseJsonString(toks[1], this.where(lineNo, field)) : toks[1].text;
+    const prev = this.lineOf.get(field);
+    if (prev !== undefined) throw new TraceError(`given twice (first on line ${prev})`, this.where(lineNo, field));
+    this.lineOf.set(field, lineNo);
+    this.lineOf.set('provenance', lineNo);
+    this.provenance[key] = value;
+  }
+
+  private endHeader(): void {
+    try {
+      this.header = validateHeader({
+        version: this.version,
+        config: { ...this.config, memslots: this.memslots },
+        provenance: this.provenance,
+      });
+    } catch (e) {
+      if (!(e instanceof TraceError)) throw e;
+      const f = e.where.field;
+      let line = this.lastLine;
+      if (f !== undefined) {
+        // the most specific header line that set this field
+        for (let p = f; p; p = p.replace(/(\.[^.[]*|\[[0-9]+\])$/, '')) {
+          const l = this.lineOf.get(p);
+          if (l !== undefined) {
+            line = l;
+            break;
+          }
+          if (!/(\.|\[)/.test(p)) break;
+        }
+      }
+      throw new TraceError(e.problem, this.where(line, f));
+    }
+    this.phase = 'events';
+  }
+
+  /** Call at the end of the input. */
+  finish(): TraceHeader {
+    if (this.phase === 'magic') throw new TraceError(`empty trace: expected '${TEXT_MAGIC} ${FORMAT_VERSION}'`, this.where(Math.max(this.lastLine, 1)));
+    if (this.phase === 'header') throw new TraceError(`the header never ends: an 'events' line is missing`, this.where(Math.max(this.lastLine, 1)));
+    return this.header!;
+  }
+
+  get inEvents(): boolean {
+    return this.phase === 'events';
+  }
+}
+
+/** Parse a whole text trace held in memory. Throws TraceError naming the file, line and field. */
+export function parseTextTrace(text: string, file?: string): { header: TraceHeader; events: TraceEvent[] } {
+  const p = new TextTraceParser(file);
+  const events: TraceEvent[] = [];
+  let pos = 0;
+  let lineNo = 0;
+  while (pos <= text.length) {
+    let nl = text.indexOf('\n', pos);
+    if (nl < 0) {
+      if (pos === text.length) break;
+      nl = text.length;
+    }
+    lineNo++;
+    if (nl - pos > MAX_LINE_LENGTH + 1) throw new TraceError(`line longer than ${MAX_LINE_LENGTH} characters`, file === undefined ? { line: lineNo } : { file, line: lineNo });
+    let line = text.slice(pos, nl);
+    if (line.endsWith('\r')) line = line.slice(0, -1);
+    const e = p.line(line, lineNo);
+    if (e) events.push(e);
+    pos = nl + 1;
+  }
+  return { header: p.finish(), events };
+}
+
+// ---------------------------------------------------------------- files
+
+function fsProblem(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  switch (err?.code) {
+    case 'ENOENT':
+      return 'no such file';
+    case 'EISDIR':
+      return 'is a directory, not a trace file';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'ENOTDIR':
+      return 'a component of the path is not a directory';
+    default:
+      return err?.code ? `cannot access (${err.code})` : `cannot access (${String((e as Error)?.message ?? e)})`;
+  }
+}
+
+function fileError(e: unknown, file: string): TraceError {
+  return e instanceof TraceError ? (e.where.file === undefined ? e.at({ file }) : e) : new TraceError(fsProblem(e), { file });
+}
+
+/** Lines of a stream, each at most `max` characters (else TraceError with the line number). Constant memory. */
+async function* streamLines(stream: Readable, file: string, max = MAX_LINE_LENGTH): AsyncGenerator<string> {
+  const dec = new StringDecoder('utf8');
+  let pending = '';
+  let lineNo = 0;
+  const tooLong = () => new TraceError(`line longer than ${max} characters`, { file, line: lineNo + 1 });
+  for await (const chunk of stream) {
+    const s = pending + dec.write(chunk as Buffer);
+    let pos = 0;
+    let nl: number;
+    while ((nl = s.indexOf('\n', pos)) >= 0) {
+      if (nl - pos > max + 1) throw tooLong();
+      lineNo++;
+      yield s.charCodeAt(nl - 1) === 0x0d && nl > pos ? s.slice(pos, nl - 1) : s.slice(pos, nl);
+      pos = nl + 1;
+    }
+    pending = s.slice(pos);
+    if (pending.length > max + 1) throw tooLong();
+  }
+  pending += dec.end();
+  if (pending.length > max + 1) throw tooLong();
+  if (pending.length) yield pending.endsWith('\r') ? pending.slice(0, -1) : pending;
+}
+
+export interface TextReaderOptions {
+  /** events per chunk from chunks() (default 1024) */
+  chunkSize?: number;
+}
+
+/**
+ * Streaming reader of a text trace: the header is read by open(), the
+ * events line by line as they are consumed, in constant memory.
+ */
+export class TextTraceReader {
+  readonly warnings: TraceWarning[] = [];
+  private lineNo: number;
+  private consumed = false;
+
+  private constructor(
+    readonly file: string,
+    readonly header: TraceHeader,
+    private readonly parser: TextTraceParser,
+    private readonly lines: AsyncGenerator<string>,
+    private readonly stream: Readable,
+    lineNo: number,
+    private readonly chunkSize: number,
+  ) {
+    this.lineNo = lineNo;
+  }
+
+  static async open(path: string, opts: TextReaderOptions = {}): Promise<TextTraceReader> {
+    let fh: fs.promises.FileHandle;
+    try {
+      fh = await fs.promises.open(path, 'r');
+    } catch (e) {
+      throw fileError(e, path);
+    }
+    const stream = fh.createReadStream({ highWaterMark: 64 * 1024 });
+    const lines = streamLines(stream, path);
+    const parser = new TextTraceParser(path);
+    let lineNo = 0;
+    try {
+      while (!parser.inEvents) {
+        const r = await lines.next();
+        if (r.done) {
+          parser.finish();
+          break;
+        }
+        parser.line(r.value, ++lineNo);
+      }
+    } catch (e) {
+      stream.destroy();
+      await lines.return(undefined).catch(() => undefined);
+      throw fileError(e, path);
+    }
+    return new TextTraceReader(path, parser.header!, parser, lines, stream, lineNo, Math.max(1, opts.chunkSize ?? 1024));
+  }
+
+  /** Events in chunks; can be consumed once. */
+  async *chunks(): AsyncGenerator<TraceEvent[]> {
+    if (this.consumed) throw new TraceError('the events of this reader were already read', { file: this.file });
+    this.consumed = true;
+    let chunk: TraceEvent[] = [];
+    try {
+      for (;;) {
+        let r: IteratorResult<string>;
+        try {
+          r = await this.lines.next();
+        } catch (e) {
+          throw fileError(e, this.file);
+        }
+        if (r.done) break;
+        const e = this.parser.line(r.value, ++this.lineNo);
+        if (e) {
+          chunk.push(e);
+          if (chunk.length >= this.chunkSize) {
+            yield chunk;
+            chunk = [];
+          }
+        }
+      }
+      if (chunk.length) yield chunk;
+    } finally {
+      await this.close();
+    }
+  }
+
+  async *events(): AsyncGenerator<TraceEvent> {
+    for await (const c of this.chunks()) yield* c;
+  }
+
+  /** Events read so far. */
+  get count(): number {
+    return this.parser.count;
+  }
+
+  async close(): Promise<void> {
+    this.stream.destroy();
+    await this.lines.return(undefined).catch(() => undefined);
+  }
+}
+
+/** A temporary name next to `path`, so the final rename stays on one file system. */
+export function tempPathFor(path: string): string {
+  const dir = nodePath.dirname(path);
+  const base = nodePath.basename(path);
+  return nodePath.join(dir, `.${base}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+export interface TextWriterOptions {
+  /** check each event against the schema and the header's config (default true) */
+  validate?: boolean;
+}
+
+/**
+ * Writes a text trace to a temporary file next to `path` and renames it on
+ * close(), so a crash or an abort() never leaves a partial file under `path`.
+ */
+export class TextTraceWriter {
+  private buf: string[] = [];
+  private bufLen = 0;
+  private fd: number | undefined;
+  private n = 0;
+
+  private constructor(
+    readonly path: string,
+    private readonly tmp: string,
+    fd: number,
+    private readonly header: TraceHeader,
+    private readonly check: boolean,
+  ) {
+    this.fd = fd;
+  }
+
+  static open(path: string, header: TraceHeader, opts: TextWriterOptions = {}): TextTraceWriter {
+    const h = validateHeader(header);
+    const tmp = tempPathFor(path);
+    let fd: number;
+    try {
+      fd = fs.openSync(tmp, 'wx', 0o644);
+    } catch (e) {
+      throw new TraceError(`cannot create the output: ${fsProblem(e)}`, { file: path });
+    }
+    const w = new TextTraceWriter(path, tmp, fd, h, opts.validate !== false);
+    w.push(formatTextHeader(h));
+    return w;
+  }
+
+  get count(): number {
+    return this.n;
+  }
+
+  write(e: TraceEvent): void {
+    if (this.fd === undefined) throw new TraceError('write after close', { file: this.path });
+    const ev = this.check ? validateEvent(e, this.n, this.header.config) : e;
+    this.push(formatEvent(ev) + '\n');
+    this.n++;
+  }
+
+  private push(s: string): void {
+    this.buf.push(s);
+    this.bufLen += s.length;
+    if (this.bufLen >= 64 * 1024) this.flush();
+  }
+
+  private flush(): void {
+    if (!this.bufLen || this.fd === undefined) return;
+    const data = Buffer.from(this.buf.join(''), 'utf8');
+    this.buf = [];
+    this.bufLen = 0;
+    try {
+      let off = 0;
+      while (off < data.length) off += fs.writeSync(this.fd, data, off, data.length - off);
+    } catch (e) {
+      this.abort();
+      throw new TraceError(`cannot write: ${fsProblem(e)}`, { file: this.path });
+    }
+  }
+
+  /** Flush, then rename the temporary file to the final name. */
+  close(): void {
+    if (this.fd === undefined) return;
+    this.flush();
+    const fd = this.fd;
+    try {
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      this.fd = undefined;
+      fs.renameSync(this.tmp, this.path);
+    } catch (e) {
+      this.abort();
+      throw new TraceError(`cannot finish writing: ${fsProblem(e)}`, { file: this.path });
+    }
+  }
+
+  /** Drop everything written: the temporary file is removed, `path` is untouched. */
+  abort(): void {
+    if (this.fd !== undefined) {
+      try {
+        fs.closeSync(this.fd);
+      } catch {
+        /* already closed */
+      }
+      this.fd = undefined;
+    }
+    try {
+      fs.unlinkSync(this.tmp);
+    } catch {
+      /* already gone */
+    }
+  }
+}
