@@ -1,1 +1,2 @@
-export {};
+export * from './contracts';
+export * from './diff';

@@ -460,8 +460,8 @@ class FrameDecoder {
     }
   }
 
-  /** Handle one frame; returns the events of an events frame. */
-  frame(type: number, length: number, crc: number, payload: Uint8Array, offset: number): TraceEvent[] | undefined {
+  /** Handle one frame; the events of an events frame are appended to `sink`. */
+  frame(type: number, length: number, crc: number, payload: Uint8Array, offset: number, sink: TraceEvent[]): void {
     const file = this.file;
     if (this.ended) throw new TraceError('data after the end frame', { file, offset });
     if (crc32(payload) !== crc) throw new TraceError(`checksum mismatch in ${FRAME_NAMES[type]} frame of ${length} bytes`, { file, offset });
@@ -474,7 +474,7 @@ class FrameDecoder {
       }
       this.cfg = this.header.config;
       this.fast = tupleDecoder(this.cfg);
-      return undefined;
+      return;
     }
     if (type === FRAME_HEADER) throw new TraceError('a second trace header frame', { file, offset });
     if (type === FRAME_END) {
@@ -483,7 +483,7 @@ class FrameDecoder {
         throw new TraceError('end frame is not { events: <count> }', { file, offset });
       if (v.events !== this.count) throw new TraceError(`end frame says ${v.events} events, but ${this.count} were read`, { file, offset });
       this.ended = true;
-      return undefined;
+      return;
     }
     // events: check the announced list length before msgpackr allocates the list
     const n = msgpackListLength(payload);
@@ -495,10 +495,8 @@ class FrameDecoder {
     const cfg = this.cfg as WorldConfig;
     const fast = this.fast;
     const base = this.count;
-    const out: TraceEvent[] = new Array(list.length);
-    for (let i = 0; i < list.length; i++) out[i] = decodeTuple(fast, list[i], cfg, base + i, offset, file);
-    this.count += out.length;
-    return out;
+    for (let i = 0; i < list.length; i++) sink.push(decodeTuple(fast, list[i], cfg, base + i, offset, file));
+    this.count += list.length;
   }
 
   truncated(offset: number, detail: string): TraceWarning {
@@ -537,8 +535,7 @@ export function decodeBinaryTrace(buf: Uint8Array, file?: string): { header: Tra
       break;
     }
     const start = pos + FRAME_HEADER_SIZE;
-    const chunk = d.frame(head.type, head.length, head.crc, buf.subarray(start, start + head.length), pos);
-    if (chunk !== undefined) for (let i = 0; i < chunk.length; i++) events.push(chunk[i]);
+    d.frame(head.type, head.length, head.crc, buf.subarray(start, start + head.length), pos, events);
     pos = start + head.length;
   }
   if (d.ended && pos !== size) throw new TraceError(`${size - pos} bytes of data after the end frame`, { file, offset: pos });
@@ -743,9 +740,10 @@ export class BinaryTraceReader {
     const payload = Buffer.allocUnsafe(head.length);
     const pgot = await readFully(fh, payload, 0, head.length, pos + FRAME_HEADER_SIZE);
     if (pgot < head.length) return this.cut(d.truncated(pos, `${FRAME_NAMES[head.type]} frame cut after ${pgot} of ${head.length} payload bytes`));
-    const events = d.frame(head.type, head.length, head.crc, payload, pos);
+    const events: TraceEvent[] = [];
+    d.frame(head.type, head.length, head.crc, payload, pos, events);
     this.pos = pos + FRAME_HEADER_SIZE + head.length;
-    return events ?? [];
+    return events;
   }
 
   private cut(w: TraceWarning): undefined {

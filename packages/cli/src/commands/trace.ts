@@ -25,7 +25,8 @@ function formOption(flag: string, what: string): Option {
 }
 
 function describeWarning(w: TraceWarning): string {
-  const where = [w.file, w.offset === undefined ? undefined : `offset ${w.offset}`].filter((x) => x !== undefined).join(', ');
+  const at = w.offset === undefined || w.message.includes(`offset ${w.offset}`) ? undefined : `offset ${w.offset}`;
+  const where = [w.file, at].filter((x) => x !== undefined).join(', ');
   return where ? `${where}: ${w.message}` : w.message;
 }
 
@@ -188,7 +189,8 @@ async function validate(ctx: CliContext, file: string, opts: InfoOptions): Promi
   }
   const c = ctx.c;
   if (truncated) {
-    ctx.line(`${c.yellow('OK (truncated)')} ${file}: ${count} complete events before the cut; ${warnings.map(describeWarning).join('; ')}`);
+    const at = warnings.find((w) => w.offset !== undefined)?.offset;
+    ctx.line(`${c.yellow('OK (truncated)')} ${file}: ${count} complete events before the cut${at === undefined ? '' : ` at offset ${at}`} (${form})`);
   } else {
     ctx.line(`${c.green('OK')} ${file}: ${count} events (${form})`);
   }

@@ -1,0 +1,175 @@
+/**
+ * The contract monitor: notes when a trace breaks a promise an optimization
+ * is allowed to rely on. A divergence after such an event is permitted (the
+ * checker says "L1 broke contract X at event N"); before it, it is a bug.
+ *
+ * Contracts:
+ * - `hyperv-clean-fields` (TLFS, eVMCS): when L1 enters with a clean bit set,
+ *   the fields of that group, and for the MSR_BITMAP bit with the enlightened
+ *   MSR bitmap on, the MSR-bitmap page, are unchanged since L0 last consumed
+ *   them (the previous successful entry with that eVMCS).
+ * - `sdm-active-msr-bitmap` (SDM 25.11.4): software does not modify the MSR
+ *   bitmap of a VMCS while a logical processor runs in VMX non-root operation
+ *   with that VMCS current (L1 on one vCPU writing it while L2 runs on another).
+ */
+import { CPU_BASED, EVMCS, EVMCS_CLEAN_GROUPS, HV_ENLIGHTENMENTS_CONTROL, INVALID_GPA, VMCS, VMCS_FIELDS, vmcsFieldByEncoding } from '@nvx/arch';
+import { World, gpaToGfn, readGuest, vmcs12Get, vmcs12Get32, msrBitmapBit } from '@nvx/emulator';
+import type { TraceEvent } from '@nvx/trace';
+
+export type ContractId = 'hyperv-clean-fields' | 'sdm-active-msr-bitmap';
+
+export interface ContractViolation {
+  contract: ContractId;
+  /** the event at which the contract is broken */
+  index: number;
+  /** an earlier event that set it up (the store behind a stale clean bit), if any */
+  cause?: number;
+  vcpu: number;
+  message: string;
+}
+
+export const CONTRACTS: Record<ContractId, string> = {
+  'hyperv-clean-fields': 'Hyper-V TLFS: L1 clears a clean-field bit whenever it changes that group (and, with the enlightened MSR bitmap, its MSR-bitmap page)',
+  'sdm-active-msr-bitmap': 'Intel SDM 25.11.4: software does not modify the MSR bitmap of a VMCS that is active and running on another logical processor',
+};
+
+/** eVMCS member byte offset -> clean-field group, for stores straight into an eVMCS page. */
+const GROUP_BY_OFFSET = new Map<number, number>();
+for (const f of VMCS_FIELDS) {
+  if (f.evmcsOffset === null || f.cleanGroup === null || f.cleanGroup < 0) continue;
+  for (let i = 0; i < f.evmcsSize!; i++) GROUP_BY_OFFSET.set(f.evmcsOffset + i, f.cleanGroup);
+}
+const MSR_BITMAP_GROUP = 1;
+
+interface EvmcsTrack {
+  /** groups L1 changed since L0 last consumed this eVMCS, with the first event that did */
+  changed: number;
+  cause: number[];
+}
+
+export class ContractMonitor {
+  readonly violations: ContractViolation[] = [];
+  private evmcs = new Map<bigint, EvmcsTrack>();
+
+  private track(gpa: bigint): EvmcsTrack {
+    let t = this.evmcs.get(gpa);
+    if (!t) {
+      t = { changed: 0, cause: [] };
+      this.evmcs.set(gpa, t);
+    }
+    return t;
+  }
+
+  private changed(gpa: bigint, group: number, index: number): void {
+    const t = this.track(gpa);
+    if (!(t.changed & (1 << group))) t.cause[group] = index;
+    t.changed |= 1 << group;
+  }
+
+  /** The first violation at or before event `index`, if any. */
+  firstUpTo(index: number): ContractViolation | undefined {
+    return this.violations.find((v) => v.index <= index);
+  }
+
+  /**
+   * Look at event `index` against the state just before it (any profile's
+   * state: only architectural facts are read). Returns the violation it
+   * commits, if any.
+   */
+  observe(w: World, e: TraceEvent, index: number): ContractViolation | undefined {
+    switch (e.kind) {
+      case 'l1.evmcs-write': {
+        const f = vmcsFieldByEncoding(e.field);
+        if (f && f.cleanGroup !== null && f.cleanGroup >= 0) this.changed(e.gpa, f.cleanGroup, index);
+        return this.store(w, e.vcpu, e.gpa + BigInt(f?.evmcsOffset ?? 0), f?.evmcsSize ?? 1, index, true);
+      }
+      case 'l1.write':
+        return this.store(w, e.vcpu, e.gpa, e.size, index, false);
+      case 'l1.msr-bitmap': {
+        const bit = msrBitmapBit(e.msr, e.access === 'write');
+        return bit < 0 ? undefined : this.store(w, e.vcpu, e.gpa + BigInt(bit >> 3), 1, index, false);
+      }
+      case 'l1.vmlaunch':
+      case 'l1.vmresume':
+        return this.entry(w, e.vcpu, e.kind === 'l1.vmlaunch', index);
+      default:
+        return undefined;
+    }
+  }
+
+  private add(v: ContractViolation): ContractViolation {
+    this.violations.push(v);
+    return v;
+  }
+
+  private store(w: World, vcpu: number, gpa: bigint, size: number, index: number, viaEvmcsEvent: boolean): ContractViolation | undefined {
+    const gfn = gpaToGfn(gpa);
+    const lastGfn = gpaToGfn(gpa + BigInt(size - 1));
+    // A store into an eVMCS page changes that member's group.
+    if (!viaEvmcsEvent) {
+      for (const evmcsGpa of this.knownEvmcs(w)) {
+        if (gpaToGfn(evmcsGpa) !== gfn) continue;
+        const off = Number(gpa - evmcsGpa);
+        for (let i = 0; i < size; i++) {
+          const g = GROUP_BY_OFFSET.get(off + i);
+          if (g !== undefined) this.changed(evmcsGpa, g, index);
+        }
+      }
+    }
+    // A store into the MSR-bitmap page an eVMCS names (enlightened bitmap on) changes the MSR_BITMAP group.
+    for (const evmcsGpa of this.knownEvmcs(w)) {
+      const ctl = readGuest(w, evmcsGpa + BigInt(EVMCS.HV_ENLIGHTENMENTS_CONTROL_OFFSET), 4) ?? 0n;
+      if (!(ctl & BigInt(HV_ENLIGHTENMENTS_CONTROL.MSR_BITMAP))) continue;
+      const f = vmcsFieldByEncoding(VMCS.MSR_BITMAP)!;
+      const bm = readGuest(w, evmcsGpa + BigInt(f.evmcsOffset!), 8);
+      if (bm !== null && gpaToGfn(bm) >= gfn && gpaToGfn(bm) <= lastGfn) this.changed(evmcsGpa, MSR_BITMAP_GROUP, index);
+    }
+    // The SDM: not while another vCPU runs L2 with a vmcs12 whose MSR bitmap is this page.
+    for (const o of w.vcpus) {
+      if (o.id === vcpu || !o.nested.guestMode) continue;
+      if (!(vmcs12Get32(o.nested, VMCS.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED.USE_MSR_BITMAPS)) continue;
+      const bmGfn = gpaToGfn(vmcs12Get(o.nested, VMCS.MSR_BITMAP));
+      if (bmGfn >= gfn && bmGfn <= lastGfn) {
+        return this.add({
+          contract: 'sdm-active-msr-bitmap',
+          index,
+          vcpu,
+          message: `L1 on vCPU ${vcpu} wrote the MSR bitmap (gfn 0x${bmGfn.toString(16)}) of the vmcs12 L2 is running on vCPU ${o.id}`,
+        });
+      }
+    }
+    return undefined;
+  }
+
+  private knownEvmcs(w: World): bigint[] {
+    const out: bigint[] = [];
+    for (const v of w.vcpus) {
+      for (const g of [v.nested.hvEvmcsVmptr, v.nested.vpAssistEvmcs]) if (g !== INVALID_GPA && !out.includes(g)) out.push(g);
+    }
+    return out;
+  }
+
+  private entry(w: World, vcpu: number, launch: boolean, index: number): ContractViolation | undefined {
+    const v = w.vcpus[vcpu];
+    if (!v || !w.config.evmcs || v.nested.guestMode) return undefined;
+    const gpa = v.nested.vpAssistEvmcs;
+    if (gpa === INVALID_GPA) return undefined;
+    const t = this.track(gpa);
+    const fresh = launch || gpa !== v.nested.hvEvmcsVmptr;
+    const clean = Number(readGuest(w, gpa + BigInt(EVMCS.HV_CLEAN_FIELDS_OFFSET), 4) ?? 0n);
+    const stale = fresh ? 0 : t.changed & clean;
+    // L0 consumes everything at this entry (and sets every clean bit if it succeeds).
+    const cause = t.cause;
+    this.evmcs.set(gpa, { changed: 0, cause: [] });
+    if (!stale) return undefined;
+    const groups = EVMCS_CLEAN_GROUPS.filter((g) => stale & (1 << g.bit));
+    const first = Math.min(...groups.map((g) => cause[g.bit] ?? index));
+    return this.add({
+      contract: 'hyperv-clean-fields',
+      index,
+      cause: first,
+      vcpu,
+      message: `L1 changed eVMCS group${groups.length > 1 ? 's' : ''} ${groups.map((g) => g.name).join(', ')} (first at event ${first}) but entered with ${groups.length > 1 ? 'their clean bits' : 'its clean bit'} set`,
+    });
+  }
+}
