@@ -1,2 +1,3 @@
 export * from './contracts';
 export * from './diff';
+export * from './corpus';

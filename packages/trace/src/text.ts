@@ -196,11 +196,16 @@ const MAX_OF: Partial<Record<FieldType, bigint>> = {
   u64: U64_MAX,
 };
 
-function parseInteger(tok: string, type: FieldType, where: TraceErrorWhere): bigint {
-  if (!NUM_RE.test(tok)) throw new TraceError(`'${clipRaw(tok)}' is not a number (decimal or 0x-hex)`, where);
+/** `where` with the field set (built only when an error is thrown). */
+function at(where: TraceErrorWhere, field: string | undefined): TraceErrorWhere {
+  return field === undefined ? where : { ...where, field };
+}
+
+function parseInteger(tok: string, type: FieldType, where: TraceErrorWhere, field?: string): bigint {
+  if (!NUM_RE.test(tok)) throw new TraceError(`'${clipRaw(tok)}' is not a number (decimal or 0x-hex)`, at(where, field));
   const v = BigInt(tok);
   const max = MAX_OF[type] ?? U64_MAX;
-  if (v > max) throw new TraceError(`${clipRaw(tok)} is out of range for ${type} (0..${max <= 0xffffn ? max.toString() : hex(max)})`, where);
+  if (v > max) throw new TraceError(`${clipRaw(tok)} is out of range for ${type} (0..${max <= 0xffffn ? max.toString() : hex(max)})`, at(where, field));
   return v;
 }
 
@@ -208,32 +213,32 @@ function clipRaw(s: string): string {
   return s.length > 40 ? s.slice(0, 40) + '...' : s;
 }
 
-/** Parse one field value of the given type; `where` names the field. */
-function parseValue(type: FieldType, tok: string, where: TraceErrorWhere): unknown {
+/** Parse one value of `field`, of the given type. */
+function parseValue(type: FieldType, tok: string, where: TraceErrorWhere, field: string): unknown {
   switch (type) {
     case 'u64':
-      return parseInteger(tok, type, where);
+      return parseInteger(tok, type, where, field);
     case 'bool':
       if (tok === 'true') return true;
       if (tok === 'false') return false;
-      throw new TraceError(`must be true or false, got '${clipRaw(tok)}'`, where);
+      throw new TraceError(`must be true or false, got '${clipRaw(tok)}'`, at(where, field));
     case 'access':
       if (tok === 'read' || tok === 'write') return tok;
-      throw new TraceError(`must be read or write, got '${clipRaw(tok)}'`, where);
+      throw new TraceError(`must be read or write, got '${clipRaw(tok)}'`, at(where, field));
     case 'field': {
-      if (NUM_RE.test(tok)) return Number(parseInteger(tok, type, where));
+      if (NUM_RE.test(tok)) return Number(parseInteger(tok, type, where, field));
       const enc = vmcsEncodingByName(tok) ?? vmcsEncodingByName(tok.toUpperCase());
-      if (enc === undefined) throw new TraceError(`unknown VMCS field '${clipRaw(tok)}'${didYouMean(tok, knownVmcsNames())}`, where);
+      if (enc === undefined) throw new TraceError(`unknown VMCS field '${clipRaw(tok)}'${didYouMean(tok, knownVmcsNames())}`, at(where, field));
       return enc;
     }
     case 'msr': {
-      if (NUM_RE.test(tok)) return Number(parseInteger(tok, type, where));
+      if (NUM_RE.test(tok)) return Number(parseInteger(tok, type, where, field));
       const idx = msrIndexByName(tok) ?? msrIndexByName(tok.toUpperCase());
-      if (idx === undefined) throw new TraceError(`unknown MSR '${clipRaw(tok)}'${didYouMean(tok, knownMsrNames())}`, where);
+      if (idx === undefined) throw new TraceError(`unknown MSR '${clipRaw(tok)}'${didYouMean(tok, knownMsrNames())}`, at(where, field));
       return idx;
     }
     default:
-      return Number(parseInteger(tok, type, where));
+      return Number(parseInteger(tok, type, where, field));
   }
 }
 
@@ -259,50 +264,54 @@ function formatValue(type: FieldType, name: string, v: unknown): string {
 const NAMED_RE = /^([A-Za-z_][A-Za-z0-9_-]*)=(.*)$/s;
 
 /**
- * Assign value tokens to fields: positionally, then `name=value`.
- * `optional` fields may be left out (they get no entry).
+ * Assign the value tokens toks[from..to) to fields: positionally, then
+ * `name=value`. `optional` fields may be left out (they get no entry).
  */
 function assignFields(
   toks: Tok[],
+  from: number,
+  to: number,
   fields: readonly FieldDef[],
   what: string,
   where: TraceErrorWhere,
-  optional: ReadonlySet<string> = new Set(),
+  optional?: readonly string[],
   extraNamed?: (name: string) => TraceError | undefined,
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  const given = new Set<string>();
+  const given: boolean[] = [];
   let named = false;
   let pos = 0;
-  const names = fields.map((f) => f[0]);
-  for (const t of toks) {
-    const m = t.quoted ? null : NAMED_RE.exec(t.text);
+  for (let k = from; k < to; k++) {
+    const t = toks[k];
     if (t.quoted) throw new TraceError(`unexpected string ${clip(t.text)} (${what} takes ${describeFields(fields)})`, where);
+    const m = t.text.includes('=') ? NAMED_RE.exec(t.text) : null;
     if (m) {
       named = true;
       const [, name, value] = m;
-      const def = fields.find((f) => f[0] === name);
-      if (!def) {
+      const fi = fields.findIndex((f) => f[0] === name);
+      if (fi < 0) {
         const special = extraNamed?.(name);
         if (special) throw special;
-        throw new TraceError(`unknown field for ${what} (fields: ${names.join(', ') || 'none'})${didYouMean(name, names)}`, { ...where, field: name });
+        const names = fields.map((f) => f[0]);
+        throw new TraceError(`unknown field for ${what} (fields: ${names.join(', ') || 'none'})${didYouMean(name, names)}`, at(where, name));
       }
-      if (given.has(name)) throw new TraceError(`given twice`, { ...where, field: name });
-      if (value === '') throw new TraceError('missing value after =', { ...where, field: name });
-      given.add(name);
-      out[name] = parseValue(def[1], value, { ...where, field: name });
+      if (given[fi]) throw new TraceError(`given twice`, at(where, name));
+      if (value === '') throw new TraceError('missing value after =', at(where, name));
+      given[fi] = true;
+      out[name] = parseValue(fields[fi][1], value, where, name);
     } else {
       if (named) throw new TraceError(`positional value '${clipRaw(t.text)}' after a named one (write it as name=value)`, where);
       if (pos >= fields.length) {
         throw new TraceError(`extra value '${clipRaw(t.text)}': ${what} takes ${describeFields(fields)}`, where);
       }
-      const [name, type] = fields[pos++];
-      given.add(name);
-      out[name] = parseValue(type, t.text, { ...where, field: name });
+      const [name, type] = fields[pos];
+      given[pos++] = true;
+      out[name] = parseValue(type, t.text, where, name);
     }
   }
-  for (const [name] of fields) {
-    if (!given.has(name) && !optional.has(name)) throw new TraceError(`missing value for ${what} (it takes ${describeFields(fields)})`, { ...where, field: name });
+  for (let fi = 0; fi < fields.length; fi++) {
+    const name = fields[fi][0];
+    if (!given[fi] && !optional?.includes(name)) throw new TraceError(`missing value for ${what} (it takes ${describeFields(fields)})`, at(where, name));
   }
   return out;
 }
@@ -313,12 +322,16 @@ function describeFields(fields: readonly FieldDef[]): string {
 
 // ---------------------------------------------------------------- events
 
+const TEXT_FIELDS = new Map<string, readonly FieldDef[]>(EVENT_KINDS.map((k) => [k, EVENT_SCHEMA[k].fields.filter((f) => f[0] !== 'vcpu')]));
+const HAS_VCPU = new Set<string>(EVENT_KINDS.filter((k) => EVENT_SCHEMA[k].fields.some((f) => f[0] === 'vcpu')));
+
+/** The fields an event line gives after the kind (all but the vCPU, which is `@N`). */
 function eventFields(kind: EventKind): readonly FieldDef[] {
-  return EVENT_SCHEMA[kind].fields.filter((f) => f[0] !== 'vcpu');
+  return TEXT_FIELDS.get(kind)!;
 }
 
 function hasVcpu(kind: EventKind): boolean {
-  return EVENT_SCHEMA[kind].fields.some((f) => f[0] === 'vcpu');
+  return HAS_VCPU.has(kind);
 }
 
 function parseExpect(toks: Tok[], where: TraceErrorWhere): Expect {
@@ -343,7 +356,7 @@ function eventFromTokens(toks: Tok[], cfg: WorldConfig | undefined, where: Trace
   let i = 0;
   let vcpu: number | undefined;
   if (toks[0].text.startsWith('@')) {
-    vcpu = Number(parseInteger(toks[0].text.slice(1), 'vcpu', { ...where, field: 'vcpu' }));
+    vcpu = Number(parseInteger(toks[0].text.slice(1), 'vcpu', where, 'vcpu'));
     i++;
   }
   const kt = toks[i++];
@@ -356,7 +369,7 @@ function eventFromTokens(toks: Tok[], cfg: WorldConfig | undefined, where: Trace
   let j = i;
   while (j < toks.length && !(toks[j].text === 'expect' && !toks[j].quoted)) j++;
   const fields = eventFields(kind);
-  const values = assignFields(toks.slice(i, j), fields, kind, where, undefined, (name) =>
+  const values = assignFields(toks, i, j, fields, kind, where, undefined, (name) =>
     name === 'vcpu' && hasVcpu(kind) ? new TraceError('write the vCPU as @N before the kind', { ...where, field: 'vcpu' }) : undefined,
   );
   const raw: Record<string, unknown> = { kind };
@@ -535,7 +548,7 @@ export class TextTraceParser {
   private memslotLine(toks: Tok[], lineNo: number): void {
     const i = this.memslots.length;
     const where = this.where(lineNo);
-    const m = assignFields(toks, MEMSLOT_FIELDS, 'memslot', where, new Set(['flags']));
+    const m = assignFields(toks, 0, toks.length, MEMSLOT_FIELDS, 'memslot', where, ['flags']);
     if (m.flags === undefined) m.flags = 0;
     this.memslots.push(m);
     this.lineOf.set(`config.memslots[${i}]`, lineNo);
@@ -639,28 +652,37 @@ function fileError(e: unknown, file: string): TraceError {
   return e instanceof TraceError ? (e.where.file === undefined ? e.at({ file }) : e) : new TraceError(fsProblem(e), { file });
 }
 
-/** Lines of a stream, each at most `max` characters (else TraceError with the line number). Constant memory. */
-async function* streamLines(stream: Readable, file: string, max = MAX_LINE_LENGTH): AsyncGenerator<string> {
+/**
+ * The lines of a stream, in batches (the lines completed by each chunk read),
+ * each at most `max` characters (else TraceError with the line number).
+ * Memory stays bounded by a chunk and a line.
+ */
+async function* streamLines(stream: Readable, file: string, max = MAX_LINE_LENGTH): AsyncGenerator<string[]> {
   const dec = new StringDecoder('utf8');
   let pending = '';
   let lineNo = 0;
   const tooLong = () => new TraceError(`line longer than ${max} characters`, { file, line: lineNo + 1 });
   for await (const chunk of stream) {
     const s = pending + dec.write(chunk as Buffer);
+    const batch: string[] = [];
     let pos = 0;
     let nl: number;
     while ((nl = s.indexOf('\n', pos)) >= 0) {
-      if (nl - pos > max + 1) throw tooLong();
+      if (nl - pos > max + 1) {
+        if (batch.length) yield batch;
+        throw tooLong();
+      }
       lineNo++;
-      yield s.charCodeAt(nl - 1) === 0x0d && nl > pos ? s.slice(pos, nl - 1) : s.slice(pos, nl);
+      batch.push(s.charCodeAt(nl - 1) === 0x0d && nl > pos ? s.slice(pos, nl - 1) : s.slice(pos, nl));
       pos = nl + 1;
     }
     pending = s.slice(pos);
+    if (batch.length) yield batch;
     if (pending.length > max + 1) throw tooLong();
   }
   pending += dec.end();
   if (pending.length > max + 1) throw tooLong();
-  if (pending.length) yield pending.endsWith('\r') ? pending.slice(0, -1) : pending;
+  if (pending.length) yield [pending.endsWith('\r') ? pending.slice(0, -1) : pending];
 }
 
 export interface TextReaderOptions {
@@ -681,9 +703,11 @@ export class TextTraceReader {
     readonly file: string,
     readonly header: TraceHeader,
     private readonly parser: TextTraceParser,
-    private readonly lines: AsyncGenerator<string>,
+    private readonly lines: AsyncGenerator<string[]>,
     private readonly stream: Readable,
     lineNo: number,
+    /** lines of the batch that the header ended in, not parsed yet */
+    private rest: string[],
     private readonly chunkSize: number,
   ) {
     this.lineNo = lineNo;
@@ -700,6 +724,7 @@ export class TextTraceReader {
     const lines = streamLines(stream, path);
     const parser = new TextTraceParser(path);
     let lineNo = 0;
+    let rest: string[] = [];
     try {
       while (!parser.inEvents) {
         const r = await lines.next();
@@ -707,14 +732,16 @@ export class TextTraceReader {
           parser.finish();
           break;
         }
-        parser.line(r.value, ++lineNo);
+        let k = 0;
+        while (k < r.value.length && !parser.inEvents) parser.line(r.value[k++], ++lineNo);
+        rest = r.value.slice(k);
       }
     } catch (e) {
       stream.destroy();
       await lines.return(undefined).catch(() => undefined);
       throw fileError(e, path);
     }
-    return new TextTraceReader(path, parser.header!, parser, lines, stream, lineNo, Math.max(1, opts.chunkSize ?? 1024));
+    return new TextTraceReader(path, parser.header!, parser, lines, stream, lineNo, rest, Math.max(1, opts.chunkSize ?? 1024));
   }
 
   /** Events in chunks; can be consumed once. */
@@ -722,23 +749,28 @@ export class TextTraceReader {
     if (this.consumed) throw new TraceError('the events of this reader were already read', { file: this.file });
     this.consumed = true;
     let chunk: TraceEvent[] = [];
+    let batch = this.rest;
+    this.rest = [];
     try {
       for (;;) {
-        let r: IteratorResult<string>;
+        for (const line of batch) {
+          const e = this.parser.line(line, ++this.lineNo);
+          if (e) {
+            chunk.push(e);
+            if (chunk.length >= this.chunkSize) {
+              yield chunk;
+              chunk = [];
+            }
+          }
+        }
+        let r: IteratorResult<string[]>;
         try {
           r = await this.lines.next();
         } catch (e) {
           throw fileError(e, this.file);
         }
         if (r.done) break;
-        const e = this.parser.line(r.value, ++this.lineNo);
-        if (e) {
-          chunk.push(e);
-          if (chunk.length >= this.chunkSize) {
-            yield chunk;
-            chunk = [];
-          }
-        }
+        batch = r.value;
       }
       if (chunk.length) yield chunk;
     } finally {
