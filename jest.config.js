@@ -1,9 +1,12 @@
-/** Tests run from TypeScript sources through swc; `npm run typecheck` does the type checking. */
+/**
+ * Tests run from TypeScript sources, transpiled file by file (no type
+ * checking here: `npm run typecheck` does that for every package and test).
+ */
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/packages', '<rootDir>/tools'],
   testMatch: ['**/test/**/*.test.ts'],
-  transform: { '^.+\\.tsx?$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } } }] },
+  transform: { '^.+\\.tsx?$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json', diagnostics: false }] },
   moduleNameMapper: { '^@nvx/(.*)$': '<rootDir>/packages/$1/src' },
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
 };

@@ -9,12 +9,16 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Command, CommanderError } from 'commander';
 import { CliContext, CliIO, EXIT, processIO } from './output';
+import { registerCheckCommands } from './commands/check';
+import { registerDiffCommands } from './commands/diff';
+import { registerPathsCommands } from './commands/paths';
+import { registerRunCommands } from './commands/run';
 import { registerTraceCommands } from './commands/trace';
 
 export type Registrar = (program: Command, ctx: CliContext) => void;
 
 /** Every command group, in the order `nvx --help` lists them. */
-export const REGISTRARS: Registrar[] = [registerTraceCommands];
+export const REGISTRARS: Registrar[] = [registerCheckCommands, registerRunCommands, registerDiffCommands, registerPathsCommands, registerTraceCommands];
 
 function version(): string {
   try {

@@ -75,8 +75,19 @@ export function writablePfn(ctx: Ctx, mem: Memory, pfn: number): Uint8Array {
   return writableEntry(ctx, mem.pages, pfn, () => new Uint8Array(PAGE_SIZE));
 }
 
+/**
+ * A DataView over a page, reused while consecutive accesses hit the same page
+ * (the eVMCS copies touch one page dozens of times per nested entry and exit;
+ * a new DataView per access was most of the replay time).
+ */
+let viewPage: Uint8Array | null = null;
+let viewOfPage: DataView | null = null;
 function view(page: Uint8Array): DataView {
-  return new DataView(page.buffer, page.byteOffset, page.byteLength);
+  if (page !== viewPage || viewOfPage === null) {
+    viewOfPage = new DataView(page.buffer, page.byteOffset, page.byteLength);
+    viewPage = page;
+  }
+  return viewOfPage;
 }
 
 /** Little-endian load of 1, 2, 4 or 8 bytes within one page. */

@@ -703,9 +703,11 @@ export class BinaryTraceReader {
       throw new TraceError(`cannot open: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`, { file: path });
     }
     try {
-      const size = (await fh.stat()).size;
+      const st = await fh.stat();
+      if (!st.isFile()) throw new TraceError('not a regular file', { file: path });
+      const size = st.size;
       const fileHead = Buffer.alloc(FILE_HEADER_SIZE);
-      const got = await readFully(fh, fileHead, 0, FILE_HEADER_SIZE, 0);
+      const got = await readFully(fh, fileHead, 0, FILE_HEADER_SIZE, 0, path);
       if (got < FILE_HEADER_SIZE) decodeBinaryTrace(fileHead.subarray(0, got), path); // throws the same error as the in-memory decoder
       checkFileHeader(fileHead, path);
       const r = new BinaryTraceReader(fh, size, new FrameDecoder(path));
@@ -734,11 +736,11 @@ export class BinaryTraceReader {
       return undefined;
     }
     if (left === 0) return this.cut(d.truncated(pos, 'no end frame'));
-    const got = await readFully(fh, this.head, 0, Math.min(left, FRAME_HEADER_SIZE), pos);
+    const got = await readFully(fh, this.head, 0, Math.min(left, FRAME_HEADER_SIZE), pos, d.file);
     const head = parseFrameHead(this.head, 0, got, pos, left - got, d.file);
     if (head === undefined) return this.cut(d.truncated(pos, cutDetail(this.head, 0, got, left - got)));
     const payload = Buffer.allocUnsafe(head.length);
-    const pgot = await readFully(fh, payload, 0, head.length, pos + FRAME_HEADER_SIZE);
+    const pgot = await readFully(fh, payload, 0, head.length, pos + FRAME_HEADER_SIZE, d.file);
     if (pgot < head.length) return this.cut(d.truncated(pos, `${FRAME_NAMES[head.type]} frame cut after ${pgot} of ${head.length} payload bytes`));
     const events: TraceEvent[] = [];
     d.frame(head.type, head.length, head.crc, payload, pos, events);
@@ -776,10 +778,16 @@ export class BinaryTraceReader {
   }
 }
 
-async function readFully(fh: fs.promises.FileHandle, buf: Buffer, off: number, len: number, position: number): Promise<number> {
+/** Read up to len bytes at position; fewer only at the end of the file. An I/O error is a TraceError at that offset. */
+async function readFully(fh: fs.promises.FileHandle, buf: Buffer, off: number, len: number, position: number, file: string | undefined): Promise<number> {
   let got = 0;
   while (got < len) {
-    const { bytesRead } = await fh.read(buf, off + got, len - got, position + got);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await fh.read(buf, off + got, len - got, position + got));
+    } catch (e) {
+      throw new TraceError(`cannot read: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`, { file, offset: position + got });
+    }
     if (bytesRead === 0) break;
     got += bytesRead;
   }

@@ -12,7 +12,7 @@ import {
   VMCS_FIELDS,
   VmcsField,
 } from '@nvx/arch';
-import type { Ctx } from '../../ctx';
+import { Ctx, writable } from '../../ctx';
 import { gpaOffset, gpaToGfn, gfnToPfn, guestPage, readLE, writablePfn, writeLE } from '../../memory';
 import type { NestedVmx, Vcpu, World } from '../../state';
 import { vmcs12Clear, vmcs12WriteField } from '../../vmcs12';
@@ -94,15 +94,72 @@ export function handleEnlightenedVmptrld(ctx: Ctx, w: World, v: Vcpu, fromLaunch
   return EVMPTRLD.SUCCEEDED;
 }
 
+// ---- the copies, run at every nested entry and exit: kept free of bigint work ----
+
+/**
+ * Typed arrays are little-endian here (every platform Node runs on in
+ * practice): a vmcs12 slot can then be moved as two 32-bit halves, low half
+ * first, without a bigint per field. Otherwise the copies take the generic
+ * bigint path.
+ */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** The 32-bit halves of a vmcs12 (single-entry cache: the working copy keeps one array). */
+let wordsOf: BigUint64Array | null = null;
+let wordsView: Uint32Array | null = null;
+function vmcs12Words(a: BigUint64Array): Uint32Array {
+  if (a !== wordsOf || wordsView === null) {
+    wordsView = new Uint32Array(a.buffer, a.byteOffset, a.length * 2);
+    wordsOf = a;
+  }
+  return wordsView;
+}
+
+/** Field width masks as 32-bit halves (vmcs12WriteField's `value & MASK[width]` for a full field). */
+function maskHalves(f: VmcsField): [number, number] {
+  if (f.width === 16) return [0xffff, 0];
+  if (f.width === 32) return [0xffffffff, 0];
+  return [0xffffffff, 0xffffffff];
+}
+
+/** EVMCS_COPY_IN by clean-field group (bit 0..15), and the fields copied whatever the clean bits say. */
+const COPY_IN_BY_GROUP: readonly EvmcsSlot[][] = Array.from({ length: 16 }, (_, g) => EVMCS_COPY_IN.filter((s) => s.group === g));
+const COPY_IN_ALWAYS: readonly EvmcsSlot[] = EVMCS_COPY_IN.filter((s) => s.group < 0);
+
+/** Load the eVMCS member (size 2, 4 or 8 bytes, little-endian) into a vmcs12 slot given as 32-bit halves. */
+function loadMember(page: Uint8Array, s: EvmcsSlot, words: Uint32Array): void {
+  const off = s.offset;
+  const [mlo, mhi] = maskHalves(s.field);
+  let lo = page[off] | (page[off + 1] << 8);
+  let hi = 0;
+  if (s.size >= 4) lo |= (page[off + 2] << 16) | (page[off + 3] << 24);
+  if (s.size === 8) hi = page[off + 4] | (page[off + 5] << 8) | (page[off + 6] << 16) | (page[off + 7] << 24);
+  words[2 * s.field.slot] = lo & mlo;
+  words[2 * s.field.slot + 1] = hi & mhi;
+}
+
 /** copy_enlightened_to_vmcs12 for the groups in `groups` (fields tagged NONE always). */
 export function copyEnlightenedToVmcs12(ctx: Ctx, w: World, n: NestedVmx, groups: number): void {
   const page = guestPage(w.mem, gpaToGfn(n.hvEvmcsVmptr));
   if (!page) return;
   let copied = 0;
-  for (const s of EVMCS_COPY_IN) {
-    if (s.group >= 0 && !(groups & (1 << s.group))) continue;
-    vmcs12WriteField(ctx, n, s.field, readLE(page, s.offset, s.size));
-    copied++;
+  if (LITTLE_ENDIAN) {
+    // The same fields as the generic loop below (every slot is written once, so the order does not matter).
+    let words: Uint32Array | null = null;
+    const copy = (list: readonly EvmcsSlot[]) => {
+      if (list.length === 0) return;
+      words ??= vmcs12Words(writable(ctx, n, 'vmcs12'));
+      for (const s of list) loadMember(page, s, words);
+      copied += list.length;
+    };
+    copy(COPY_IN_ALWAYS);
+    for (let g = 0; g < 16; g++) if (groups & (1 << g)) copy(COPY_IN_BY_GROUP[g]);
+  } else {
+    for (const s of EVMCS_COPY_IN) {
+      if (s.group >= 0 && !(groups & (1 << s.group))) continue;
+      vmcs12WriteField(ctx, n, s.field, readLE(page, s.offset, s.size));
+      copied++;
+    }
   }
   ctx.cost.evmcsFieldsCopied += copied;
   let g = groups & HV_VMX_ENLIGHTENED_CLEAN_FIELD.ALL;
@@ -117,7 +174,29 @@ export function copyVmcs12ToEnlightened(ctx: Ctx, w: World, n: NestedVmx): void 
   const pfn = gfnToPfn(w.mem, gpaToGfn(n.hvEvmcsVmptr));
   if (pfn < 0) return;
   const page = writablePfn(ctx, w.mem, pfn);
-  for (const s of EVMCS_COPY_OUT) writeLE(page, s.offset, s.size, n.vmcs12[s.field.slot]);
+  if (LITTLE_ENDIAN) {
+    // writeLE of the slot's low `size` bytes, from its 32-bit halves
+    const words = vmcs12Words(n.vmcs12);
+    for (const s of EVMCS_COPY_OUT) {
+      const off = s.offset;
+      const lo = words[2 * s.field.slot];
+      page[off] = lo;
+      page[off + 1] = lo >>> 8;
+      if (s.size >= 4) {
+        page[off + 2] = lo >>> 16;
+        page[off + 3] = lo >>> 24;
+      }
+      if (s.size === 8) {
+        const hi = words[2 * s.field.slot + 1];
+        page[off + 4] = hi;
+        page[off + 5] = hi >>> 8;
+        page[off + 6] = hi >>> 16;
+        page[off + 7] = hi >>> 24;
+      }
+    }
+  } else {
+    for (const s of EVMCS_COPY_OUT) writeLE(page, s.offset, s.size, n.vmcs12[s.field.slot]);
+  }
   ctx.cost.evmcsFieldsSynced += EVMCS_COPY_OUT.length;
 }
 

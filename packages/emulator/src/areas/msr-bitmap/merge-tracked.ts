@@ -1,7 +1,7 @@
-import { INVALID_GPA, VMCS } from '@nvx/arch';
+import { CPU_BASED, INVALID_GPA, VMCS } from '@nvx/arch';
 import { gpaToGfn } from '../../memory';
 import type { Vcpu } from '../../state';
-import { vmcs12Get } from '../../vmcs12';
+import { vmcs12Get, vmcs12Get32 } from '../../vmcs12';
 import type { MsrBitmapPath } from '../types';
 import { explainBits, mergeMsrBitmap, nestedUsesMsrBitmaps } from './merge-common';
 
@@ -16,7 +16,7 @@ export interface TrackedState {
   trackedGfn: number;
   /** the tracked page was written since the last merge */
   dirty: boolean;
-  /** vmcs12 MSR_BITMAP and secondary controls at the last merge */
+  /** vmcs12 MSR_BITMAP and secondary controls (as in effect: 0 without ACTIVATE_SECONDARY_CONTROLS) at the last merge */
   lastGpa: bigint;
   lastSecondary: bigint;
 }
@@ -35,7 +35,9 @@ export const mergeTracked: MsrBitmapPath = {
     if (!nestedUsesMsrBitmaps(v)) return false;
     const s = st(v);
     const gpa = vmcs12Get(n, VMCS.MSR_BITMAP);
-    const secondary = vmcs12Get(n, VMCS.SECONDARY_VM_EXEC_CONTROL);
+    // The merge reads the secondary controls only through nested_cpu_has2, i.e. only while the
+    // primary controls activate them: compare what is in effect, not the raw field.
+    const secondary = vmcs12Get32(n, VMCS.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED.ACTIVATE_SECONDARY_CONTROLS ? vmcs12Get(n, VMCS.SECONDARY_VM_EXEC_CONTROL) : 0n;
     if (!s.dirty && !n.forceMsrBitmapRecalc && gpa === s.lastGpa && secondary === s.lastSecondary) {
       ctx.cost.msrBitmapMergeSkips++;
       return true;
