@@ -69,7 +69,8 @@ export function isBinaryTrace(buf: Uint8Array): boolean {
 // The schema is compiled once into one small decoder and one encoder per
 // event kind (generated source: a fixed object literal per kind, constant
 // field names, one inline check per field), so the per-event work is a few
-// comparisons and one allocation. The checks are exactly those of
+// comparisons and one allocation. The generated source is built from the
+// static EVENT_SCHEMA only (names quoted with JSON.stringify), never from input. The checks are exactly those of
 // `eventFromTuple` / `validateEvent` (validate.ts) and `outcomeFromTuple`
 // (outcome.ts), and the decoded objects are the same, property order
 // included; the tests compare the two on valid and mangled tuples. These

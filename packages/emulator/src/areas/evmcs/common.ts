@@ -115,27 +115,35 @@ function vmcs12Words(a: BigUint64Array): Uint32Array {
   return wordsView;
 }
 
-/** Field width masks as 32-bit halves (vmcs12WriteField's `value & MASK[width]` for a full field). */
-function maskHalves(f: VmcsField): [number, number] {
-  if (f.width === 16) return [0xffff, 0];
-  if (f.width === 32) return [0xffffffff, 0];
-  return [0xffffffff, 0xffffffff];
+/** An EVMCS_COPY_IN entry for the word-wise copy: member offset and size, vmcs12 word index, width mask as 32-bit halves. */
+interface CopyInWords {
+  offset: number;
+  size: number;
+  /** index of the slot's low half in the Uint32Array view (2 x slot) */
+  word: number;
+  /** vmcs12WriteField's `value & MASK[width]` for a full field, as halves */
+  maskLo: number;
+  maskHi: number;
+}
+
+function copyInWords(s: EvmcsSlot): CopyInWords {
+  const w = s.field.width;
+  return { offset: s.offset, size: s.size, word: 2 * s.field.slot, maskLo: w === 16 ? 0xffff : 0xffffffff, maskHi: w === 16 || w === 32 ? 0 : 0xffffffff };
 }
 
 /** EVMCS_COPY_IN by clean-field group (bit 0..15), and the fields copied whatever the clean bits say. */
-const COPY_IN_BY_GROUP: readonly EvmcsSlot[][] = Array.from({ length: 16 }, (_, g) => EVMCS_COPY_IN.filter((s) => s.group === g));
-const COPY_IN_ALWAYS: readonly EvmcsSlot[] = EVMCS_COPY_IN.filter((s) => s.group < 0);
+const COPY_IN_BY_GROUP: readonly CopyInWords[][] = Array.from({ length: 16 }, (_, g) => EVMCS_COPY_IN.filter((s) => s.group === g).map(copyInWords));
+const COPY_IN_ALWAYS: readonly CopyInWords[] = EVMCS_COPY_IN.filter((s) => s.group < 0).map(copyInWords);
 
-/** Load the eVMCS member (size 2, 4 or 8 bytes, little-endian) into a vmcs12 slot given as 32-bit halves. */
-function loadMember(page: Uint8Array, s: EvmcsSlot, words: Uint32Array): void {
+/** Load the eVMCS member (2, 4 or 8 bytes, little-endian) into its vmcs12 slot, given as 32-bit halves. */
+function loadMember(page: Uint8Array, s: CopyInWords, words: Uint32Array): void {
   const off = s.offset;
-  const [mlo, mhi] = maskHalves(s.field);
   let lo = page[off] | (page[off + 1] << 8);
   let hi = 0;
   if (s.size >= 4) lo |= (page[off + 2] << 16) | (page[off + 3] << 24);
   if (s.size === 8) hi = page[off + 4] | (page[off + 5] << 8) | (page[off + 6] << 16) | (page[off + 7] << 24);
-  words[2 * s.field.slot] = lo & mlo;
-  words[2 * s.field.slot + 1] = hi & mhi;
+  words[s.word] = lo & s.maskLo;
+  words[s.word + 1] = hi & s.maskHi;
 }
 
 /** copy_enlightened_to_vmcs12 for the groups in `groups` (fields tagged NONE always). */
@@ -146,7 +154,7 @@ export function copyEnlightenedToVmcs12(ctx: Ctx, w: World, n: NestedVmx, groups
   if (LITTLE_ENDIAN) {
     // The same fields as the generic loop below (every slot is written once, so the order does not matter).
     let words: Uint32Array | null = null;
-    const copy = (list: readonly EvmcsSlot[]) => {
+    const copy = (list: readonly CopyInWords[]) => {
       if (list.length === 0) return;
       words ??= vmcs12Words(writable(ctx, n, 'vmcs12'));
       for (const s of list) loadMember(page, s, words);
