@@ -73,6 +73,7 @@ export interface BuiltTrace extends GeneratedTrace {
 // ---------------------------------------------------------------- the guest-physical layout of generated traces
 
 const PAGE = 0x1000n;
+const U64_MAX = (1n << 64n) - 1n;
 /** one memslot of 64 pages: small, so whole-state comparisons stay cheap */
 export const ARB_MEMSLOT_PAGES = 0x40;
 const vmxonRegion = (v: number) => BigInt(0x1000 * (1 + v));
@@ -192,15 +193,22 @@ interface VcpuModel {
   l2: { bitmap: bigint | null } | null;
 }
 
-const bitKey = (msr: number, access: MsrAccess) => `${msr}:${access}`;
+/** Byte offsets of the 8-byte stores that make a bitmap page intercept the merged MSRs and the x2APIC registers. */
+const FILL_OFFSETS: readonly number[] = (() => {
+  const offs = new Set<number>();
+  for (const msr of [...MERGED_MSRS, ...X2APIC_MSRS]) for (const a of ['read', 'write'] as const) offs.add(msrBitmapPosition(msr, a)!.byte & ~7);
+  return [...offs].sort((x, y) => x - y);
+})();
 
 class Builder {
   readonly events: TraceEvent[] = [];
   readonly expected: OutcomeKind[] = [];
   readonly violations: number[] = [];
   private readonly vcpus: VcpuModel[] = [];
-  /** L1's bitmap pages: the set intercept bits (pages start all zero) */
-  private readonly pages = new Map<bigint, Set<string>>();
+  /** L1's bitmap pages as they are in memory (they start all zero) */
+  private readonly pages = new Map<bigint, Uint8Array>();
+  /** MSRs whose intercepts L1 or L0 changed lately: L2 goes for them more often */
+  private hot: [number, MsrAccess][] = [];
 
   constructor(readonly o: BuildOptions) {
     for (let i = 0; i < o.vcpus; i++) {
@@ -215,7 +223,7 @@ class Builder {
         l2: null,
       });
     }
-    for (const p of BITMAP_POOL) this.pages.set(p, new Set());
+    for (const p of BITMAP_POOL) this.pages.set(p, new Uint8Array(4096));
   }
 
   get full(): boolean {
@@ -229,7 +237,7 @@ class Builder {
 
   // ---- facts derived from the model
 
-  private pageOf(gpa: bigint): Set<string> | undefined {
+  private pageOf(gpa: bigint): Uint8Array | undefined {
     return this.pages.get(gpa & ~0xfffn);
   }
 
@@ -239,7 +247,8 @@ class Builder {
     if (!msrBitmapPosition(msr, access)) return true;
     const page = this.pageOf(bitmap);
     if (!page) return bitmap >= BigInt(ARB_MEMSLOT_PAGES) * PAGE; // unbacked: reflected; other backed pages are all zero
-    return page.has(bitKey(msr, access));
+    const pos = msrBitmapPosition(msr, access)!;
+    return (page[pos.byte] & (1 << pos.bit)) !== 0;
   }
 
   /** Pages another vCPU's L2 runs with (the SDM forbids editing them). */
@@ -265,7 +274,7 @@ class Builder {
     const actions: [number, () => void][] = [];
     const add = (w: number, f: () => void) => actions.push([w, f]);
 
-    add(1, () => this.hostIntercept(v, p));
+    add(v.l2 ? 3 : 2, () => this.hostIntercept(v, p));
     if (v.l2) {
       add(12, () => this.l2Msr(v, p, value));
       add(3, () => this.l2Exit(v, p));
@@ -284,6 +293,7 @@ class Builder {
           add(2, () => this.vmptrld(v, p));
           add(cur.cpu & U ? 6 : 14, () => this.vmwrite(v, p));
           add(7, () => this.bitmapEdit(v, p));
+          add(2, () => this.bitmapFill(v, p));
           add(8, () => this.enter(v, p));
           add(1, () => this.vmclear(v, p));
           add(1, () => this.vmread(v, p));
@@ -294,6 +304,7 @@ class Builder {
         else {
           add(ev.cpu & U ? 6 : 14, () => this.evmcsWrite(v, p));
           add(7, () => this.bitmapEdit(v, p));
+          add(2, () => this.bitmapFill(v, p));
           add(8, () => this.enter(v, p));
           add(ev.control & HV_ENLIGHTENMENTS_CONTROL.MSR_BITMAP ? 1 : 4, () => this.evmcsControl(v, p));
           add(2, () => this.evmcsClean(v, p));
@@ -310,32 +321,41 @@ class Builder {
 
   // ---- host
 
+  private touch(msr: number, access: MsrAccess): void {
+    this.hot = [[msr, access], ...this.hot.filter(([m, a]) => m !== msr || a !== access)].slice(0, 3) as [number, MsrAccess][];
+  }
+
   private hostIntercept(v: VcpuModel, p: Digits): void {
     const msrs = [...MERGED_MSRS, ...MERGED_MSRS, M.MSR_IA32_SYSENTER_CS, M.MSR_X2APIC_TPR, M.MSR_IA32_TSC];
     const msr = msrs[p.take(msrs.length)];
     const access: MsrAccess = p.take(2) ? 'write' : 'read';
     this.emit({ kind: 'host.msr-intercept', vcpu: v.id, msr, access, intercept: p.take(3) !== 0 }, 'ok');
+    this.touch(msr, access);
   }
 
   // ---- L2
 
-  private pickMsr(p: Digits): number {
-    switch (p.weighted([10, 5, 3, 1])) {
+  /** An MSR access for L2: often one whose intercept changed lately, else from the tables. */
+  private pickAccess(p: Digits): [number, MsrAccess] {
+    const access: MsrAccess = p.take(2) ? 'write' : 'read';
+    switch (p.weighted([10, 5, 3, 1, this.hot.length ? 12 : 0])) {
       case 0:
-        return MERGED_MSRS[p.take(MERGED_MSRS.length)];
+        return [MERGED_MSRS[p.take(MERGED_MSRS.length)], access];
       case 1:
-        return X2APIC_MSRS[p.take(X2APIC_MSRS.length)];
+        return [X2APIC_MSRS[p.take(X2APIC_MSRS.length)], access];
       case 2:
-        return OTHER_MSRS[p.take(OTHER_MSRS.length)];
+        return [OTHER_MSRS[p.take(OTHER_MSRS.length)], access];
+      case 3:
+        return [OUT_OF_RANGE_MSRS[p.take(OUT_OF_RANGE_MSRS.length)], access];
       default:
-        return OUT_OF_RANGE_MSRS[p.take(OUT_OF_RANGE_MSRS.length)];
+        return this.hot[p.take(this.hot.length)];
     }
   }
 
   private l2Msr(v: VcpuModel, p: Digits, value: bigint): void {
-    const write = p.take(2) === 1;
-    const msr = this.pickMsr(p);
-    const exits = this.l1Intercepts(v.l2!.bitmap, msr, write ? 'write' : 'read');
+    const [msr, access] = this.pickAccess(p);
+    const write = access === 'write';
+    const exits = this.l1Intercepts(v.l2!.bitmap, msr, access);
     if (write) this.emit({ kind: 'l2.wrmsr', vcpu: v.id, msr, value }, exits ? 'exit' : 'ok');
     else this.emit({ kind: 'l2.rdmsr', vcpu: v.id, msr }, exits ? 'exit' : 'value');
     if (exits) v.l2 = null;
@@ -368,12 +388,22 @@ class Builder {
     const j = p.weighted([6, 2, 1]);
     const m = v.vmcs12[j];
     const gpa = vmcs12Region(v.id, j);
-    if (!m.revision) {
+    const fresh = !m.revision;
+    if (fresh) {
       this.emit({ kind: 'l1.write', vcpu: v.id, gpa, size: 4, value: BigInt(VMCS12_REVISION) }, 'ok');
       m.revision = true;
     }
     this.emit({ kind: 'l1.vmptrld', vcpu: v.id, gpa }, 'ok');
     v.current = j;
+    if (fresh) this.initControls(p, (field, value) => this.vmwriteOf(v, field, value));
+  }
+
+  /** What an L1 usually does with a new VMCS before its first VMLAUNCH: program the controls that matter here. */
+  private initControls(p: Digits, write: (field: number, value: bigint) => void): void {
+    if (p.take(5) === 0) return;
+    write(VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(CPU_BASED_VALUES[p.weighted([4, 2, 2, 1, 1, 1, 1])]));
+    write(VMCS.MSR_BITMAP, BITMAP_POOL[p.take(BITMAP_POOL.length)]);
+    if (p.take(2)) write(VMCS.SECONDARY_VM_EXEC_CONTROL, BigInt(SECONDARY_VALUES[p.take(SECONDARY_VALUES.length)]));
   }
 
   private vmclear(v: VcpuModel, p: Digits): void {
@@ -386,14 +416,18 @@ class Builder {
 
   /** A control write: [field, value] from the tables. */
   private pickControl(v: VcpuModel, p: Digits): [number, bigint] {
-    switch (p.weighted([5, 4, 4, 1])) {
+    switch (p.weighted([5, 4, 6, 1])) {
       case 0:
         return [VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(CPU_BASED_VALUES[p.take(CPU_BASED_VALUES.length)])];
       case 1:
         return [VMCS.SECONDARY_VM_EXEC_CONTROL, BigInt(SECONDARY_VALUES[p.take(SECONDARY_VALUES.length)])];
       case 2: {
-        const k = p.weighted([6, 3, 3, 1, 1]);
-        return [VMCS.MSR_BITMAP, k < 3 ? BITMAP_POOL[k] : k === 3 ? BITMAP_UNALIGNED : BITMAP_UNBACKED];
+        // mostly move to another page of the pool (the interesting change), now and then a bad address
+        const cur = this.view(v)?.bitmap;
+        const others = BITMAP_POOL.filter((g) => g !== cur);
+        const k = p.weighted([8, 3, 1, 1]);
+        const gpa = k === 0 ? others[p.take(others.length)] : k === 1 ? BITMAP_POOL[p.take(BITMAP_POOL.length)] : k === 2 ? BITMAP_UNALIGNED : BITMAP_UNBACKED;
+        return [VMCS.MSR_BITMAP, gpa];
       }
       default:
         return [VMCS.VIRTUAL_APIC_PAGE_ADDR, vapicPage(v.id)];
@@ -408,6 +442,10 @@ class Builder {
 
   private vmwrite(v: VcpuModel, p: Digits): void {
     const [field, value] = this.pickControl(v, p);
+    this.vmwriteOf(v, field, value);
+  }
+
+  private vmwriteOf(v: VcpuModel, field: number, value: bigint): void {
     this.emit({ kind: 'l1.vmwrite', vcpu: v.id, field, value }, 'ok');
     Builder.apply(v.vmcs12[v.current], field, value);
   }
@@ -425,7 +463,8 @@ class Builder {
     this.emit({ kind: 'l1.evmcs-ptr', vcpu: v.id, gpa }, 'ok');
     v.evmcs.ready = true;
     // most Hyper-V builds turn the enlightened MSR bitmap on right away
-    if (p.take(3) !== 0) this.setControl(v, HV_ENLIGHTENMENTS_CONTROL.MSR_BITMAP);
+    if (p.take(4) !== 0) this.setControl(v, HV_ENLIGHTENMENTS_CONTROL.MSR_BITMAP);
+    this.initControls(p, (field, value) => this.evmcsWriteOf(v, field, value));
   }
 
   private setControl(v: VcpuModel, value: number): void {
@@ -443,6 +482,10 @@ class Builder {
 
   private evmcsWrite(v: VcpuModel, p: Digits): void {
     const [field, value] = this.pickControl(v, p);
+    this.evmcsWriteOf(v, field, value);
+  }
+
+  private evmcsWriteOf(v: VcpuModel, field: number, value: bigint): void {
     const ev = v.evmcs;
     this.emit({ kind: 'l1.evmcs-write', vcpu: v.id, gpa: evmcsPage(v.id), field, value }, 'ok');
     Builder.apply(ev, field, value);
@@ -475,42 +518,61 @@ class Builder {
 
   // ---- L1's MSR-bitmap pages
 
-  private bitmapEdit(v: VcpuModel, p: Digits): void {
-    const own = this.view(v)?.bitmap;
+  /** The page a bitmap store goes to: mostly the one L1's own VMCS names; never one another vCPU's L2 runs with, unless violating on purpose. */
+  private pickPage(v: VcpuModel, p: Digits): { page: bigint; violate: boolean } | null {
     const busy = this.busyPages(v.id);
-    const violate = this.o.allowViolations && busy.size > 0 && p.take(3) === 0;
-    let page: bigint | undefined;
-    if (violate) page = [...busy][p.take(busy.size)];
-    else {
-      const free = BITMAP_POOL.filter((g) => !busy.has(g));
-      const ownPage = own === undefined ? undefined : own & ~0xfffn;
-      // mostly the page L1's own vmcs12 names, else any page no L2 runs with
-      if (ownPage !== undefined && free.includes(ownPage) && p.take(4) !== 0) page = ownPage;
-      else if (free.length) page = free[p.take(free.length)];
-    }
-    if (page === undefined) {
-      // nothing may be edited now: L1 reads its VMCS instead
-      return this.nothingToEdit(v, p);
-    }
-    const kind = p.weighted([10, 5, 2, 1]);
-    const msr = kind === 0 ? MERGED_MSRS[p.take(MERGED_MSRS.length)] : kind === 1 ? X2APIC_MSRS[p.take(X2APIC_MSRS.length)] : kind === 2 ? OTHER_MSRS[p.take(OTHER_MSRS.length)] : OUT_OF_RANGE_MSRS[p.take(OUT_OF_RANGE_MSRS.length)];
-    const access: MsrAccess = p.take(2) ? 'write' : 'read';
-    const set = this.pages.get(page)!;
-    const key = bitKey(msr, access);
-    // mostly flip the bit, so an edit changes something
-    const intercept = p.take(4) === 0 ? set.has(key) : !set.has(key);
-    const inRange = msrBitmapPosition(msr, access) !== null;
-    if (violate && inRange) this.violations.push(this.events.length);
-    this.emit({ kind: 'l1.msr-bitmap', vcpu: v.id, gpa: page, msr, access, intercept }, inRange ? 'ok' : 'ignored');
-    if (!inRange) return;
-    if (intercept) set.add(key);
-    else set.delete(key);
-    // every eVMCS naming this page now has a dirty MSR bitmap
+    if (this.o.allowViolations && busy.size > 0 && p.take(3) === 0) return { page: [...busy][p.take(busy.size)], violate: true };
+    const free = BITMAP_POOL.filter((g) => !busy.has(g));
+    const own = this.view(v)?.bitmap;
+    const ownPage = own === undefined ? undefined : own & ~0xfffn;
+    if (ownPage !== undefined && free.includes(ownPage) && p.take(4) !== 0) return { page: ownPage, violate: false };
+    return free.length ? { page: free[p.take(free.length)], violate: false } : null;
+  }
+
+  /** After a store to bitmap page `page`: every eVMCS naming it has a dirty MSR bitmap. */
+  private bitmapStored(page: bigint, violate: boolean, at: number): void {
+    if (violate) this.violations.push(at);
     for (const o of this.vcpus) {
       const ev = o.evmcs;
       if (!ev.ready || (ev.bitmap & ~0xfffn) !== page) continue;
       ev.pending |= MSR_BITMAP_GROUP_BIT;
       if (ev.control & HV_ENLIGHTENMENTS_CONTROL.MSR_BITMAP) ev.pendingVisible |= MSR_BITMAP_GROUP_BIT;
+    }
+  }
+
+  /** One intercept bit, with l1.msr-bitmap. */
+  private bitmapEdit(v: VcpuModel, p: Digits): void {
+    const pick = this.pickPage(v, p);
+    if (!pick) return this.nothingToEdit(v, p);
+    const kind = p.weighted([10, 5, 2, 1]);
+    const msr = kind === 0 ? MERGED_MSRS[p.take(MERGED_MSRS.length)] : kind === 1 ? X2APIC_MSRS[p.take(X2APIC_MSRS.length)] : kind === 2 ? OTHER_MSRS[p.take(OTHER_MSRS.length)] : OUT_OF_RANGE_MSRS[p.take(OUT_OF_RANGE_MSRS.length)];
+    const access: MsrAccess = p.take(2) ? 'write' : 'read';
+    const page = this.pages.get(pick.page)!;
+    const pos = msrBitmapPosition(msr, access);
+    const was = pos !== null && (page[pos.byte] & (1 << pos.bit)) !== 0;
+    // mostly flip the bit, so an edit changes something
+    const intercept = p.take(4) === 0 ? was : !was;
+    this.emit({ kind: 'l1.msr-bitmap', vcpu: v.id, gpa: pick.page, msr, access, intercept }, pos ? 'ok' : 'ignored');
+    if (!pos) return;
+    if (intercept) page[pos.byte] |= 1 << pos.bit;
+    else page[pos.byte] &= ~(1 << pos.bit);
+    this.touch(msr, access);
+    this.bitmapStored(pick.page, pick.violate, this.events.length - 1);
+  }
+
+  /**
+   * L1 makes a page intercept everything that matters here (as hypervisors
+   * start their bitmaps: all ones), with 8-byte stores over the merged MSRs
+   * and the x2APIC registers.
+   */
+  private bitmapFill(v: VcpuModel, p: Digits): void {
+    const pick = this.pickPage(v, p);
+    if (!pick) return this.nothingToEdit(v, p);
+    const page = this.pages.get(pick.page)!;
+    for (const off of FILL_OFFSETS) {
+      this.emit({ kind: 'l1.write', vcpu: v.id, gpa: pick.page + BigInt(off), size: 8, value: U64_MAX }, 'ok');
+      page.fill(0xff, off, off + 8);
+      this.bitmapStored(pick.page, pick.violate, this.events.length - 1);
     }
   }
 
@@ -574,8 +636,6 @@ export function buildTrace(choices: readonly Choice[], o: BuildOptions): BuiltTr
   );
   return { header, events: b.events.slice(0, n), expected: b.expected.slice(0, n), violations: b.violations.filter((i) => i < n) };
 }
-
-const U64_MAX = (1n << 64n) - 1n;
 
 /** The choice arbitrary: tuples of small numbers plus a 64-bit value, mostly an interesting one. */
 export function arbChoices(maxSteps: number): fc.Arbitrary<Choice[]> {

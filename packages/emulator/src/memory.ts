@@ -12,11 +12,13 @@ const MAX_GPA = 1n << 52n;
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
 
 export function gpaToGfn(gpa: bigint): number {
+  // Below 2^52 the number is exact and the division by 4096 too: no bigint is allocated.
+  if (gpa >= 0n && gpa < MAX_GPA) return Math.floor(Number(gpa) / 4096);
   return gpa < MAX_GPA ? Number(gpa >> 12n) : -1;
 }
 
 export function gpaOffset(gpa: bigint): number {
-  return Number(gpa & 0xfffn);
+  return gpa >= 0n && gpa < MAX_GPA ? Number(gpa) % 4096 : Number(gpa & 0xfffn);
 }
 
 /** __gfn_to_memslot: the slot holding gfn, or undefined. */

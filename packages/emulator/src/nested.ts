@@ -129,9 +129,11 @@ export function handleVmclear(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome
   if (!n.vmxon) return UD;
   if (!pageAddressValid(gpa)) return nestedVmxFail(ctx, v, VMXERR.VMCLEAR_INVALID_ADDRESS);
   if (gpa === n.vmxonPtr) return nestedVmxFail(ctx, v, VMXERR.VMCLEAR_VMXON_POINTER);
-  if (gpa === n.hvEvmcsVmptr) {
-    // An eVMCS has no launch state: releasing it is all VMCLEAR does.
-    releaseEvmcs(n);
+  // nested_evmcs_handle_vmclear: while the VP assist page names an eVMCS, the region is taken to be
+  // an eVMCS, which has no launch state to clear: VMCLEAR writes nothing and only releases the eVMCS
+  // in use if that is the one named.
+  if (w.config.evmcs && n.vpAssistEvmcs !== INVALID_GPA) {
+    if (gpa === n.hvEvmcsVmptr) releaseEvmcs(n);
     return OK;
   }
   if (gpa === n.currentVmptr) nestedReleaseVmcs12(ctx, w, n);

@@ -72,7 +72,11 @@ export function handleEnlightenedVmptrld(ctx: Ctx, w: World, v: Vcpu, fromLaunch
   const n = v.nested;
   if (!w.config.evmcs) return EVMPTRLD.DISABLED;
   const gpa = n.vpAssistEvmcs;
-  if (gpa === INVALID_GPA) return EVMPTRLD.DISABLED;
+  if (gpa === INVALID_GPA) {
+    // The VP assist page no longer names an eVMCS: stop using the old one (nested_release_evmcs).
+    releaseEvmcs(n);
+    return EVMPTRLD.DISABLED;
+  }
   let changed = false;
   if (gpa !== n.hvEvmcsVmptr) {
     n.currentVmptr = INVALID_GPA;
@@ -146,6 +150,25 @@ function loadMember(page: Uint8Array, s: CopyInWords, words: Uint32Array): void 
   words[s.word + 1] = hi & s.maskHi;
 }
 
+/** EVMCS_COPY_OUT for the word-wise copy: member offset and size, vmcs12 word index, 4-byte aligned member. */
+const COPY_OUT_WORDS: readonly { offset: number; size: number; word: number; aligned: boolean }[] = EVMCS_COPY_OUT.map((s) => ({
+  offset: s.offset,
+  size: s.size,
+  word: 2 * s.field.slot,
+  aligned: s.offset % 4 === 0,
+}));
+
+/** A page as 32-bit words (single-entry cache; the page must start 4-byte aligned). */
+let pageWordsOf: Uint8Array | null = null;
+let pageWordsView: Uint32Array | null = null;
+function pageWords(page: Uint8Array): Uint32Array {
+  if (page !== pageWordsOf || pageWordsView === null) {
+    pageWordsView = new Uint32Array(page.buffer, page.byteOffset, page.byteLength >> 2);
+    pageWordsOf = page;
+  }
+  return pageWordsView;
+}
+
 /** copy_enlightened_to_vmcs12 for the groups in `groups` (fields tagged NONE always). */
 export function copyEnlightenedToVmcs12(ctx: Ctx, w: World, n: NestedVmx, groups: number): void {
   const page = guestPage(w.mem, gpaToGfn(n.hvEvmcsVmptr));
@@ -154,14 +177,14 @@ export function copyEnlightenedToVmcs12(ctx: Ctx, w: World, n: NestedVmx, groups
   if (LITTLE_ENDIAN) {
     // The same fields as the generic loop below (every slot is written once, so the order does not matter).
     let words: Uint32Array | null = null;
-    const copy = (list: readonly CopyInWords[]) => {
-      if (list.length === 0) return;
+    for (let g = -1; g < 16; g++) {
+      if (g >= 0 && !(groups & (1 << g))) continue;
+      const list = g < 0 ? COPY_IN_ALWAYS : COPY_IN_BY_GROUP[g];
+      if (list.length === 0) continue;
       words ??= vmcs12Words(writable(ctx, n, 'vmcs12'));
       for (const s of list) loadMember(page, s, words);
       copied += list.length;
-    };
-    copy(COPY_IN_ALWAYS);
-    for (let g = 0; g < 16; g++) if (groups & (1 << g)) copy(COPY_IN_BY_GROUP[g]);
+    }
   } else {
     for (const s of EVMCS_COPY_IN) {
       if (s.group >= 0 && !(groups & (1 << s.group))) continue;
@@ -183,23 +206,30 @@ export function copyVmcs12ToEnlightened(ctx: Ctx, w: World, n: NestedVmx): void 
   if (pfn < 0) return;
   const page = writablePfn(ctx, w.mem, pfn);
   if (LITTLE_ENDIAN) {
-    // writeLE of the slot's low `size` bytes, from its 32-bit halves
+    // writeLE of each slot's low `size` bytes, from its 32-bit halves
     const words = vmcs12Words(n.vmcs12);
-    for (const s of EVMCS_COPY_OUT) {
+    const pw = page.byteOffset % 4 === 0 ? pageWords(page) : null;
+    for (const s of COPY_OUT_WORDS) {
       const off = s.offset;
-      const lo = words[2 * s.field.slot];
-      page[off] = lo;
-      page[off + 1] = lo >>> 8;
-      if (s.size >= 4) {
+      const lo = words[s.word];
+      if (s.size === 2) {
+        page[off] = lo;
+        page[off + 1] = lo >>> 8;
+      } else if (pw !== null && s.aligned) {
+        pw[off >> 2] = lo;
+        if (s.size === 8) pw[(off >> 2) + 1] = words[s.word + 1];
+      } else {
+        page[off] = lo;
+        page[off + 1] = lo >>> 8;
         page[off + 2] = lo >>> 16;
         page[off + 3] = lo >>> 24;
-      }
-      if (s.size === 8) {
-        const hi = words[2 * s.field.slot + 1];
-        page[off + 4] = hi;
-        page[off + 5] = hi >>> 8;
-        page[off + 6] = hi >>> 16;
-        page[off + 7] = hi >>> 24;
+        if (s.size === 8) {
+          const hi = words[s.word + 1];
+          page[off + 4] = hi;
+          page[off + 5] = hi >>> 8;
+          page[off + 6] = hi >>> 16;
+          page[off + 7] = hi >>> 24;
+        }
       }
     }
   } else {
