@@ -44,7 +44,7 @@ type WorkloadsModule = typeof workloadsSrc;
 
 export type Loader = 'built' | 'tsx';
 
-interface Modules {
+export interface Modules {
   emulator: EmulatorModule;
   diff: DiffModule;
   trace: TraceModule;
@@ -106,7 +106,8 @@ function loadBuilt(): Modules {
   return built;
 }
 
-function modules(loader: Loader): Modules {
+/** The packages, loaded as built (from their sources) or through tsx. */
+export function modules(loader: Loader): Modules {
   return loader === 'built' ? loadBuilt() : { emulator: emulatorSrc, diff: diffSrc, trace: traceSrc, workloads: workloadsSrc };
 }
 

@@ -46,6 +46,15 @@ export interface ArbTraceOptions {
   allowViolations?: boolean;
   /** upper bound on the events of a trace (default 80) */
   maxEvents?: number;
+  /**
+   * Also generate the contract-keeping L1 behaviours behind the known
+   * findings in KVM's enlightened MSR-bitmap shortcut (KNOWN_FINDINGS).
+   * Off by default: the L1 is then careful beyond the TLFS in two ways
+   * KVM silently relies on: it clears the MSR_BITMAP clean bit whenever it
+   * changes the controls that decide how x2APIC MSRs are merged, and it never
+   * points an eVMCS's MSR bitmap outside guest memory.
+   */
+  knownFindings?: boolean;
 }
 
 export interface GeneratedTrace {
@@ -61,6 +70,7 @@ export interface BuildOptions {
   evmcs: boolean;
   allowViolations: boolean;
   maxEvents: number;
+  knownFindings: boolean;
 }
 
 /** A built trace with the outcome kind the builder expects of every event under the reference profile. */
@@ -131,6 +141,12 @@ const groupBit = (field: number): number => {
   const g = vmcsFieldByEncoding(field)?.cleanGroup;
   return g === null || g === undefined || g < 0 ? 0 : 1 << g;
 };
+
+/** The secondary controls the MSR-bitmap merge looks at, as in effect (none without ACTIVATE_SECONDARY_CONTROLS). */
+const X2APIC_SECONDARY = S.VIRTUALIZE_X2APIC_MODE | S.APIC_REGISTER_VIRT | S.VIRTUAL_INTR_DELIVERY;
+function x2apicControls(m: { cpu: number; secondary: number }): number {
+  return m.cpu & A ? m.secondary & X2APIC_SECONDARY : 0;
+}
 
 /** Reads mixed-radix digits out of one drawn number (shrinking the number picks the first options). */
 class Digits {
@@ -251,6 +267,19 @@ class Builder {
     return (page[pos.byte] & (1 << pos.bit)) !== 0;
   }
 
+  /** How many of the merged and x2APIC intercepts a pool page has. */
+  private strictness(gpa: bigint): number {
+    const page = this.pages.get(gpa)!;
+    let n = 0;
+    for (const msr of [...MERGED_MSRS, ...X2APIC_MSRS]) {
+      for (const a of ['read', 'write'] as const) {
+        const pos = msrBitmapPosition(msr, a)!;
+        if (page[pos.byte] & (1 << pos.bit)) n++;
+      }
+    }
+    return n;
+  }
+
   /** Pages another vCPU's L2 runs with (the SDM forbids editing them). */
   private busyPages(self: number): Set<bigint> {
     const busy = new Set<bigint>();
@@ -277,7 +306,7 @@ class Builder {
     add(v.l2 ? 3 : 2, () => this.hostIntercept(v, p));
     if (v.l2) {
       add(12, () => this.l2Msr(v, p, value));
-      add(3, () => this.l2Exit(v, p));
+      add(2, () => this.l2Exit(v, p));
     } else if (!v.vmxon) {
       add(20, () => this.vmxon(v));
     } else {
@@ -291,9 +320,9 @@ class Builder {
         } else {
           const cur = v.vmcs12[v.current];
           add(2, () => this.vmptrld(v, p));
-          add(cur.cpu & U ? 6 : 14, () => this.vmwrite(v, p));
+          add(cur.cpu & U ? (cur.launched ? 10 : 6) : 14, () => this.vmwrite(v, p));
           add(7, () => this.bitmapEdit(v, p));
-          add(2, () => this.bitmapFill(v, p));
+          add(1, () => this.bitmapFill(v, p));
           add(8, () => this.enter(v, p));
           add(1, () => this.vmclear(v, p));
           add(1, () => this.vmread(v, p));
@@ -302,9 +331,9 @@ class Builder {
         const ev = v.evmcs;
         if (!ev.ready) add(20, () => this.evmcsSetup(v, p));
         else {
-          add(ev.cpu & U ? 6 : 14, () => this.evmcsWrite(v, p));
+          add(ev.cpu & U ? (ev.launched ? 10 : 6) : 14, () => this.evmcsWrite(v, p));
           add(7, () => this.bitmapEdit(v, p));
-          add(2, () => this.bitmapFill(v, p));
+          add(1, () => this.bitmapFill(v, p));
           add(8, () => this.enter(v, p));
           add(ev.control & HV_ENLIGHTENMENTS_CONTROL.MSR_BITMAP ? 1 : 4, () => this.evmcsControl(v, p));
           add(2, () => this.evmcsClean(v, p));
@@ -424,9 +453,12 @@ class Builder {
       case 2: {
         // mostly move to another page of the pool (the interesting change), now and then a bad address
         const cur = this.view(v)?.bitmap;
-        const others = BITMAP_POOL.filter((g) => g !== cur);
+        // ... preferably to a stricter page: one that intercepts more of what L2 touches
+        const others = BITMAP_POOL.filter((g) => g !== cur).sort((x, y) => this.strictness(y) - this.strictness(x) || Number(x - y));
         const k = p.weighted([8, 3, 1, 1]);
-        const gpa = k === 0 ? others[p.take(others.length)] : k === 1 ? BITMAP_POOL[p.take(BITMAP_POOL.length)] : k === 2 ? BITMAP_UNALIGNED : BITMAP_UNBACKED;
+        // (a careful eVMCS user keeps its bitmap in guest memory: see knownFindings)
+        const unbacked = v.mode === 'evmcs' && !this.o.knownFindings ? BITMAP_POOL[0] : BITMAP_UNBACKED;
+        const gpa = k === 0 ? others[p.weighted([3, 1])] : k === 1 ? BITMAP_POOL[p.take(BITMAP_POOL.length)] : k === 2 ? BITMAP_UNALIGNED : unbacked;
         return [VMCS.MSR_BITMAP, gpa];
       }
       default:
@@ -487,10 +519,12 @@ class Builder {
 
   private evmcsWriteOf(v: VcpuModel, field: number, value: bigint): void {
     const ev = v.evmcs;
+    const x2apicBefore = x2apicControls(ev);
     this.emit({ kind: 'l1.evmcs-write', vcpu: v.id, gpa: evmcsPage(v.id), field, value }, 'ok');
     Builder.apply(ev, field, value);
     ev.pending |= groupBit(field);
     ev.pendingVisible |= groupBit(field);
+    if (!this.o.knownFindings && x2apicControls(ev) !== x2apicBefore) ev.pending |= MSR_BITMAP_GROUP_BIT;
   }
 
   private writeClean(v: VcpuModel, value: number): void {
@@ -521,7 +555,8 @@ class Builder {
   /** The page a bitmap store goes to: mostly the one L1's own VMCS names; never one another vCPU's L2 runs with, unless violating on purpose. */
   private pickPage(v: VcpuModel, p: Digits): { page: bigint; violate: boolean } | null {
     const busy = this.busyPages(v.id);
-    if (this.o.allowViolations && busy.size > 0 && p.take(3) === 0) return { page: [...busy][p.take(busy.size)], violate: true };
+    const busyPool = BITMAP_POOL.filter((g) => busy.has(g));
+    if (this.o.allowViolations && busyPool.length > 0 && p.take(3) === 0) return { page: busyPool[p.take(busyPool.length)], violate: true };
     const free = BITMAP_POOL.filter((g) => !busy.has(g));
     const own = this.view(v)?.bitmap;
     const ownPage = own === undefined ? undefined : own & ~0xfffn;
@@ -574,6 +609,7 @@ class Builder {
       page.fill(0xff, off, off + 8);
       this.bitmapStored(pick.page, pick.violate, this.events.length - 1);
     }
+    this.touch(MERGED_MSRS[p.take(MERGED_MSRS.length)], p.take(2) ? 'write' : 'read');
   }
 
   private nothingToEdit(v: VcpuModel, p: Digits): void {
@@ -647,15 +683,18 @@ export function arbChoices(maxSteps: number): fc.Arbitrary<Choice[]> {
 /** Build options drawn for a trace (vCPU count and eVMCS when the caller left them open). */
 export function arbBuildOptions(opts: ArbTraceOptions = {}): fc.Arbitrary<BuildOptions> {
   const maxEvents = Math.max(5, Math.min(opts.maxEvents ?? 80, 80));
-  const vcpus = opts.vcpus !== undefined ? fc.constant(opts.vcpus) : fc.constantFrom(1, 2, 3);
-  const evmcs = opts.evmcs !== undefined ? fc.constant(opts.evmcs) : fc.boolean();
-  return fc.record({ vcpus, evmcs }).map(({ vcpus: n, evmcs: e }) => ({ vcpus: n, evmcs: e, allowViolations: !!opts.allowViolations, maxEvents }));
+  // most bugs need one vCPU's long story; the others mostly add noise (and the SDM contract)
+  const vcpus = opts.vcpus !== undefined ? fc.constant(opts.vcpus) : fc.constantFrom(1, 1, 1, 2, 2, 3);
+  // eVMCS worlds are the richer ones (both areas at work): two in three
+  const evmcs = opts.evmcs !== undefined ? fc.constant(opts.evmcs) : fc.constantFrom(true, true, false);
+  const knownFindings = !!opts.knownFindings;
+  return fc.record({ vcpus, evmcs }).map(({ vcpus: n, evmcs: e }) => ({ vcpus: n, evmcs: e, allowViolations: !!opts.allowViolations, maxEvents, knownFindings }));
 }
 
 /** Traces with their builder's expectations (for checking the builder itself). */
 export function arbBuiltTrace(opts: ArbTraceOptions = {}): fc.Arbitrary<BuiltTrace> {
   const maxEvents = Math.max(5, Math.min(opts.maxEvents ?? 80, 80));
-  return fc.tuple(arbBuildOptions(opts), arbChoices(Math.ceil(maxEvents * 0.6))).map(([o, c]) => buildTrace(c, o));
+  return fc.tuple(arbBuildOptions(opts), arbChoices(maxEvents)).map(([o, c]) => buildTrace(c, o));
 }
 
 /**
@@ -668,16 +707,34 @@ export function arbTrace(opts: ArbTraceOptions = {}): fc.Arbitrary<GeneratedTrac
 
 // ---------------------------------------------------------------- the differential property
 
-/** Runs and seeds the shipped property tests use. */
-export const PROPERTY_DEFAULTS = { numRuns: 300 } as const;
+/**
+ * Runs and seed of the shipped property tests. Every broken path in
+ * fixtures/ is caught well within this many runs, for any seed (see
+ * fixtures.test.ts).
+ */
+export const PROPERTY_DEFAULTS = { numRuns: 400, seed: 0x6e7678 } as const;
 
-/** The property failed on this trace: the divergence, described for a person. */
+/**
+ * The property failed on this trace. The message is one line (fast-check
+ * builds one per failing shrink candidate); `report` has the whole story.
+ */
 export class DivergenceFound extends Error {
   constructor(
     readonly trace: GeneratedTrace,
     readonly result: DiffResult,
   ) {
-    super(describeResult(trace, result));
+    const d = result.divergence;
+    super(
+      d
+        ? `${result.other} diverges from ${result.base} (${d.verdict}) at event ${d.index} of ${trace.events.length}: ${formatEvent(d.event)}`
+        : `${result.other}: contract violation in a trace meant to keep every contract (${result.violations[0]?.message ?? ''})`,
+    );
+    this.name = 'DivergenceFound';
+  }
+
+  /** The divergence, its verdict and contract, and the trace in text form. */
+  get report(): string {
+    return describeResult(this.trace, this.result);
   }
 }
 

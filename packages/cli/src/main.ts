@@ -11,14 +11,17 @@ import { Command, CommanderError } from 'commander';
 import { CliContext, CliIO, EXIT, processIO } from './output';
 import { registerCheckCommands } from './commands/check';
 import { registerDiffCommands } from './commands/diff';
+import { registerImportCommands } from './commands/import';
 import { registerPathsCommands } from './commands/paths';
+import { registerReportCommands } from './commands/report';
 import { registerRunCommands } from './commands/run';
+import { registerStatCommands } from './commands/stat';
 import { registerTraceCommands } from './commands/trace';
 
 export type Registrar = (program: Command, ctx: CliContext) => void;
 
 /** Every command group, in the order `nvx --help` lists them. */
-export const REGISTRARS: Registrar[] = [registerCheckCommands, registerRunCommands, registerDiffCommands, registerPathsCommands, registerTraceCommands];
+export const REGISTRARS: Registrar[] = [registerCheckCommands, registerRunCommands, registerDiffCommands, registerStatCommands, registerReportCommands, registerPathsCommands, registerTraceCommands, registerImportCommands];
 
 function version(): string {
   try {

@@ -30,10 +30,12 @@ export const COST_COUNTERS = [
   'kicks',
   'nestedContextReuse',
   'nestedContextRecycle',
-  'cpuidExits',
+  'cpuidExits', // CPUID VM-exits, L1's and L2's
   'wrmsrs', // WRMSRs L0 does for itself (MSR 0x140 switching)
   'rdmsrs',
   'gpWithoutExit',
+  'l1CpuidExits', // CPUID VM-exits from L1 (L2's are in l0Exits)
+  'hostWrmsrs', // MSR 0x140 WRMSRs of the host kernel itself (context switches, arch_prctl): the same in every path
 ] as const;
 
 export type CostCounter = (typeof COST_COUNTERS)[number];

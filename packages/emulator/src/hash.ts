@@ -9,8 +9,9 @@
  */
 import { createHash } from 'node:crypto';
 import { VMCS_FIELDS, msrName } from '@nvx/arch';
+import { vmcs12AsL1Sees } from './areas/shadow-vmcs/common';
 import { gfnToHva } from './memory';
-import type { World } from './state';
+import type { Memory, Memslot, World } from './state';
 
 function canon(v: unknown, out: string[]): void {
   if (v === null || v === undefined) out.push('n');
@@ -38,8 +39,31 @@ function sha256(s: string): string {
 
 export function stateHash(w: World): string {
   const out: string[] = [];
-  canon({ mem: w.mem, vcpus: w.vcpus }, out);
+  // VM-wide path state only when a path keeps some (the hash of a world without any is unchanged)
+  canon(w.areas && Object.keys(w.areas).length ? { mem: w.mem, vcpus: w.vcpus, areas: w.areas } : { mem: w.mem, vcpus: w.vcpus }, out);
+  // physical CPUs and host tasks (cpuid-fault)
+  canon(w.host, out);
   return sha256(out.join(','));
+}
+
+/**
+ * The frames of memslot `s` (as offsets from its base, ascending) that can
+ * hold anything but zeros: those whose host page has contents. Walking only
+ * these instead of every frame gives the same view (the others read as
+ * zeros) and keeps a checkpoint from scanning the whole guest. When memslots
+ * overlap in guest-physical space (only a trace's initial configuration can
+ * do that) every frame is walked.
+ */
+function framesWithContents(mem: Memory, s: Memslot): number[] {
+  const slots = mem.slots;
+  const disjoint = slots.every((x, i) => i === 0 || slots[i - 1].gfn + slots[i - 1].npages <= x.gfn);
+  if (!disjoint) return Array.from({ length: s.npages }, (_, i) => i);
+  const out: number[] = [];
+  for (const k of Object.keys(mem.hvaToPfn)) {
+    const hva = Number(k);
+    if (hva >= s.hva && hva < s.hva + s.npages && mem.pages[mem.hvaToPfn[hva]] !== undefined) out.push(hva - s.hva);
+  }
+  return out.sort((a, b) => a - b);
 }
 
 /** Flat map of architectural facts: key -> printable value. */
@@ -48,9 +72,8 @@ export function archView(w: World): Map<string, string> {
   const hex = (v: bigint | number) => '0x' + v.toString(16);
   // Guest memory as L1 sees it through the memslots (pages that are all zero are left out).
   for (const s of w.mem.slots) {
-    for (let i = 0; i < s.npages; i++) {
-      // guestPage without its shared zero page: a frame the host has no contents for reads as zeros
-      // and is left out, and skipping it here saves scanning 4 KiB per absent frame.
+    for (const i of framesWithContents(w.mem, s)) {
+      // guestPage without its shared zero page: a frame the host has no contents for reads as zeros.
       const hva = gfnToHva(w.mem, s.gfn + i);
       const pfn = hva < 0 ? undefined : w.mem.hvaToPfn[hva];
       const page = pfn === undefined ? undefined : w.mem.pages[pfn];
@@ -67,14 +90,28 @@ export function archView(w: World): Map<string, string> {
     m.set(p + 'hv_evmcs_vmptr', hex(n.hvEvmcsVmptr));
     m.set(p + 'guest mode', String(n.guestMode));
     m.set(p + 'launch_state', String(n.launched));
+    // vmcs12 as L1 would read it: shadowed fields from the shadow VMCS while L1 runs with shadowing on
+    const vmcs12 = vmcs12AsL1Sees(v);
     for (const f of VMCS_FIELDS) {
       if (f.isHigh) continue;
-      const val = n.vmcs12[f.slot];
+      const val = vmcs12[f.slot];
       if (val !== 0n) m.set(p + `vmcs12 ${f.name}`, hex(val));
     }
     for (const [k, val] of Object.entries(v.l1Msrs)) m.set(p + `L1 ${msrName(Number(k))}`, hex(val));
     for (const [k, val] of Object.entries(v.l2Msrs)) m.set(p + `L2 ${msrName(Number(k))}`, hex(val));
     m.set(p + 'vmcs01 MSR bitmap', sha256(Buffer.from(v.vmcs01MsrBitmap).toString('hex')).slice(0, 16));
+    // CPUID faulting as the guest sees it (MSR_PLATFORM_INFO, MISC_FEATURES_ENABLES are the vCPU's, shared by L1 and L2)
+    m.set(p + 'MSR_PLATFORM_INFO', hex(v.cpuidFault.platformInfo));
+    m.set(p + 'MSR_MISC_FEATURES_ENABLES', hex(v.cpuidFault.miscFeaturesEnables));
+    if (v.cpuidFault.smm) m.set(p + 'smm', 'true');
+  }
+  // MSR 0x140 as the host sees it: on every CPU no vCPU is loaded on (a loaded vCPU's CPU holds what its path installs)
+  if (w.host) {
+    w.host.pcpus.forEach((c, i) => {
+      if (w.vcpus.some((v) => v.cpu === i)) return;
+      const name = i < w.config.pcpus ? `cpu ${i}` : `vcpu ${i - w.config.pcpus}'s own cpu`;
+      m.set(`${name} MSR_MISC_FEATURES_ENABLES`, hex(c.miscFeaturesEnables));
+    });
   }
   return m;
 }

@@ -12,10 +12,12 @@
  */
 import { CPU_BASED, EXIT_REASON, MSR, SECONDARY_EXEC, VMCS } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
-import { nestedCpuHasSecondary, nestedUsesMsrBitmaps, l1BitmapPage } from './areas/msr-bitmap/merge-common';
+import { nestedCpuHasSecondary, nestedUsesMsrBitmaps } from './areas/msr-bitmap/merge-common';
+import { NESTED_PAGE, apicAccessTarget, l0PeekPage, vapicHwRead, vapicHwWrite, vapicL0Read, vapicL0Write } from './areas/guest-pages/common';
+import { guestRdmsr, guestWrmsr, isCpuidFaultMsr } from './areas/cpuid-fault/guest';
 import type { Ctx } from './ctx';
-import { readGuest, writeGuest } from './memory';
-import { OK, nestedVmxVmexit } from './nested';
+import { pfnPage, readLE, writablePfn, writeLE } from './memory';
+import { OK, ignored, nestedVmxVmexit } from './nested';
 import { Vcpu, World, testBitmapBit } from './state';
 import { vmcs12Get, vmcs12Get32 } from './vmcs12';
 
@@ -27,7 +29,7 @@ export function hostMsrValue(msr: number): bigint {
 const isX2apic = (msr: number) => msr >= 0x800 && msr <= 0x8ff;
 
 /** vAPIC page offset of an x2APIC MSR: (msr & 0xff) << 4 */
-const x2apicOffset = (msr: number) => BigInt((msr & 0xff) << 4);
+const x2apicOffset = (msr: number) => (msr & 0xff) << 4;
 
 /** Does vmcs12's APIC virtualization handle this x2APIC access in hardware (SDM 29.5)? */
 function x2apicVirtualized(v: Vcpu, msr: number, write: boolean): boolean {
@@ -37,39 +39,30 @@ function x2apicVirtualized(v: Vcpu, msr: number, write: boolean): boolean {
   return (msr === MSR.MSR_X2APIC_EOI || msr === MSR.MSR_X2APIC_SELF_IPI) && nestedCpuHasSecondary(v, SECONDARY_EXEC.VIRTUAL_INTR_DELIVERY);
 }
 
-function vapicAddr(v: Vcpu): bigint {
-  return vmcs12Get(v.nested, VMCS.VIRTUAL_APIC_PAGE_ADDR);
-}
+// The virtual-APIC page is reached through the guest-pages path: by the CPU at the host address
+// vmcs02 holds (vapicHw*), by L0 through its own mapping when it emulates an access (vapicL0*).
 
-function vapicRead(w: World, v: Vcpu, off: bigint): bigint {
-  return readGuest(w, vapicAddr(v) + off, 4) ?? 0xffffffffn;
-}
-
-function vapicWrite(ctx: Ctx, w: World, v: Vcpu, off: bigint, value: bigint): void {
-  writeGuest(ctx, w, vapicAddr(v) + off, 4, value & 0xffffffffn);
-}
-
-/** The value an RDMSR in L2 must return when L1 does not intercept it. */
-export function l2MsrRead(w: World, v: Vcpu, msr: number): bigint {
-  if (isX2apic(msr) && x2apicVirtualized(v, msr, false)) return vapicRead(w, v, x2apicOffset(msr));
+/** The value an RDMSR in L2 must return when L1 does not intercept it (L0 emulates it). */
+export function l2MsrRead(ctx: Ctx, w: World, v: Vcpu, msr: number): bigint {
+  if (isX2apic(msr) && x2apicVirtualized(v, msr, false)) return vapicL0Read(ctx, w, v, x2apicOffset(msr));
   return v.l2Msrs[msr] ?? 0n;
 }
 
 export function l2MsrWrite(ctx: Ctx, w: World, v: Vcpu, msr: number, value: bigint): void {
-  if (isX2apic(msr) && x2apicVirtualized(v, msr, true)) vapicWrite(ctx, w, v, x2apicOffset(msr), value);
+  if (isX2apic(msr) && x2apicVirtualized(v, msr, true)) vapicL0Write(ctx, w, v, x2apicOffset(msr), value);
   else v.l2Msrs[msr] = value;
 }
 
 /** A RDMSR that vmcs02 lets L2 execute without an exit. */
-function nativeMsrRead(w: World, v: Vcpu, msr: number): bigint {
-  if (isX2apic(msr)) return x2apicVirtualized(v, msr, false) ? vapicRead(w, v, x2apicOffset(msr)) : hostMsrValue(msr);
+function nativeMsrRead(ctx: Ctx, w: World, v: Vcpu, msr: number): bigint {
+  if (isX2apic(msr)) return x2apicVirtualized(v, msr, false) ? vapicHwRead(ctx, w, v, x2apicOffset(msr)) : hostMsrValue(msr);
   if (testBitmapBit(v.vmcs01MsrBitmap, msr, false)) return hostMsrValue(msr);
   return v.l2Msrs[msr] ?? 0n;
 }
 
 function nativeMsrWrite(ctx: Ctx, w: World, v: Vcpu, msr: number, value: bigint): void {
   if (isX2apic(msr)) {
-    if (x2apicVirtualized(v, msr, true)) vapicWrite(ctx, w, v, x2apicOffset(msr), value);
+    if (x2apicVirtualized(v, msr, true)) vapicHwWrite(ctx, w, v, x2apicOffset(msr), value);
     // else: the write hit L0's own APIC; L2's architectural state does not change
     return;
   }
@@ -83,7 +76,8 @@ function nativeMsrWrite(ctx: Ctx, w: World, v: Vcpu, msr: number, value: bigint)
  */
 export function nestedVmxExitHandledMsr(ctx: Ctx, w: World, v: Vcpu, msr: number, write: boolean): boolean {
   if (!nestedUsesMsrBitmaps(v)) return true;
-  const page = l1BitmapPage(w, v);
+  // kvm_vcpu_read_guest of one byte of L1's bitmap (through the guest-pages path)
+  const page = l0PeekPage(ctx, w, v, NESTED_PAGE.MSR_BITMAP);
   ctx.cost.msrBitmapBytesRead++;
   if (!page) return true;
   return testBitmapBit(page, msr, write);
@@ -94,10 +88,12 @@ function vmcs02Intercepts(v: Vcpu, msr: number, write: boolean): boolean {
 }
 
 export function l2Rdmsr(ctx: Ctx, w: World, v: Vcpu, msr: number): Outcome {
-  if (!vmcs02Intercepts(v, msr, false)) return { k: 'value', value: nativeMsrRead(w, v, msr) };
+  if (!vmcs02Intercepts(v, msr, false)) return { k: 'value', value: nativeMsrRead(ctx, w, v, msr) };
   ctx.cost.l0Exits++;
   if (nestedVmxExitHandledMsr(ctx, w, v, msr, false)) return nestedVmxVmexit(ctx, w, v, EXIT_REASON.MSR_READ, 0n);
-  return { k: 'value', value: l2MsrRead(w, v, msr) };
+  // MSR_PLATFORM_INFO and MISC_FEATURES_ENABLES are the vCPU's, shared with L1 (cpuid-fault)
+  if (isCpuidFaultMsr(msr)) return guestRdmsr(v, msr);
+  return { k: 'value', value: l2MsrRead(ctx, w, v, msr) };
 }
 
 export function l2Wrmsr(ctx: Ctx, w: World, v: Vcpu, msr: number, value: bigint): Outcome {
@@ -107,35 +103,51 @@ export function l2Wrmsr(ctx: Ctx, w: World, v: Vcpu, msr: number, value: bigint)
   }
   ctx.cost.l0Exits++;
   if (nestedVmxExitHandledMsr(ctx, w, v, msr, true)) return nestedVmxVmexit(ctx, w, v, EXIT_REASON.MSR_WRITE, 0n);
+  if (isCpuidFaultMsr(msr)) return guestWrmsr(ctx, w, v, msr, value);
   l2MsrWrite(ctx, w, v, msr, value);
   return OK;
 }
 
-/** Exits L1 always wants (CPUID, VMCALL, and VMREAD/VMWRITE while the model has no shadowing for L2). */
+/** Exits L1 always wants (CPUID, VMCALL; VMREAD/VMWRITE see areas/shadow-vmcs/l2-vmcs.ts). */
 export function l2AlwaysReflected(ctx: Ctx, w: World, v: Vcpu, reason: number, qual = 0n): Outcome {
   ctx.cost.l0Exits++;
   if (reason === EXIT_REASON.CPUID) ctx.cost.cpuidExits++;
   return nestedVmxVmexit(ctx, w, v, reason, qual);
 }
 
-const APIC_TASKPRI = 0x80n;
+const APIC_TASKPRI = 0x80;
 
 /**
  * An L2 access to its APIC page. With APIC-access virtualization and a TPR
  * shadow, TPR accesses (and reads, with APIC-register virtualization) go to
  * the virtual-APIC page; everything else is an APIC-access exit to L1
  * (qualification: offset, access type 1 for a write).
+ *
+ * The CPU recognizes an APIC access by host address: the access reaches the
+ * host page backing the APIC-access gfn now, and only if that is the page
+ * vmcs02's APIC_ACCESS_ADDR names is it virtualized; otherwise it is a plain
+ * memory access (a write lands in that page, a read returns its bytes).
  */
 export function l2ApicAccess(ctx: Ctx, w: World, v: Vcpu, offset: number, write: boolean, value: bigint): Outcome {
   const n = v.nested;
   const virt = nestedCpuHasSecondary(v, SECONDARY_EXEC.VIRTUALIZE_APIC_ACCESSES) && (vmcs12Get32(n, VMCS.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED.TPR_SHADOW) !== 0;
-  const off = BigInt(offset & 0xff0);
-  if (virt && (off === APIC_TASKPRI || (!write && nestedCpuHasSecondary(v, SECONDARY_EXEC.APIC_REGISTER_VIRT))) && (offset & 0xf) === 0) {
-    if (write) {
-      vapicWrite(ctx, w, v, off, value);
+  if (virt) {
+    const target = apicAccessTarget(ctx, w, v);
+    if (target === null) return ignored(`L2's APIC page (gpa 0x${vmcs12Get(n, VMCS.APIC_ACCESS_ADDR).toString(16)}) is not in a memslot`);
+    if (target !== 'virtualized') {
+      const at = (offset & 0xffc);
+      if (!write) return { k: 'value', value: readLE(pfnPage(w.mem, target), at, 4) };
+      writeLE(writablePfn(ctx, w.mem, target), at, 4, value & 0xffffffffn);
       return OK;
     }
-    return { k: 'value', value: vapicRead(w, v, off) };
+  }
+  const off = offset & 0xff0;
+  if (virt && (off === APIC_TASKPRI || (!write && nestedCpuHasSecondary(v, SECONDARY_EXEC.APIC_REGISTER_VIRT))) && (offset & 0xf) === 0) {
+    if (write) {
+      vapicHwWrite(ctx, w, v, off, value);
+      return OK;
+    }
+    return { k: 'value', value: vapicHwRead(ctx, w, v, off) };
   }
   ctx.cost.l0Exits++;
   return nestedVmxVmexit(ctx, w, v, EXIT_REASON.APIC_ACCESS, BigInt(offset & 0xfff) | (write ? 0x1000n : 0n));

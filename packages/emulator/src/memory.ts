@@ -78,18 +78,24 @@ export function writablePfn(ctx: Ctx, mem: Memory, pfn: number): Uint8Array {
 }
 
 /**
- * A DataView over a page, reused while consecutive accesses hit the same page
- * (the eVMCS copies touch one page dozens of times per nested entry and exit;
- * a new DataView per access was most of the replay time).
+ * A DataView per page, made once and kept while the page lives (the eVMCS
+ * copies touch one page dozens of times per nested entry and exit; a new
+ * DataView per access was most of the replay time). The last one is checked
+ * first.
  */
+const VIEWS = new WeakMap<Uint8Array, DataView>();
 let viewPage: Uint8Array | null = null;
 let viewOfPage: DataView | null = null;
 function view(page: Uint8Array): DataView {
-  if (page !== viewPage || viewOfPage === null) {
-    viewOfPage = new DataView(page.buffer, page.byteOffset, page.byteLength);
-    viewPage = page;
+  if (page === viewPage && viewOfPage !== null) return viewOfPage;
+  let v = VIEWS.get(page);
+  if (v === undefined) {
+    v = new DataView(page.buffer, page.byteOffset, page.byteLength);
+    VIEWS.set(page, v);
   }
-  return viewOfPage;
+  viewPage = page;
+  viewOfPage = v;
+  return v;
 }
 
 /** Little-endian load of 1, 2, 4 or 8 bytes within one page. */
@@ -213,6 +219,25 @@ export function memslotDelete(mem: Memory, slot: number): string | null {
   return null;
 }
 
+/**
+ * A memslot re-created with another size (KVM refuses a size change of a
+ * live slot, so the VMM deletes and creates it again at the same base gfn
+ * and userspace address): frames past a shrunk end are gone; a grown slot
+ * maps the host pages that follow its range (present ones keep their bytes).
+ */
+export function memslotResize(mem: Memory, slot: number, npages: number): string | null {
+  const m = mem.slots.find((x) => x.slot === slot);
+  if (!m) return `no memslot ${slot}`;
+  if (npages === 0) return 'memslot of 0 pages';
+  if (m.gfn + npages > 2 ** 40) return 'memslot beyond the guest physical address space';
+  if (overlaps(mem, m.gfn, npages, slot)) return `memslot ${slot} would overlap another`;
+  if (mem.slots.some((o) => o.slot !== slot && m.hva < o.hva + o.npages && o.hva < m.hva + npages)) return `memslot ${slot} cannot grow into another slot's host range`;
+  m.npages = npages;
+  if (m.hva + npages + 16 > mem.nextHva) mem.nextHva = m.hva + npages + 16;
+  mem.generation++;
+  return null;
+}
+
 export function memslotFlags(mem: Memory, slot: number, flags: number): string | null {
   const m = mem.slots.find((x) => x.slot === slot);
   if (!m) return `no memslot ${slot}`;
@@ -224,11 +249,14 @@ export function memslotFlags(mem: Memory, slot: number, flags: number): string |
 /**
  * The host migrates the page behind gfn: the mmu-notifier invalidates the
  * hva, the content moves to a new pfn. Returns the hva, or an error string.
+ * A page someone holds pinned (`pinned(hva)`) does not move.
  */
-export function pageMigrate(ctx: Ctx, mem: Memory, gfn: number): number | string {
+export function pageMigrate(ctx: Ctx, mem: Memory, gfn: number, pinned?: (hva: number) => boolean): number | string {
   const hva = gfnToHva(mem, gfn);
   if (hva < 0) return `gfn 0x${gfn.toString(16)} is not in a memslot`;
   mem.mmuInvalidateSeq++;
+  // A long-term pin (kvm_vcpu_map of a page with struct page) makes the migration fail: the page stays.
+  if (pinned?.(hva)) return hva;
   const old = mem.hvaToPfn[hva];
   const pfn = mem.nextPfn++;
   mem.hvaToPfn[hva] = pfn;

@@ -10,6 +10,8 @@ import {
   EXIT_REASON,
   HV_VMX_ENLIGHTENED_CLEAN_FIELD,
   INVALID_GPA,
+  PIN_BASED,
+  SECONDARY_EXEC,
   VMCS,
   VMCS12_REVISION,
   VMXERR,
@@ -18,7 +20,9 @@ import {
   vmcsFieldByEncoding,
 } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
-import { EVMPTRLD, copyEnlightenedToVmcs12, copyVmcs12ToEnlightened, evmcsReadField, evmcsReadU32, evmcsWriteU32, evmptrValid, handleEnlightenedVmptrld, releaseEvmcs } from './areas/evmcs/common';
+import { EVMPTRLD, copyEnlightenedToVmcs12, copyVmcs12ToEnlightened, evmcsL0ReadU32, evmcsL0WriteU32, evmcsReadField, evmptrValid, handleEnlightenedVmptrld, nestedReleaseEvmcs } from './areas/evmcs/common';
+import { completePendingPostedInterrupt, nestedGetVmcs12Pages } from './areas/guest-pages/common';
+import { freeNestedCaches, nestedCacheShadowVmcs12, nestedFlushCachedShadowVmcs12, nestedVmxCheckShadowVmcsControls, nestedVmxCheckVmcsLinkPtr, vmcsLinkPtrEntryFailure } from './areas/shadow-vmcs/vmcs-link';
 import { Ctx, writable } from './ctx';
 import { readGuestU32, writeGuest } from './memory';
 import { NestedVmx, Vcpu, World, setBitmapBit } from './state';
@@ -60,7 +64,8 @@ export function nestedVmxFail(ctx: Ctx, v: Vcpu, error: number): Outcome {
 export function syncVmcs12ToShadow(ctx: Ctx, w: World, v: Vcpu): void {
   const n = v.nested;
   if (!n.needVmcs12ToShadowSync) return;
-  if (evmptrValid(n)) copyVmcs12ToEnlightened(ctx, w, n);
+  if (evmptrValid(n)) copyVmcs12ToEnlightened(ctx, w, v);
+  else if (w.config.shadowVmcs) ctx.profile.paths['shadow-vmcs'].copyVmcs12ToShadow(ctx, w, v);
   n.needVmcs12ToShadowSync = false;
 }
 
@@ -82,13 +87,17 @@ export function handleVmxon(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome {
 }
 
 /** free_nested: no write-back of vmcs12 */
-export function handleVmxoff(_ctx: Ctx, _w: World, v: Vcpu): Outcome {
+export function handleVmxoff(ctx: Ctx, w: World, v: Vcpu): Outcome {
   const n = v.nested;
   if (!n.vmxon) return UD;
   n.vmxon = false;
   n.vmxonPtr = INVALID_GPA;
   n.currentVmptr = INVALID_GPA;
-  releaseEvmcs(n);
+  nestedReleaseEvmcs(ctx, w, v);
+  ctx.profile.paths['guest-pages'].freeNested?.(ctx, w, v);
+  // vmx_disable_shadow_vmcs and the shadow VMCS freed; cached_vmcs12 and cached_shadow_vmcs12 freed
+  ctx.profile.paths['shadow-vmcs'].free(ctx, w, v);
+  freeNestedCaches(ctx, n);
   n.dirtyVmcs12 = false;
   n.needVmcs12ToShadowSync = false;
   return OK;
@@ -96,9 +105,11 @@ export function handleVmxoff(_ctx: Ctx, _w: World, v: Vcpu): Outcome {
 
 // ---- current VMCS ----
 
-/** nested_release_vmcs12: write the cached vmcs12 back to L1 memory. */
-function nestedReleaseVmcs12(ctx: Ctx, w: World, n: NestedVmx): void {
+/** nested_release_vmcs12: pull L1's shadow VMCS writes in, turn shadowing off, write the cached vmcs12 back to L1 memory. */
+function nestedReleaseVmcs12(ctx: Ctx, w: World, v: Vcpu): void {
+  const n = v.nested;
   if (n.currentVmptr === INVALID_GPA) return;
+  ctx.profile.paths['shadow-vmcs'].release(ctx, w, v);
   vmcs12StoreToGuest(ctx, w, n, n.currentVmptr);
   n.currentVmptr = INVALID_GPA;
 }
@@ -114,13 +125,15 @@ export function handleVmptrld(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome
   const rev = readGuestU32(w, gpa);
   if (rev === null) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
   if ((rev & 0x7fffffff) !== VMCS12_REVISION || rev & 0x80000000) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INCORRECT_VMCS_REVISION_ID);
-  nestedReleaseVmcs12(ctx, w, n);
+  nestedReleaseVmcs12(ctx, w, v);
   if (!vmcs12LoadFromGuest(ctx, w, n, gpa)) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
   // set_current_vmptr
   n.currentVmptr = gpa;
   n.dirtyVmcs12 = true;
   if (w.config.shadowVmcs) n.needVmcs12ToShadowSync = true;
+  ctx.profile.paths['shadow-vmcs'].setCurrentVmptr(ctx, w, v);
   n.forceMsrBitmapRecalc = true;
+  ctx.profile.paths['guest-pages'].vmptrld?.(ctx, w, v, gpa);
   return OK;
 }
 
@@ -133,12 +146,13 @@ export function handleVmclear(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome
   // an eVMCS, which has no launch state to clear: VMCLEAR writes nothing and only releases the eVMCS
   // in use if that is the one named.
   if (w.config.evmcs && n.vpAssistEvmcs !== INVALID_GPA) {
-    if (gpa === n.hvEvmcsVmptr) releaseEvmcs(n);
+    if (gpa === n.hvEvmcsVmptr) nestedReleaseEvmcs(ctx, w, v);
     return OK;
   }
-  if (gpa === n.currentVmptr) nestedReleaseVmcs12(ctx, w, n);
+  if (gpa === n.currentVmptr) nestedReleaseVmcs12(ctx, w, v);
   // VMCLEAR clears the launch state in the region itself (a write to L1 memory).
   writeLaunchState(ctx, w, gpa);
+  ctx.profile.paths['guest-pages'].vmclear?.(ctx, w, v, gpa);
   return OK;
 }
 
@@ -157,13 +171,16 @@ export function handleVmptrst(_ctx: Ctx, _w: World, v: Vcpu): Outcome {
 // ---- VMREAD / VMWRITE from L1 ----
 
 export function handleVmread(ctx: Ctx, w: World, v: Vcpu, field: number): Outcome {
+  // VMCS shadowing: the CPU reads vmcs01's shadow VMCS without an exit where KVM's VMREAD bitmap lets it.
+  const shadowed = ctx.profile.paths['shadow-vmcs'].vmread(ctx, w, v, field);
+  if (shadowed) return shadowed;
   const n = v.nested;
   if (!n.vmxon) return UD;
   ctx.cost.vmreadExits++;
   if (evmptrValid(n)) {
     // Allowed for some Windows builds although the TLFS forbids it: read the eVMCS itself.
     const f = vmcsFieldByEncoding(field);
-    const val = f ? evmcsReadField(w, n.hvEvmcsVmptr, f) : null;
+    const val = f ? evmcsReadField(ctx, w, v, f) : null;
     return val === null ? nestedVmxFail(ctx, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT) : { k: 'value', value: val };
   }
   if (n.currentVmptr === INVALID_GPA) return VMFAIL_INVALID;
@@ -173,6 +190,9 @@ export function handleVmread(ctx: Ctx, w: World, v: Vcpu, field: number): Outcom
 }
 
 export function handleVmwrite(ctx: Ctx, w: World, v: Vcpu, field: number, value: bigint): Outcome {
+  // VMCS shadowing: the CPU writes vmcs01's shadow VMCS without an exit where KVM's VMWRITE bitmap lets it.
+  const shadowed = ctx.profile.paths['shadow-vmcs'].vmwrite(ctx, w, v, field, value);
+  if (shadowed) return shadowed;
   const n = v.nested;
   if (!n.vmxon) return UD;
   ctx.cost.vmwriteExits++;
@@ -184,6 +204,8 @@ export function handleVmwrite(ctx: Ctx, w: World, v: Vcpu, field: number, value:
   const val = isArBytesField(field) ? value & BigInt(VMX_AR_BYTES_MASK) : value;
   vmcs12WriteField(ctx, n, f, val);
   if (f.shadow !== 'rw' || !w.config.shadowVmcs) n.dirtyVmcs12 = true;
+  // a read-only-shadowed field L1 reads without exit: the shadow VMCS must see the write too (seed 002)
+  ctx.profile.paths['shadow-vmcs'].emulatedVmwrite(ctx, w, v, f, val);
   return OK;
 }
 
@@ -193,6 +215,18 @@ export function handleVmwrite(ctx: Ctx, w: World, v: Vcpu, field: number, value:
 function nestedVmxCheckControls(n: NestedVmx): boolean {
   const cpu = Number(vmcs12Get(n, VMCS.CPU_BASED_VM_EXEC_CONTROL) & 0xffffffffn);
   if (cpu & CPU_BASED.USE_MSR_BITMAPS && !pageAddressValid(vmcs12Get(n, VMCS.MSR_BITMAP))) return false;
+  // nested_vmx_check_{tpr_shadow,apic_access,apicv}_controls: the addresses of the APIC pages
+  if (cpu & CPU_BASED.TPR_SHADOW && !pageAddressValid(vmcs12Get(n, VMCS.VIRTUAL_APIC_PAGE_ADDR))) return false;
+  if (
+    cpu & CPU_BASED.ACTIVATE_SECONDARY_CONTROLS &&
+    Number(vmcs12Get(n, VMCS.SECONDARY_VM_EXEC_CONTROL) & 0xffffffffn) & SECONDARY_EXEC.VIRTUALIZE_APIC_ACCESSES &&
+    !pageAddressValid(vmcs12Get(n, VMCS.APIC_ACCESS_ADDR))
+  )
+    return false;
+  if (Number(vmcs12Get(n, VMCS.PIN_BASED_VM_EXEC_CONTROL) & 0xffffffffn) & PIN_BASED.POSTED_INTR) {
+    const desc = vmcs12Get(n, VMCS.POSTED_INTR_DESC_ADDR);
+    if ((desc & 0x3fn) !== 0n || desc >= PHYS_LIMIT) return false;
+  }
   return true;
 }
 
@@ -206,27 +240,36 @@ export function nestedVmxRun(ctx: Ctx, w: World, v: Vcpu, launch: boolean): Outc
   if (!evmptrValid(n) && n.currentVmptr === INVALID_GPA) return VMFAIL_INVALID;
 
   if (evmptrValid(n)) {
-    const clean = evmcsReadU32(w, n.hvEvmcsVmptr, EVMCS.HV_CLEAN_FIELDS_OFFSET) ?? 0;
-    copyEnlightenedToVmcs12(ctx, w, n, ctx.profile.paths.evmcs.groupsToCopy(clean));
+    const clean = evmcsL0ReadU32(ctx, w, v, EVMCS.HV_CLEAN_FIELDS_OFFSET) ?? 0;
+    copyEnlightenedToVmcs12(ctx, w, v, ctx.profile.paths.evmcs.groupsToCopy(clean));
     // An eVMCS has no launch state.
     n.launched = !launch;
+  } else if (w.config.shadowVmcs) {
+    ctx.profile.paths['shadow-vmcs'].copyShadowToVmcs12(ctx, w, v);
   }
 
   if (launch && n.launched) return nestedVmxFail(ctx, v, VMXERR.VMLAUNCH_NONCLEAR_VMCS);
   if (!launch && !n.launched) return nestedVmxFail(ctx, v, VMXERR.VMRESUME_NONLAUNCHED_VMCS);
-  if (!nestedVmxCheckControls(n)) return nestedVmxFail(ctx, v, VMXERR.ENTRY_INVALID_CONTROL_FIELD);
+  if (!nestedVmxCheckControls(n) || !nestedVmxCheckShadowVmcsControls(v)) return nestedVmxFail(ctx, v, VMXERR.ENTRY_INVALID_CONTROL_FIELD);
 
   // nested_vmx_enter_non_root_mode -> nested_get_vmcs12_pages
   n.vmcs02UseMsrBitmaps = ctx.profile.paths['msr-bitmap'].prepare(ctx, w, v);
+  // ... and the APIC-access page, the virtual-APIC page and the posted-interrupt descriptor
+  const pagesError = nestedGetVmcs12Pages(ctx, w, v);
+  if (pagesError !== null) return ignored(pagesError);
+  // nested_vmx_check_guest_state: the VMCS-link pointer (checked when L1 shadows VMCS for L2)
+  if (!nestedVmxCheckVmcsLinkPtr(w, v)) return vmcsLinkPtrEntryFailure(ctx, w, v);
   // prepare_vmcs02: the rare fields are consumed; an eVMCS is then all clean
   // (genuine Hyper-V only ever sets dirty bits).
   n.dirtyVmcs12 = false;
   if (evmptrValid(n)) {
-    const clean = evmcsReadU32(w, n.hvEvmcsVmptr, EVMCS.HV_CLEAN_FIELDS_OFFSET) ?? 0;
-    evmcsWriteU32(ctx, w, n.hvEvmcsVmptr, EVMCS.HV_CLEAN_FIELDS_OFFSET, clean | HV_VMX_ENLIGHTENED_CLEAN_FIELD.ALL);
+    const clean = evmcsL0ReadU32(ctx, w, v, EVMCS.HV_CLEAN_FIELDS_OFFSET) ?? 0;
+    evmcsL0WriteU32(ctx, w, v, EVMCS.HV_CLEAN_FIELDS_OFFSET, clean | HV_VMX_ENLIGHTENED_CLEAN_FIELD.ALL);
   }
   n.guestMode = true;
   n.launched = true;
+  nestedCacheShadowVmcs12(ctx, w, v);
+  completePendingPostedInterrupt(ctx, w, v);
   ctx.cost.nestedEntries++;
   return ENTERED;
 }
@@ -258,6 +301,8 @@ export function changeVmcs01Intercept(ctx: Ctx, v: Vcpu, msr: number, write: boo
 export function nestedVmxVmexit(ctx: Ctx, w: World, v: Vcpu, reason: number, qual: bigint): Outcome {
   const n = v.nested;
   n.guestMode = false;
+  // the APIC pages: unmapped (kvm-map) or kept (the caches)
+  ctx.profile.paths['guest-pages'].nestedVmexit(ctx, w, v);
   vmcs12Set(ctx, n, VMCS.VM_EXIT_REASON, BigInt(reason));
   vmcs12Set(ctx, n, VMCS.EXIT_QUALIFICATION, qual);
   vmcs12Set(ctx, n, VMCS.VM_EXIT_INTR_INFO, 0n);
@@ -267,6 +312,7 @@ export function nestedVmxVmexit(ctx: Ctx, w: World, v: Vcpu, reason: number, qua
     for (const p of v.pendingL01) changeVmcs01Intercept(ctx, v, p.msr, p.write, p.intercept);
     v.pendingL01 = [];
   }
+  nestedFlushCachedShadowVmcs12(ctx, w, v);
   if (w.config.shadowVmcs || evmptrValid(n)) n.needVmcs12ToShadowSync = true;
   ctx.cost.nestedExits++;
   return { k: 'exit', reason, qual };

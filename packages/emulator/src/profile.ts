@@ -5,12 +5,21 @@
  * `area=path,area=path` (areas left out take their reference path). Users
  * can register paths of their own (plugins) before resolving a profile.
  */
+import { emulate } from './areas/cpuid-fault/emulate';
+import { hardware } from './areas/cpuid-fault/hardware';
+import { hardwareLazy } from './areas/cpuid-fault/hardware-lazy';
 import { cleanFields } from './areas/evmcs/clean-fields';
 import { copyAll } from './areas/evmcs/copy-all';
 import { enlightened } from './areas/msr-bitmap/enlightened';
 import { merge } from './areas/msr-bitmap/merge';
 import { mergeTracked } from './areas/msr-bitmap/merge-tracked';
 import { noBitmap } from './areas/msr-bitmap/no-bitmap';
+import { shadowCopyAll } from './areas/shadow-vmcs/copy-all';
+import { shadowInterceptRo } from './areas/shadow-vmcs/intercept-ro';
+import { noShadow } from './areas/shadow-vmcs/none';
+import { fresh } from './areas/guest-pages/fresh';
+import { kvmMap } from './areas/guest-pages/kvm-map';
+import { pfncache, pfncacheCtx } from './areas/guest-pages/pfncache';
 import { AREA_IDS, AreaId, AreaPath, PathOf } from './areas/types';
 
 export interface AreaInfo {
@@ -30,6 +39,9 @@ function area(id: AreaId, summary: string, reference: AreaPath, optimized: strin
 export const AREAS: Record<AreaId, AreaInfo> = {
   'msr-bitmap': area('msr-bitmap', 'MSR bitmaps for L2: merged vmcs01+vmcs12, tracked, enlightened (seeds 001, 000)', noBitmap, 'enlightened', merge, mergeTracked, enlightened),
   evmcs: area('evmcs', 'enlightened VMCS: copy only dirty clean-field groups (seeds 000, 003)', copyAll, 'clean-fields', cleanFields),
+  'shadow-vmcs': area('shadow-vmcs', 'shadow VMCS for L1\'s VMREAD/VMWRITE; intercept writes to read-only fields and mirror them (seed 002)', noShadow, 'intercept-ro', shadowCopyAll, shadowInterceptRo),
+  'guest-pages': area('guest-pages', 'the L1 pages L0 uses for L2 (MSR bitmap, eVMCS, APIC pages): mapped per entry, or in invalidation-aware gfn-to-pfn caches, per L2 (seed 003)', fresh, 'pfncache-ctx', kvmMap, pfncache, pfncacheCtx),
+  'cpuid-fault': area('cpuid-fault', 'CPUID faulting for the guest: emulated at every CPUID exit, or in hardware with MSR 0x140 switched at load and put, or only when the host needs it (seed 004)', emulate, 'hardware-lazy', hardware, hardwareLazy),
 };
 
 export interface Profile {

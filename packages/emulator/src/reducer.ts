@@ -10,11 +10,15 @@
 import { EVMCS, EXIT_REASON, HV_X64_NESTED_MSR_BITMAP, HYPERV_CPUID_NESTED_FEATURES, KVM_NESTED_FEATURES_EVMCS_VERSIONS, MSR, VMX_MISC_VMWRITE_SHADOW_RO_FIELDS, vmcsFieldByEncoding } from '@nvx/arch';
 import type { EventOf, Outcome, TraceEvent, TraceHeader, WorldConfig } from '@nvx/trace';
 import { enableMapSet, produce, setAutoFreeze } from 'immer';
-import { AREA_IDS } from './areas/types';
+import { AREA_IDS, HostInvalidation } from './areas/types';
 import { Costs, newCosts } from './costs';
 import type { Ctx } from './ctx';
+import { cpuidFaultChanged, guestRdmsr, guestWrmsr, hostPlatformInfo, hostSmi, isCpuidFaultMsr, l1Cpuid, l1Rsm, l2Cpuid } from './areas/cpuid-fault/guest';
+import { hostTaskCpuid, hostTaskCpuidFault, hostVcpuLoad, hostVcpuPut, hostVcpuThreadCpuidFault } from './areas/cpuid-fault/host';
+import { l2Vmread, l2Vmwrite } from './areas/shadow-vmcs/l2-vmcs';
 import { l2AlwaysReflected, l2ApicAccess, l2Rdmsr, l2Wrmsr } from './l2';
-import { gpaToGfn, memslotCreate, memslotDelete, memslotFlags, memslotMove, pageMigrate, pageZap, readGuest, writeGuest } from './memory';
+import { gpaToGfn, memslotCreate, memslotDelete, memslotFlags, memslotMove, memslotResize, pageMigrate, pageZap, readGuest, writeGuest } from './memory';
+import { notifyPostedInterrupt } from './areas/guest-pages/common';
 import {
   OK,
   changeVmcs01Intercept,
@@ -42,6 +46,10 @@ export function initialState(config: WorldConfig | TraceHeader, profile: Profile
   for (const v of w.vcpus) for (const a of AREA_IDS) {
     const init = profile.paths[a].init;
     if (init) v.areas[a] = init(w, v.id);
+  }
+  for (const a of AREA_IDS) {
+    const initVm = (profile.paths[a] as { initVm?: (w: World) => unknown }).initVm;
+    if (initVm) w.areas[a] = initVm(w);
   }
   return w;
 }
@@ -84,11 +92,28 @@ function notifyGuestWrite(ctx: Ctx, w: World, gpa: bigint, size: number): void {
   }
 }
 
-function notifyHostMemory(ctx: Ctx, w: World): void {
+/** `inv`: the host virtual pages the mmu notifier invalidated (a migration or a zap); null for a memslot change. */
+function notifyHostMemory(ctx: Ctx, w: World, inv: HostInvalidation | null): void {
   for (const a of AREA_IDS) {
-    const hook = (ctx.profile.paths[a] as { onHostMemory?: (c: Ctx, w: World) => void }).onHostMemory;
-    if (hook) hook(ctx, w);
+    const hook = (ctx.profile.paths[a] as { onHostMemory?: (c: Ctx, w: World, inv: HostInvalidation | null) => void }).onHostMemory;
+    if (hook) hook(ctx, w, inv);
   }
+}
+
+/**
+ * L1 posts an interrupt for the L2 on vCPU `target`: a locked OR of the
+ * vector's PIR bit, then of ON, into the descriptor at gpa (stores to L1
+ * memory), then the notification.
+ */
+function l1PostedIntr(ctx: Ctx, w: World, e: EventOf<'l1.posted-intr'>): Outcome {
+  const pirGpa = e.gpa + BigInt(e.vector >> 3);
+  const pir = readGuest(w, pirGpa, 1);
+  if (pir === null || readGuest(w, e.gpa + 32n, 1) === null) return ignored(`gpa 0x${e.gpa.toString(16)} is not in a memslot`);
+  l1Store(ctx, w, pirGpa, 1, pir | (1n << BigInt(e.vector & 7)));
+  l1Store(ctx, w, e.gpa + 32n, 1, readGuest(w, e.gpa + 32n, 1)! | 1n);
+  const target = vcpuOf(w, e.target);
+  if (target) notifyPostedInterrupt(ctx, w, target);
+  return OK;
 }
 
 function l1Store(ctx: Ctx, w: World, gpa: bigint, size: number, value: bigint): Outcome {
@@ -121,6 +146,7 @@ function vcpuOf(w: World, i: number): Vcpu {
 
 const L2_NOT_RUNNING = (i: number) => ignored(`L2 is not running on vCPU ${i}`);
 const L1_NOT_RUNNING = (i: number) => ignored(`L1 is not running on vCPU ${i}: L2 is`);
+const NOT_LOADED = (i: number) => ignored(`vCPU ${i} is not loaded (its thread is outside KVM_RUN)`);
 
 /** The recipe: apply one event to the world in place and return its outcome. */
 export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
@@ -128,16 +154,22 @@ export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
   if (kind.charCodeAt(1) === 0x31 /* l1. */) {
     const v = vcpuOf(w, (e as { vcpu: number }).vcpu);
     if (!v) return ignored('no such vCPU');
+    if (v.cpu < 0) return NOT_LOADED(v.id);
     if (v.nested.guestMode) return L1_NOT_RUNNING(v.id);
     const out = applyL1(ctx, w, v, e);
+    // a nested VM-entry: MSR 0x140 may have to change for L2 (cpuid-fault)
+    if (v.nested.guestMode) cpuidFaultChanged(ctx, w, v);
     if (v.nested.needVmcs12ToShadowSync && !v.nested.guestMode) syncVmcs12ToShadow(ctx, w, v);
     return out;
   }
   if (kind.charCodeAt(1) === 0x32 /* l2. */) {
     const v = vcpuOf(w, (e as { vcpu: number }).vcpu);
     if (!v) return ignored('no such vCPU');
+    if (v.cpu < 0) return NOT_LOADED(v.id);
     if (!v.nested.guestMode) return L2_NOT_RUNNING(v.id);
     const out = applyL2(ctx, w, v, e);
+    // a nested VM-exit: back to L1's MSR 0x140 (cpuid-fault)
+    if (!v.nested.guestMode) cpuidFaultChanged(ctx, w, v);
     if (v.nested.needVmcs12ToShadowSync && !v.nested.guestMode) syncVmcs12ToShadow(ctx, w, v);
     return out;
   }
@@ -165,11 +197,13 @@ function applyL1(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
     case 'l1.vmresume':
       return nestedVmxRun(ctx, w, v, false);
     case 'l1.rdmsr':
-      return l1Rdmsr(w, v, e.msr);
+      return isCpuidFaultMsr(e.msr) ? guestRdmsr(v, e.msr) : l1Rdmsr(w, v, e.msr);
     case 'l1.wrmsr':
-      return l1Wrmsr(v, e.msr, e.value);
+      return isCpuidFaultMsr(e.msr) ? guestWrmsr(ctx, w, v, e.msr, e.value) : l1Wrmsr(v, e.msr, e.value);
     case 'l1.cpuid':
-      return cpuidResult(w.config, e.leaf, e.subleaf);
+      return l1Cpuid(ctx, w, v, e.cpl, () => cpuidResult(w.config, e.leaf, e.subleaf));
+    case 'l1.rsm':
+      return l1Rsm(ctx, w, v);
     case 'l1.write':
       return l1Store(ctx, w, e.gpa, e.size, e.value);
     case 'l1.read': {
@@ -178,6 +212,8 @@ function applyL1(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
     }
     case 'l1.msr-bitmap':
       return l1MsrBitmap(ctx, w, e);
+    case 'l1.posted-intr':
+      return l1PostedIntr(ctx, w, e);
     case 'l1.evmcs-ptr':
       if (!w.config.evmcs) return ignored('eVMCS is not exposed to L1 (config.evmcs is off)');
       v.nested.vpAssistEvmcs = e.gpa;
@@ -200,13 +236,13 @@ function applyL2(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
     case 'l2.wrmsr':
       return l2Wrmsr(ctx, w, v, e.msr, e.value);
     case 'l2.cpuid':
-      return l2AlwaysReflected(ctx, w, v, EXIT_REASON.CPUID);
+      return l2Cpuid(ctx, w, v, e.cpl);
     case 'l2.vmcall':
       return l2AlwaysReflected(ctx, w, v, EXIT_REASON.VMCALL);
     case 'l2.vmread':
-      return l2AlwaysReflected(ctx, w, v, EXIT_REASON.VMREAD);
+      return l2Vmread(ctx, w, v, e.field);
     case 'l2.vmwrite':
-      return l2AlwaysReflected(ctx, w, v, EXIT_REASON.VMWRITE);
+      return l2Vmwrite(ctx, w, v, e.field, e.value);
     case 'l2.apic-read':
       return l2ApicAccess(ctx, w, v, e.offset, false, 0n);
     case 'l2.apic-write':
@@ -216,10 +252,17 @@ function applyL2(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
   }
 }
 
+/** err: an error string, null (a memslot change) or the host virtual page the notifier invalidated (a migration or zap). */
 function hostResult(ctx: Ctx, w: World, err: string | null | number): Outcome {
   if (typeof err === 'string') return ignored(err);
-  notifyHostMemory(ctx, w);
+  notifyHostMemory(ctx, w, typeof err === 'number' ? { start: err, end: err + 1 } : null);
   return OK;
+}
+
+/** Does the selected guest-pages path hold a long-term pin on a host page (then it cannot migrate)? */
+function pinnedBy(ctx: Ctx, w: World): ((hva: number) => boolean) | undefined {
+  const pins = ctx.profile.paths['guest-pages'].pins;
+  return pins ? (hva) => pins(w, hva) : undefined;
 }
 
 function applyHost(ctx: Ctx, w: World, e: TraceEvent): Outcome {
@@ -233,19 +276,15 @@ function applyHost(ctx: Ctx, w: World, e: TraceEvent): Outcome {
     case 'host.memslot-flags':
       return hostResult(ctx, w, memslotFlags(w.mem, e.slot, e.flags));
     case 'host.page-migrate':
-      return hostResult(ctx, w, pageMigrate(ctx, w.mem, Number(e.gfn)));
+      return hostResult(ctx, w, pageMigrate(ctx, w.mem, Number(e.gfn), pinnedBy(ctx, w)));
+    case 'host.memslot-resize':
+      return hostResult(ctx, w, memslotResize(w.mem, e.slot, e.npages));
     case 'host.page-zap':
       return hostResult(ctx, w, pageZap(w.mem, Number(e.gfn)));
-    case 'host.vcpu-load': {
-      const v = vcpuOf(w, e.vcpu);
-      v.cpu = e.cpu;
-      return OK;
-    }
-    case 'host.vcpu-put': {
-      const v = vcpuOf(w, e.vcpu);
-      v.cpu = -1;
-      return OK;
-    }
+    case 'host.vcpu-load':
+      return hostVcpuLoad(ctx, w, e.vcpu, e.cpu);
+    case 'host.vcpu-put':
+      return hostVcpuPut(ctx, w, e.vcpu);
     case 'host.msr-intercept': {
       const v = vcpuOf(w, e.vcpu);
       const write = e.access === 'write';
@@ -255,8 +294,15 @@ function applyHost(ctx: Ctx, w: World, e: TraceEvent): Outcome {
       return OK;
     }
     case 'host.task-cpuid-fault':
+      return hostTaskCpuidFault(ctx, w, e.task, e.enable);
     case 'host.task-cpuid':
-      return ignored('host tasks are not modelled yet');
+      return hostTaskCpuid(ctx, w, e.task, e.cpu, e.cpl, () => cpuidResult(w.config, 0, 0));
+    case 'host.vcpu-thread-cpuid-fault':
+      return hostVcpuThreadCpuidFault(ctx, w, e.vcpu, e.enable);
+    case 'host.smi':
+      return hostSmi(ctx, w, e.vcpu);
+    case 'host.platform-info':
+      return hostPlatformInfo(w, e.vcpu, e.value);
     default:
       return ignored(`unhandled host event ${e.kind}`);
   }

@@ -10,6 +10,7 @@
  */
 import { INVALID_GPA, MSR, MSR_BITMAP_SIZE, VMCS12_SLOT_COUNT } from '@nvx/arch';
 import type { MemslotConfig, WorldConfig } from '@nvx/trace';
+import { newGuestCpuidFault, newHost } from './areas/cpuid-fault/init';
 
 export interface Memslot {
   slot: number;
@@ -59,11 +60,15 @@ export interface NestedVmx {
   vmcs02MsrBitmap: Uint8Array;
   /** vmcs02 CPU_BASED_USE_MSR_BITMAPS, as decided by the last nested_vmx_prepare_msr_bitmap */
   vmcs02UseMsrBitmaps: boolean;
+  /** cached_shadow_vmcs12: L1's shadow VMCS for L2 (at vmcs12's link pointer), read at entry, written back at exit */
+  cachedShadowVmcs12: BigUint64Array;
+  /** L1 received the notification of a posted interrupt for L2 while L2 did not run: L0 completes it at the next nested VM-entry */
+  piNotificationPending: boolean;
 }
 
 export interface Vcpu {
   id: number;
-  /** physical CPU the vCPU is loaded on, -1 when put */
+  /** physical CPU the vCPU is loaded on, -1 when put (config.pcpus + id: its own CPU, until it is loaded explicitly) */
   cpu: number;
   nested: NestedVmx;
   /** vmx->vmcs01.msr_bitmap: L0's own intercepts for L1 */
@@ -75,12 +80,56 @@ export interface Vcpu {
   l2Msrs: Record<number, bigint>;
   /** per-area private state of the selected path, keyed by area id */
   areas: Record<string, unknown>;
+  /** CPUID faulting as the guest sees it (MSR_PLATFORM_INFO, MISC_FEATURES_ENABLES, SMM); shared by L1 and L2 */
+  cpuidFault: GuestCpuidFault;
+}
+
+/** The guest's CPUID-faulting state (per vCPU). */
+export interface GuestCpuidFault {
+  /** MSR_PLATFORM_INFO (0xCE): bit 31, CPUID faulting supported (KVM sets it at vCPU creation) */
+  platformInfo: bigint;
+  /** MSR_MISC_FEATURES_ENABLES (0x140): bit 0, CPUID faulting on */
+  miscFeaturesEnables: bigint;
+  /** in SMM (HF_SMM_MASK) */
+  smm: boolean;
+}
+
+/** A physical CPU, as far as CPUID faulting goes. */
+export interface Pcpu {
+  /** MSR_MISC_FEATURES_ENABLES (0x140) as the hardware holds it (bit 0: CPUID faulting) */
+  miscFeaturesEnables: number;
+  /** what runs on it: a host task's id (>= 0), vCPU i's thread (-2 - i), or -1 (idle) */
+  current: number;
+}
+
+/** A host task (a vCPU's thread is one too): its own CPUID faulting and where it runs. */
+export interface HostTask {
+  /** TIF_NOCPUID: the task turned CPUID faulting on for itself (arch_prctl(ARCH_SET_CPUID, 0)) */
+  nocpuid: boolean;
+  /** the CPU it runs on now, -1 when it does not run */
+  cpu: number;
+  /** the CPU it ran on last (its next system call runs there), -1 before it first ran */
+  lastCpu: number;
+}
+
+/** The host around the VM: physical CPUs and tasks. */
+export interface Host {
+  /** config.pcpus physical CPUs, then one CPU of its own per vCPU (where a vCPU never loaded explicitly runs) */
+  pcpus: Pcpu[];
+  /** host tasks by id, created by their first event */
+  tasks: Record<number, HostTask>;
+  /** the vCPUs' threads, one per vCPU */
+  vcpuThreads: HostTask[];
 }
 
 export interface World {
   config: WorldConfig;
   mem: Memory;
   vcpus: Vcpu[];
+  /** physical CPUs and host tasks (CPUID faulting) */
+  host: Host;
+  /** VM-wide private state of the selected paths, keyed by area id (e.g. guest-pages' nested-context table) */
+  areas: Record<string, unknown>;
 }
 
 /** The MSRs KVM passes through in vmcs01 for a 64-bit guest at vCPU creation (vmx_vcpu_create). */
@@ -146,6 +195,8 @@ function newNested(): NestedVmx {
     forceMsrBitmapRecalc: true,
     vmcs02MsrBitmap: new Uint8Array(MSR_BITMAP_SIZE).fill(0xff),
     vmcs02UseMsrBitmaps: false,
+    cachedShadowVmcs12: new BigUint64Array(VMCS12_SLOT_COUNT),
+    piNotificationPending: false,
   };
 }
 
@@ -163,9 +214,10 @@ export function newMemory(slots: readonly MemslotConfig[]): Memory {
 export function initialWorld(config: WorldConfig, areas: (vcpu: number) => Record<string, unknown>): World {
   const vcpus: Vcpu[] = [];
   for (let i = 0; i < config.vcpus; i++) {
-    vcpus.push({ id: i, cpu: -1, nested: newNested(), vmcs01MsrBitmap: initialVmcs01Bitmap(), pendingL01: [], l1Msrs: {}, l2Msrs: {}, areas: areas(i) });
+    // Until it is loaded explicitly, a vCPU runs on a CPU of its own (index config.pcpus + i), whose MSR 0x140 is 0.
+    vcpus.push({ id: i, cpu: config.pcpus + i, nested: newNested(), vmcs01MsrBitmap: initialVmcs01Bitmap(), pendingL01: [], l1Msrs: {}, l2Msrs: {}, areas: areas(i), cpuidFault: newGuestCpuidFault() });
   }
-  return { config, mem: newMemory(config.memslots), vcpus };
+  return { config, mem: newMemory(config.memslots), vcpus, host: newHost(config.pcpus, config.vcpus), areas: {} };
 }
 
 /**
@@ -175,7 +227,7 @@ export function initialWorld(config: WorldConfig, areas: (vcpu: number) => Recor
  */
 export function cloneWorld(w: World): World {
   // The configuration never changes after the first event: share it.
-  return { config: w.config, mem: deepClone(w.mem) as Memory, vcpus: deepClone(w.vcpus) as Vcpu[] };
+  return { config: w.config, mem: deepClone(w.mem) as Memory, vcpus: deepClone(w.vcpus) as Vcpu[], host: deepClone(w.host) as Host, areas: deepClone(w.areas) as Record<string, unknown> };
 }
 
 function deepClone(v: unknown): unknown {

@@ -103,6 +103,32 @@ export const EVENT_SCHEMA = {
     fields: [['vcpu', 'vcpu'], ['msr', 'msr'], ['access', 'access'], ['intercept', 'bool']],
     doc: "L0 changes its own vmcs01 intercept of an MSR (vmx_enable/disable_intercept_for_msr)",
   },
+
+  // ---- guest pages: memslot resize, posted interrupts (codes 70-79) ----
+  'host.memslot-resize': {
+    code: 70,
+    fields: [['slot', 'u16'], ['npages', 'u32']],
+    doc: 'the VMM re-creates a memslot with another size at the same base gfn and host address (delete and create): frames past a shrunk end are gone, a grown slot maps the host pages that follow',
+  },
+  'l1.posted-intr': {
+    code: 71,
+    fields: [['vcpu', 'vcpu'], ['target', 'vcpu'], ['gpa', 'u64'], ['vector', 'u8']],
+    doc: "L1 posts an interrupt to the L2 running on vCPU target: sets the vector's PIR bit and ON in the posted-interrupt descriptor at gpa, then sends the notification",
+  },
+
+  // ---- CPUID faulting: SMM, the vCPU thread's own faulting, the VMM's MSR_PLATFORM_INFO (codes 80-89) ----
+  'host.smi': { code: 80, fields: [['vcpu', 'vcpu']], doc: 'an SMI reaches the vCPU: L1 enters SMM (KVM emulates it; not modelled while L2 runs)' },
+  'l1.rsm': { code: 81, fields: [['vcpu', 'vcpu']], doc: 'RSM in L1: leave SMM (#UD outside SMM)' },
+  'host.vcpu-thread-cpuid-fault': {
+    code: 82,
+    fields: [['vcpu', 'vcpu'], ['enable', 'bool']],
+    doc: "the vCPU's thread, outside KVM_RUN, turns its own CPUID faulting on or off (arch_prctl ARCH_SET_CPUID; e.g. the VMM runs under a record-and-replay debugger)",
+  },
+  'host.platform-info': {
+    code: 83,
+    fields: [['vcpu', 'vcpu'], ['value', 'u64']],
+    doc: "the VMM sets the vCPU's MSR_PLATFORM_INFO (KVM_SET_MSRS, host-initiated; bit 31: CPUID faulting supported)",
+  },
 } as const satisfies Record<string, KindDef>;
 
 export type EventKind = keyof typeof EVENT_SCHEMA;

@@ -8,6 +8,7 @@ import { Outcome, TraceEvent, formatEvent, formatOutcome, openTrace, outcomeMatc
 import { CliContext, EXIT } from '../output';
 import { PROFILE_HELP, profileArg } from '../profiles';
 import { costLines, jsonText } from '../report';
+import { Agreement, agreementFailed, agreementLines, isImportedTrace } from '../importers/agreement';
 
 interface Mismatch {
   index: number;
@@ -35,6 +36,8 @@ export function registerRunCommands(program: Command, ctx: CliContext): void {
       const lines: string[] = [];
       let rep: Replayer | undefined;
       let total = 0;
+      // An imported host trace: its expects are what the host recorded, compared by where control went.
+      const agree = isImportedTrace(r.header) ? new Agreement(r.header, profile.name) : undefined;
       try {
         rep = Replayer.fromHeader(r.header, profile);
         for await (const chunk of r.chunks()) {
@@ -42,7 +45,8 @@ export function registerRunCommands(program: Command, ctx: CliContext): void {
             const out = rep.apply(e);
             const i = total++;
             if (out.k === 'ignored') ignored++;
-            if (e.expect && !outcomeMatches(e.expect, out)) mismatches.push({ index: i, event: formatEvent(e), expected: formatOutcome(e.expect), actual: formatOutcome(out) });
+            if (agree) agree.observe(e, out);
+            else if (e.expect && !outcomeMatches(e.expect, out)) mismatches.push({ index: i, event: formatEvent(e), expected: formatOutcome(e.expect), actual: formatOutcome(out) });
             if (!o.quiet && !o.json && (o.outcomes || total <= 200)) lines.push(outcomeLine(ctx, i, e, out));
           }
         }
@@ -51,18 +55,20 @@ export function registerRunCommands(program: Command, ctx: CliContext): void {
       }
       for (const w of r.warnings) ctx.warn(`${file}: ${w.message}`);
       const est = estimateCycles(rep.cost);
+      const agreement = agree?.summary();
       if (o.json) {
-        ctx.line(jsonText({ file, profile: profile.name, events: total, ignored, mismatches, costs: rep.cost, estimatedCycles: est.total, stateHash: stateHash(rep.peek()) }));
+        ctx.line(jsonText({ file, profile: profile.name, events: total, ignored, mismatches, ...(agreement ? { agreement } : {}), costs: rep.cost, estimatedCycles: est.total, stateHash: stateHash(rep.peek()) }));
       } else {
         if (!o.quiet && (o.outcomes || total <= 200)) for (const l of lines) ctx.line(l);
         for (const m of mismatches.slice(0, MAX_PRINTED)) ctx.line(`${ctx.c.red('expect failed')} at event ${m.index}: ${m.event}\n  expected ${m.expected}\n  actual   ${m.actual}`);
         if (mismatches.length > MAX_PRINTED) ctx.line(`... and ${mismatches.length - MAX_PRINTED} more mismatches`);
         ctx.line(`${file}: ${total} events under ${profile.name}; ${mismatches.length ? ctx.c.red(`${mismatches.length} expect mismatches`) : 'every expect holds'}${ignored ? `; ${ignored} events could not happen in their state (ignored)` : ''}`);
+        if (agreement) for (const l of agreementLines(agreement, ctx.c)) ctx.line(l);
         ctx.line('costs:');
         for (const l of costLines(rep.cost)) ctx.line(l);
         ctx.line(`state hash ${stateHash(rep.peek())}`);
       }
-      if (mismatches.length) ctx.exitCode = EXIT.CHECK_FAILED;
+      if (mismatches.length || (agreement && agreementFailed(agreement))) ctx.exitCode = EXIT.CHECK_FAILED;
     });
 }
 

@@ -5,11 +5,13 @@
  * private state in `vcpu.areas[area]`; the state is plain data (or typed
  * arrays replaced whole) so it can live in an immer draft.
  */
+import type { VmcsField } from '@nvx/arch';
+import type { Outcome } from '@nvx/trace';
 import type { Ctx } from '../ctx';
 import type { Vcpu, World } from '../state';
 
-export type AreaId = 'msr-bitmap' | 'evmcs';
-export const AREA_IDS: readonly AreaId[] = ['msr-bitmap', 'evmcs'];
+export type AreaId = 'msr-bitmap' | 'evmcs' | 'shadow-vmcs' | 'guest-pages' | 'cpuid-fault';
+export const AREA_IDS: readonly AreaId[] = ['msr-bitmap', 'evmcs', 'shadow-vmcs', 'guest-pages', 'cpuid-fault'];
 
 export interface PathBase {
   readonly area: AreaId;
@@ -33,7 +35,7 @@ export interface MsrBitmapPath extends PathBase {
   /** an L1 store (from any vCPU) hit guest frame gfn */
   onGuestWrite?(ctx: Ctx, w: World, gfn: number): void;
   /** the host changed what backs guest memory (memslot change, migration, zap) */
-  onHostMemory?(ctx: Ctx, w: World): void;
+  onHostMemory?(ctx: Ctx, w: World, inv?: HostInvalidation | null): void;
 }
 
 export interface EvmcsPath extends PathBase {
@@ -46,8 +48,117 @@ export interface EvmcsPath extends PathBase {
   groupsToCopy(cleanFields: number): number;
 }
 
-export type AreaPath = MsrBitmapPath | EvmcsPath;
+export interface ShadowVmcsPath extends PathBase {
+  readonly area: 'shadow-vmcs';
+  /**
+   * The CPU, before any exit: L1 executes VMREAD of `field`. The outcome when
+   * vmcs01's shadowing and KVM's VMREAD bitmap let it complete on the shadow
+   * VMCS without a VM-exit; null when it exits to L0 (handle_vmread).
+   */
+  vmread(ctx: Ctx, w: World, v: Vcpu, field: number): Outcome | null;
+  /** The same for VMWRITE (KVM's VMWRITE bitmap); null when it exits (handle_vmwrite). */
+  vmwrite(ctx: Ctx, w: World, v: Vcpu, field: number, value: bigint): Outcome | null;
+  /** set_current_vmptr: a vmcs12 became current (turn shadowing on in vmcs01) */
+  setCurrentVmptr(ctx: Ctx, w: World, v: Vcpu): void;
+  /** copy_shadow_to_vmcs12, at nested VM-entry before the checks */
+  copyShadowToVmcs12(ctx: Ctx, w: World, v: Vcpu): void;
+  /** copy_vmcs12_to_shadow, when need_vmcs12_to_shadow_sync is set before L1 runs again */
+  copyVmcs12ToShadow(ctx: Ctx, w: World, v: Vcpu): void;
+  /** handle_vmwrite after an emulated L1 VMWRITE wrote `value` to vmcs12 (mirroring into the shadow VMCS) */
+  emulatedVmwrite(ctx: Ctx, w: World, v: Vcpu, f: VmcsField, value: bigint): void;
+  /** nested_release_vmcs12 (VMPTRLD of another vmcs12, VMCLEAR of the current one), before the write-back: copy_shadow_to_vmcs12 and vmx_disable_shadow_vmcs */
+  release(ctx: Ctx, w: World, v: Vcpu): void;
+  /** free_nested (VMXOFF): shadowing off, the shadow VMCS freed, nothing copied */
+  free(ctx: Ctx, w: World, v: Vcpu): void;
+}
+
+// The L1 pages L0 uses for a nested guest, and how it touches them (guest-pages area).
+import type { NestedPage, PageAccess } from './guest-pages/pages';
+export { NESTED_PAGE, PAGE_ACCESS } from './guest-pages/pages';
+export type { NestedPage, PageAccess };
+
+/** An mmu-notifier invalidation: host virtual pages [start, end) (a migration or a zap). */
+export interface HostInvalidation {
+  start: number;
+  end: number;
+}
+
+export interface GuestPagesPath extends PathBase {
+  readonly area: 'guest-pages';
+  /** VM-wide private state (`world.areas['guest-pages']`) at VM creation (omit for none) */
+  initVm?(w: World): unknown;
+  /**
+   * The host page L0 reads (READ, PEEK) or writes (WRITE: the bytes returned
+   * are writable) for nested page `page` of vCPU v, which vmcs12 or the
+   * eVMCS pointer names at the page-aligned `gpa`; null when L0 cannot map it.
+   */
+  l0Page(ctx: Ctx, w: World, v: Vcpu, page: NestedPage, gpa: bigint, access: PageAccess): Uint8Array | null;
+  /** The host pfn vmcs02 holds for APIC page `page` (what the CPU uses while L2 runs), -1 when none. */
+  hwPfn(ctx: Ctx, w: World, v: Vcpu, page: NestedPage): number;
+  /**
+   * nested_get_vmcs12_pages at a nested VM-entry: make the APIC pages in
+   * `inUse` (bits 1 << NESTED_PAGE.x) usable and put their host addresses in vmcs02.
+   */
+  getVmcs12Pages(ctx: Ctx, w: World, v: Vcpu, inUse: number): void;
+  /** nested_vmx_vmexit, after leaving guest mode */
+  nestedVmexit(ctx: Ctx, w: World, v: Vcpu): void;
+  /** the enlightened VMPTRLD maps a new eVMCS at gpa: its page, or null when it cannot be mapped */
+  mapEvmcs(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Uint8Array | null;
+  /** nested_release_evmcs */
+  releaseEvmcs(ctx: Ctx, w: World, v: Vcpu): void;
+  /** VMPTRLD made the vmcs12 at gpa current */
+  vmptrld?(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): void;
+  /** VMCLEAR of the VMCS at gpa */
+  vmclear?(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): void;
+  /** free_nested (VMXOFF) */
+  freeNested?(ctx: Ctx, w: World, v: Vcpu): void;
+  /** the host changed what backs guest memory: the notifier range of a migration or zap, null for a memslot change */
+  onHostMemory?(ctx: Ctx, w: World, inv: HostInvalidation | null): void;
+  /** does the path hold a long-term pin on host virtual page hva (kvm_vcpu_map of memory with struct page)? */
+  pins?(w: World, hva: number): boolean;
+}
+
+export interface CpuidFaultPath extends PathBase {
+  readonly area: 'cpuid-fault';
+  /**
+   * vcpu_load (vmx_prepare_switch_to_guest): the vCPU's thread was just
+   * scheduled in on v.cpu, whose MSR 0x140 holds the host's value.
+   */
+  load(ctx: Ctx, w: World, v: Vcpu): void;
+  /** vcpu_put (vmx_prepare_switch_to_host): leave MSR 0x140 as the host had it. */
+  put(ctx: Ctx, w: World, v: Vcpu): void;
+  /**
+   * While the vCPU is loaded, something that decides its faulting changed:
+   * the guest's MISC_FEATURES_ENABLES, SMM entry or exit, a nested VM-entry
+   * or VM-exit.
+   */
+  update(ctx: Ctx, w: World, v: Vcpu): void;
+  /** kvm_emulate_cpuid at a CPUID VM-exit L0 handles: inject #GP(0) (RIP unchanged) instead of the result? */
+  cpuidExitFaults(w: World, v: Vcpu, cpl: number): boolean;
+  /**
+   * For paths built on the shared MSR switching (areas/cpuid-fault/switching.ts):
+   * the value MSR 0x140 should hold while this vCPU runs, given the host's.
+   * A plugin may replace just this.
+   */
+  wanted?(w: World, v: Vcpu, host: number): number;
+}
+
+export type { ShadowingOptions, ShadowingPath, ShadowVmcsSetup, ShadowVmcsState } from './shadow-vmcs/common';
+
+export type AreaPath = MsrBitmapPath | EvmcsPath | ShadowVmcsPath | GuestPagesPath | CpuidFaultPath;
 export interface PathOf {
   'msr-bitmap': MsrBitmapPath;
   evmcs: EvmcsPath;
+  'shadow-vmcs': ShadowVmcsPath;
+  'guest-pages': GuestPagesPath;
+  'cpuid-fault': CpuidFaultPath;
 }
+
+// The guest-pages area's building blocks, for plugins, fixtures and generators (re-exported last:
+// these modules import this one).
+export { APIC_PAGES, PAGE_NAMES, apicPagesInUse, nestedPageGpa } from './guest-pages/common';
+export { NESTED_CONTEXTS_PER_VCPU, makePfncachePath, nestedContexts } from './guest-pages/pfncache';
+export type { NestedContext, NestedContextTable, PfncacheOptions, PfncacheVcpu } from './guest-pages/pfncache';
+export type { KvmMapState } from './guest-pages/kvm-map';
+export { gpcCheck, gpcInvalidateRange } from './guest-pages/gpc';
+export type { Gpc } from './guest-pages/gpc';

@@ -15,6 +15,8 @@ import {
 import { Ctx, writable } from '../../ctx';
 import { gpaOffset, gpaToGfn, gfnToPfn, guestPage, readLE, writablePfn, writeLE } from '../../memory';
 import type { NestedVmx, Vcpu, World } from '../../state';
+import { NESTED_PAGE } from '../guest-pages/pages';
+import { l0ReadPage, l0WritePage } from '../guest-pages/common';
 import { vmcs12Clear, vmcs12WriteField } from '../../vmcs12';
 
 interface EvmcsSlot {
@@ -62,6 +64,24 @@ export function releaseEvmcs(n: NestedVmx): void {
   n.hvEvmcsVmptr = INVALID_GPA;
 }
 
+/** nested_release_evmcs with the guest-pages path letting go of its mapping (kvm_vcpu_unmap, or the cache). */
+export function nestedReleaseEvmcs(ctx: Ctx, w: World, v: Vcpu): void {
+  if (evmptrValid(v.nested)) ctx.profile.paths['guest-pages'].releaseEvmcs(ctx, w, v);
+  releaseEvmcs(v.nested);
+}
+
+/** A 32-bit eVMCS member as L0 reads it, through the guest-pages path's mapping of the eVMCS in use; null when unmapped. */
+export function evmcsL0ReadU32(ctx: Ctx, w: World, v: Vcpu, off: number): number | null {
+  const page = l0ReadPage(ctx, w, v, NESTED_PAGE.EVMCS);
+  return page ? Number(readLE(page, off, 4)) : null;
+}
+
+/** L0 stores a 32-bit eVMCS member through the guest-pages path. */
+export function evmcsL0WriteU32(ctx: Ctx, w: World, v: Vcpu, off: number, value: number): void {
+  const page = l0WritePage(ctx, w, v, NESTED_PAGE.EVMCS);
+  if (page) writeLE(page, off, 4, BigInt(value >>> 0));
+}
+
 /**
  * nested_vmx_handle_enlightened_vmptrld: pick up the eVMCS the VP assist page
  * names. On a new eVMCS or VMLAUNCH, every clean bit is cleared in L1's copy
@@ -74,25 +94,29 @@ export function handleEnlightenedVmptrld(ctx: Ctx, w: World, v: Vcpu, fromLaunch
   const gpa = n.vpAssistEvmcs;
   if (gpa === INVALID_GPA) {
     // The VP assist page no longer names an eVMCS: stop using the old one (nested_release_evmcs).
-    releaseEvmcs(n);
+    nestedReleaseEvmcs(ctx, w, v);
     return EVMPTRLD.DISABLED;
   }
   let changed = false;
   if (gpa !== n.hvEvmcsVmptr) {
     n.currentVmptr = INVALID_GPA;
-    releaseEvmcs(n);
-    const page = guestPage(w.mem, gpaToGfn(gpa));
-    if (!page || (gpa & 0xfffn) !== 0n) return EVMPTRLD.ERROR;
-    ctx.cost.maps++;
+    nestedReleaseEvmcs(ctx, w, v);
+    if ((gpa & 0xfffn) !== 0n) return EVMPTRLD.ERROR;
+    // kvm_vcpu_map (or the cache) of the new eVMCS, through the guest-pages path
+    const page = ctx.profile.paths['guest-pages'].mapEvmcs(ctx, w, v, gpa);
+    if (!page) return EVMPTRLD.ERROR;
     const rev = Number(readLE(page, EVMCS.REVISION_ID_OFFSET, 4));
-    if (rev !== KVM_EVMCS_VERSION && rev !== VMCS12_REVISION) return EVMPTRLD.VMFAIL;
+    if (rev !== KVM_EVMCS_VERSION && rev !== VMCS12_REVISION) {
+      ctx.profile.paths['guest-pages'].releaseEvmcs(ctx, w, v);
+      return EVMPTRLD.VMFAIL;
+    }
     n.hvEvmcsVmptr = gpa;
     changed = true;
     // An eVMCS is not reloaded whole (read-only fields, fields it lacks): start from zero.
     if (fromLaunch) vmcs12Clear(ctx, n);
   }
   if (fromLaunch || changed) {
-    evmcsWriteU32(ctx, w, gpa, EVMCS.HV_CLEAN_FIELDS_OFFSET, 0);
+    evmcsL0WriteU32(ctx, w, v, EVMCS.HV_CLEAN_FIELDS_OFFSET, 0);
     n.forceMsrBitmapRecalc = true;
   }
   return EVMPTRLD.SUCCEEDED;
@@ -108,47 +132,30 @@ export function handleEnlightenedVmptrld(ctx: Ctx, w: World, v: Vcpu, fromLaunch
  */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
-/** The 32-bit halves of a vmcs12 (single-entry cache: the working copy keeps one array). */
-let wordsOf: BigUint64Array | null = null;
+/**
+ * 32-bit views of typed arrays (a vmcs12's slots, a page's bytes), made once
+ * per array and kept while it lives; the last one is checked first.
+ */
+const WORDS = new WeakMap<Uint8Array | BigUint64Array, Uint32Array>();
+let wordsOf: Uint8Array | BigUint64Array | null = null;
 let wordsView: Uint32Array | null = null;
-function vmcs12Words(a: BigUint64Array): Uint32Array {
-  if (a !== wordsOf || wordsView === null) {
-    wordsView = new Uint32Array(a.buffer, a.byteOffset, a.length * 2);
-    wordsOf = a;
+function words32(a: Uint8Array | BigUint64Array): Uint32Array {
+  if (a === wordsOf && wordsView !== null) return wordsView;
+  let v = WORDS.get(a);
+  if (v === undefined) {
+    v = new Uint32Array(a.buffer, a.byteOffset, a.byteLength >> 2);
+    WORDS.set(a, v);
   }
-  return wordsView;
+  wordsOf = a;
+  wordsView = v;
+  return v;
 }
 
-/** An EVMCS_COPY_IN entry for the word-wise copy: member offset and size, vmcs12 word index, width mask as 32-bit halves. */
-interface CopyInWords {
-  offset: number;
-  size: number;
-  /** index of the slot's low half in the Uint32Array view (2 x slot) */
-  word: number;
-  /** vmcs12WriteField's `value & MASK[width]` for a full field, as halves */
-  maskLo: number;
-  maskHi: number;
-}
+/** The 32-bit halves of a vmcs12's slots (low half first on a little-endian platform). */
+const vmcs12Words = (a: BigUint64Array): Uint32Array => words32(a);
 
-function copyInWords(s: EvmcsSlot): CopyInWords {
-  const w = s.field.width;
-  return { offset: s.offset, size: s.size, word: 2 * s.field.slot, maskLo: w === 16 ? 0xffff : 0xffffffff, maskHi: w === 16 || w === 32 ? 0 : 0xffffffff };
-}
-
-/** EVMCS_COPY_IN by clean-field group (bit 0..15), and the fields copied whatever the clean bits say. */
-const COPY_IN_BY_GROUP: readonly CopyInWords[][] = Array.from({ length: 16 }, (_, g) => EVMCS_COPY_IN.filter((s) => s.group === g).map(copyInWords));
-const COPY_IN_ALWAYS: readonly CopyInWords[] = EVMCS_COPY_IN.filter((s) => s.group < 0).map(copyInWords);
-
-/** Load the eVMCS member (2, 4 or 8 bytes, little-endian) into its vmcs12 slot, given as 32-bit halves. */
-function loadMember(page: Uint8Array, s: CopyInWords, words: Uint32Array): void {
-  const off = s.offset;
-  let lo = page[off] | (page[off + 1] << 8);
-  let hi = 0;
-  if (s.size >= 4) lo |= (page[off + 2] << 16) | (page[off + 3] << 24);
-  if (s.size === 8) hi = page[off + 4] | (page[off + 5] << 8) | (page[off + 6] << 16) | (page[off + 7] << 24);
-  words[s.word] = lo & s.maskLo;
-  words[s.word + 1] = hi & s.maskHi;
-}
+/** A page as 32-bit words (the page must start 4-byte aligned). */
+const pageWords = (page: Uint8Array): Uint32Array => words32(page);
 
 /** EVMCS_COPY_OUT for the word-wise copy: member offset and size, vmcs12 word index, 4-byte aligned member. */
 const COPY_OUT_WORDS: readonly { offset: number; size: number; word: number; aligned: boolean }[] = EVMCS_COPY_OUT.map((s) => ({
@@ -158,31 +165,72 @@ const COPY_OUT_WORDS: readonly { offset: number; size: number; word: number; ali
   aligned: s.offset % 4 === 0,
 }));
 
-/** A page as 32-bit words (single-entry cache; the page must start 4-byte aligned). */
-let pageWordsOf: Uint8Array | null = null;
-let pageWordsView: Uint32Array | null = null;
-function pageWords(page: Uint8Array): Uint32Array {
-  if (page !== pageWordsOf || pageWordsView === null) {
-    pageWordsView = new Uint32Array(page.buffer, page.byteOffset, page.byteLength >> 2);
-    pageWordsOf = page;
+/** An EVMCS_COPY_IN entry for the word-wise copy: member offset and size, vmcs12 word index, width mask as 32-bit halves. */
+interface CopyInWords {
+  offset: number;
+  size: number;
+  /** the member starts on a 4-byte boundary (then a 4- or 8-byte member is read as 32-bit words) */
+  aligned: boolean;
+  /** index of the slot's low half in the Uint32Array view (2 x slot) */
+  word: number;
+  /** vmcs12WriteField's `value & MASK[width]` for a full field, as halves */
+  maskLo: number;
+  maskHi: number;
+}
+
+function copyInWords(s: EvmcsSlot): CopyInWords {
+  const w = s.field.width;
+  return {
+    offset: s.offset,
+    size: s.size,
+    aligned: s.offset % 4 === 0,
+    word: 2 * s.field.slot,
+    maskLo: w === 16 ? 0xffff : 0xffffffff,
+    maskHi: w === 16 || w === 32 ? 0 : 0xffffffff,
+  };
+}
+
+/** EVMCS_COPY_IN by clean-field group (bit 0..15), and the fields copied whatever the clean bits say. */
+const COPY_IN_BY_GROUP: readonly CopyInWords[][] = Array.from({ length: 16 }, (_, g) => EVMCS_COPY_IN.filter((s) => s.group === g).map(copyInWords));
+const COPY_IN_ALWAYS: readonly CopyInWords[] = EVMCS_COPY_IN.filter((s) => s.group < 0).map(copyInWords);
+
+/**
+ * Load the eVMCS member (2, 4 or 8 bytes, little-endian) into its vmcs12
+ * slot, given as 32-bit halves; `pw` is the page as 32-bit words, or null
+ * when the page does not start 4-byte aligned.
+ */
+function loadMember(page: Uint8Array, pw: Uint32Array | null, s: CopyInWords, words: Uint32Array): void {
+  const off = s.offset;
+  let lo: number;
+  let hi = 0;
+  if (s.size === 2) lo = page[off] | (page[off + 1] << 8);
+  else if (pw !== null && s.aligned) {
+    lo = pw[off >> 2];
+    if (s.size === 8) hi = pw[(off >> 2) + 1];
+  } else {
+    lo = page[off] | (page[off + 1] << 8) | (page[off + 2] << 16) | (page[off + 3] << 24);
+    if (s.size === 8) hi = page[off + 4] | (page[off + 5] << 8) | (page[off + 6] << 16) | (page[off + 7] << 24);
   }
-  return pageWordsView;
+  words[s.word] = lo & s.maskLo;
+  words[s.word + 1] = hi & s.maskHi;
 }
 
 /** copy_enlightened_to_vmcs12 for the groups in `groups` (fields tagged NONE always). */
-export function copyEnlightenedToVmcs12(ctx: Ctx, w: World, n: NestedVmx, groups: number): void {
-  const page = guestPage(w.mem, gpaToGfn(n.hvEvmcsVmptr));
+export function copyEnlightenedToVmcs12(ctx: Ctx, w: World, v: Vcpu, groups: number): void {
+  const n = v.nested;
+  const page = l0ReadPage(ctx, w, v, NESTED_PAGE.EVMCS);
   if (!page) return;
   let copied = 0;
   if (LITTLE_ENDIAN) {
     // The same fields as the generic loop below (every slot is written once, so the order does not matter).
     let words: Uint32Array | null = null;
+    const pw = page.byteOffset % 4 === 0 ? pageWords(page) : null;
     for (let g = -1; g < 16; g++) {
       if (g >= 0 && !(groups & (1 << g))) continue;
       const list = g < 0 ? COPY_IN_ALWAYS : COPY_IN_BY_GROUP[g];
       if (list.length === 0) continue;
       words ??= vmcs12Words(writable(ctx, n, 'vmcs12'));
-      for (const s of list) loadMember(page, s, words);
+      for (const s of list) loadMember(page, pw, s, words);
       copied += list.length;
     }
   } else {
@@ -201,10 +249,10 @@ export function copyEnlightenedToVmcs12(ctx: Ctx, w: World, n: NestedVmx, groups
 }
 
 /** copy_vmcs12_to_enlightened: the exit information and guest state L1 reads after a nested VM-exit. */
-export function copyVmcs12ToEnlightened(ctx: Ctx, w: World, n: NestedVmx): void {
-  const pfn = gfnToPfn(w.mem, gpaToGfn(n.hvEvmcsVmptr));
-  if (pfn < 0) return;
-  const page = writablePfn(ctx, w.mem, pfn);
+export function copyVmcs12ToEnlightened(ctx: Ctx, w: World, v: Vcpu): void {
+  const n = v.nested;
+  const page = l0WritePage(ctx, w, v, NESTED_PAGE.EVMCS);
+  if (!page) return;
   if (LITTLE_ENDIAN) {
     // writeLE of each slot's low `size` bytes, from its 32-bit halves
     const words = vmcs12Words(n.vmcs12);
@@ -239,8 +287,8 @@ export function copyVmcs12ToEnlightened(ctx: Ctx, w: World, n: NestedVmx): void 
 }
 
 /** Read one VMCS field's member straight from the eVMCS (the VMREAD-from-eVMCS workaround). */
-export function evmcsReadField(w: World, gpa: bigint, f: VmcsField): bigint | null {
+export function evmcsReadField(ctx: Ctx, w: World, v: Vcpu, f: VmcsField): bigint | null {
   if (f.evmcsOffset === null) return null;
-  const page = guestPage(w.mem, gpaToGfn(gpa));
+  const page = l0ReadPage(ctx, w, v, NESTED_PAGE.EVMCS);
   return page ? readLE(page, f.evmcsOffset, f.evmcsSize!) : null;
 }

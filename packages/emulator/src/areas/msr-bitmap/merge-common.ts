@@ -5,6 +5,7 @@
 import { CPU_BASED, MSR, NESTED_MERGED_MSRS, SECONDARY_EXEC, VMCS, msrBitmapPosition } from '@nvx/arch';
 import { Ctx, writable } from '../../ctx';
 import { gpaToGfn, guestPage } from '../../memory';
+import { NESTED_PAGE, l0ReadPage } from '../guest-pages/common';
 import { Vcpu, World, setBitmapBit, testBitmapBit } from '../../state';
 import { vmcs12Get, vmcs12Get32 } from '../../vmcs12';
 
@@ -38,7 +39,8 @@ export interface MergeOptions {
  * every access exits: the safe default).
  */
 export function mergeMsrBitmap(ctx: Ctx, w: World, v: Vcpu, opts: MergeOptions = {}): boolean {
-  const l1 = l1BitmapPage(w, v);
+  // L1's page as the guest-pages path maps it (kvm_vcpu_map for the merge, or the bitmap's cache)
+  const l1 = l0ReadPage(ctx, w, v, NESTED_PAGE.MSR_BITMAP);
   if (!l1) return false;
   ctx.cost.msrBitmapMerges++;
   const l0 = writable(ctx, v.nested, 'vmcs02MsrBitmap');
@@ -74,8 +76,6 @@ export function mergeMsrBitmap(ctx: Ctx, w: World, v: Vcpu, opts: MergeOptions =
     }
   }
   ctx.cost.msrBitmapBytesRead += bytes;
-  ctx.cost.maps++;
-  ctx.cost.unmaps++;
   return true;
 }
 

@@ -1,0 +1,20 @@
+import type { GuestPagesPath } from '../types';
+import { currentPage, currentPfn, nestedPageGpa } from './common';
+
+/**
+ * Reference: translate gfn -> memslot -> hva -> pfn at every access, by L0
+ * and by the CPU alike, so nothing can be stale. No mappings are kept, so
+ * none are counted: this is the ideal the other paths are measured against,
+ * not a design with a cost of its own.
+ */
+export const fresh: GuestPagesPath = {
+  area: 'guest-pages',
+  name: 'fresh',
+  summary: 'translate gfn -> memslot -> host page at every access; the CPU always sees the page backing the gfn now',
+  l0Page: (ctx, w, _v, _p, gpa, access) => currentPage(ctx, w, gpa, access),
+  hwPfn: (_ctx, w, v, p) => currentPfn(w, nestedPageGpa(v, p)),
+  getVmcs12Pages() {},
+  nestedVmexit() {},
+  mapEvmcs: (ctx, w, _v, gpa) => currentPage(ctx, w, gpa, 0),
+  releaseEvmcs() {},
+};

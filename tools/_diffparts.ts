@@ -1,0 +1,12 @@
+import { performance } from 'perf_hooks';
+import { modules } from './bench/emulator';
+const m = modules('built');
+const wl = m.workloads.cpuidLoop(100000);
+const ev = wl.events; const n = ev.length;
+const ref = m.emulator.parseProfile('reference'), opt = m.emulator.parseProfile('optimized');
+const { outcomeEquals } = m.trace;
+const T = (name: string, f: () => void) => { f(); f(); const xs: number[] = []; for (let i = 0; i < 5; i++) { const t0 = performance.now(); f(); xs.push(performance.now() - t0); } xs.sort((a, b) => a - b); console.log(name.padEnd(40), xs[2].toFixed(0), 'ms', (n / xs[2] / 1000).toFixed(2), 'M/s'); };
+T('two replayers + outcomeEquals', () => { const a = new m.emulator.Replayer(m.emulator.initialState(wl.header, ref), ref); const b = new m.emulator.Replayer(m.emulator.initialState(wl.header, opt), opt); for (let i = 0; i < n; i++) { if (!outcomeEquals(a.apply(ev[i]), b.apply(ev[i]))) throw 1; } });
+T('+ monitor', () => { const mon = new (require('../packages/check/src/contracts').ContractMonitor)(); const a = new m.emulator.Replayer(m.emulator.initialState(wl.header, ref), ref); const b = new m.emulator.Replayer(m.emulator.initialState(wl.header, opt), opt); for (let i = 0; i < n; i++) { mon.observe(a.peek(), ev[i], i); if (!outcomeEquals(a.apply(ev[i]), b.apply(ev[i]))) throw 1; } });
+T('Lockstep k=1e9', () => { const ls = new m.diff.Lockstep(wl.header, ref, opt, { checkpointEvery: 1e9 }); for (let i = 0; i < n; i++) ls.push(ev[i]); });
+T('Lockstep k=1000', () => { const ls = new m.diff.Lockstep(wl.header, ref, opt, { checkpointEvery: 1000 }); for (let i = 0; i < n; i++) ls.push(ev[i]); ls.finish(); });

@@ -1,0 +1,119 @@
+/**
+ * `npm run bench`: the trace codec benchmark (tools/bench/trace.ts, when it
+ * is there) and the emulator benchmark (tools/bench/emulator.ts), as one
+ * readable report, or as JSON with --json.
+ *
+ *   npm run bench -- [--json] [--events N] [--iterations N] [--runs N] [--loader built|tsx] [--skip-trace] [--skip-emulator]
+ *
+ *   --events N       events of the codec benchmark's traces (default 1,000,000)
+ *   --iterations N   iterations of the emulator's CPUID loop (default 100,000: the traces/workloads trace)
+ *   --runs N         measured repetitions of each emulator figure (medians; default 5)
+ *   --loader         how the emulator benchmark loads the packages (default built; see tools/bench/emulator.ts)
+ *
+ * Progress goes to stderr, the report (or JSON) to stdout.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { EmulatorBenchOptions, EmulatorBenchResult, benchEmulator, formatEmulatorReport } from './bench/emulator';
+
+interface TraceBenchModule {
+  benchTrace(opts: { events: number }): Promise<Record<string, unknown>>;
+}
+
+/** The codec benchmark, if this tree has it. */
+function traceBench(): TraceBenchModule | null {
+  if (!['.ts', '.js'].some((ext) => fs.existsSync(path.join(__dirname, 'bench', `trace${ext}`)))) return null;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const m = require('./bench/trace') as Partial<TraceBenchModule>;
+  return typeof m.benchTrace === 'function' ? (m as TraceBenchModule) : null;
+}
+
+interface Args {
+  json: boolean;
+  events: number;
+  skipTrace: boolean;
+  skipEmulator: boolean;
+  emulator: EmulatorBenchOptions;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { json: false, events: 1_000_000, skipTrace: false, skipEmulator: false, emulator: {} };
+  const num = (v: string | undefined, flag: string) => {
+    const x = Number(v);
+    if (!Number.isSafeInteger(x) || x <= 0) throw new Error(`${flag} needs a positive integer`);
+    return x;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i];
+    if (f === '--json') a.json = true;
+    else if (f === '--events') a.events = num(argv[++i], f);
+    else if (f === '--iterations') a.emulator.iterations = num(argv[++i], f);
+    else if (f === '--runs') a.emulator.runs = num(argv[++i], f);
+    else if (f === '--skip-trace') a.skipTrace = true;
+    else if (f === '--skip-emulator') a.skipEmulator = true;
+    else if (f === '--loader') {
+      const l = argv[++i];
+      if (l !== 'built' && l !== 'tsx') throw new Error('--loader is built or tsx');
+      a.emulator.loader = l;
+    } else if (f === '--help' || f === '-h') {
+      console.log('usage: npm run bench -- [--json] [--events N] [--iterations N] [--runs N] [--loader built|tsx] [--skip-trace] [--skip-emulator]');
+      process.exit(0);
+    } else throw new Error(`unknown argument '${f}'`);
+  }
+  return a;
+}
+
+/** Numeric leaves of a nested result as `path: value` lines (the codec benchmark's shape is its own business). */
+function leaves(v: unknown, prefix: string, out: string[]): void {
+  if (typeof v === 'number') out.push(`  ${prefix}: ${Number.isInteger(v) ? v.toLocaleString('en-US') : v}`);
+  else if (typeof v === 'string' && prefix) out.push(`  ${prefix}: ${v}`);
+  else if (v && typeof v === 'object' && !Array.isArray(v)) for (const [k, x] of Object.entries(v)) leaves(x, prefix ? `${prefix}.${k}` : k, out);
+}
+
+function formatTraceReport(r: Record<string, unknown>, events: number): string {
+  const out = [`Trace codec (tools/bench/trace.ts), ${events.toLocaleString('en-US')} events per trace, medians:`];
+  leaves(r, '', out);
+  return out.join('\n');
+}
+
+async function main(): Promise<void> {
+  let args: Args;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    console.error(`bench: ${(e as Error).message}`);
+    process.exitCode = 2;
+    return;
+  }
+  const log = (l: string) => console.error(l);
+  const result: { node: string; cpus: number; cpuModel: string; trace?: Record<string, unknown> | null; emulator?: EmulatorBenchResult } = {
+    node: process.version,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+  };
+  const sections: string[] = [`nvx benchmarks: Node ${process.version}, ${result.cpus} CPUs (${result.cpuModel})`];
+
+  if (!args.skipTrace) {
+    const tb = traceBench();
+    if (tb) {
+      log(`trace codec: ${args.events} events per trace ...`);
+      result.trace = await tb.benchTrace({ events: args.events });
+      sections.push(formatTraceReport(result.trace, args.events));
+    } else {
+      result.trace = null;
+      sections.push('Trace codec: tools/bench/trace.ts is not there; skipped.');
+    }
+  }
+  if (!args.skipEmulator) {
+    result.emulator = await benchEmulator({ ...args.emulator, log });
+    sections.push(formatEmulatorReport(result.emulator));
+  }
+  if (args.json) console.log(JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
+  else console.log(sections.join('\n\n'));
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
