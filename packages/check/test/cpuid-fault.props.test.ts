@@ -118,6 +118,10 @@ describe('the broken cpuid-fault paths', () => {
     const e = d.errorInstance as DivergenceFound;
     expect(e).toBeInstanceOf(DivergenceFound);
     expect(e.result.divergence!.verdict).toBe('bug');
+    expect(e.result.divergence!.confirmed).toBe(true);
+    expect(e.result.violations).toEqual([]);
+    // eslint-disable-next-line no-console
+    console.log(`cpuid-fault=${b.path.name}: caught after ${d.numRuns} of ${CPUID_PROPERTY_DEFAULTS.numRuns} runs (seed ${d.seed}), shrunk to ${e.trace.events.length} events; diverges at event ${e.result.divergence!.index}: ${formatEvent(e.result.divergence!.event)}`);
     // the shrunk counterexample still diverges when replayed from scratch
     const again = diffEvents(e.trace.header, e.trace.events, parseProfile('reference'), parseProfile(`cpuid-fault=${b.path.name}`));
     expect(again.divergence?.index).toBe(e.result.divergence!.index);

@@ -133,7 +133,7 @@ function eventsSection(data: ReportData): string {
   const head = `<tr><th class="num">#</th><th>vCPU</th><th>event</th><th>expect</th>${data.profiles.map((p, i) => `<th style="border-top:3px solid ${colorOf(i)}">${esc(p)}</th>`).join('')}</tr>`;
   const body = data.rows.map((r) => {
     const differs = r.cells.some((c) => c.differs);
-    const exits = r.cells.some((c) => c.exit !== null || c.cls.startsWith('exit'));
+    const exits = r.cells.some((c) => c.cls.startsWith('exit'));
     const divergent = first !== null && r.index === first;
     const cls = [differs ? 'differs' : '', exits ? 'exits' : '', divergent ? 'divergent' : ''].filter(Boolean).join(' ');
     const cells = r.cells
@@ -142,7 +142,7 @@ function eventsSection(data: ReportData): string {
     return `<tr${divergent ? ' id="divergence"' : ''} data-index="${r.index}"${cls ? ` class="${cls}"` : ''}><td class="num">${divergent ? '<span class="marker" title="first divergence">first divergence</span> ' : ''}${r.index}</td><td>${r.vcpu ?? ''}</td><td class="ev">${esc(r.event)}</td><td class="out">${esc(r.expect ?? '')}</td>${cells}</tr>`;
   });
   const [ws, we] = data.window;
-  return `<section id="events"><h2>Events ${ws}..${we - 1}</h2><p class="muted">Each profile's outcome; red cells differ from ${esc(data.profiles[0])}. Hover a cell for the exit to L0 it took and its estimated cycles.</p><div class="controls"><label><input type="checkbox" id="only-interesting"> only exits and differences</label></div><div class="scroll"><table id="events-table"><thead>${head}</thead><tbody>${body.join('')}</tbody></table></div></section>`;
+  return `<section id="events"><h2>Events ${ws}..${we - 1}</h2><p class="muted">Each profile's outcome; red cells differ from ${esc(data.profiles[0])}. Hover a cell for the exit to L0 it took and its estimated cycles.</p><div class="controls"><label><input type="checkbox" id="only-interesting"> only nested exits to L1 and differences</label></div><div class="scroll"><table id="events-table"><thead>${head}</thead><tbody>${body.join('')}</tbody></table></div></section>`;
 }
 
 function detailSection(data: ReportData): string {
