@@ -23,19 +23,24 @@ describe('broken paths are caught by the default property run', () => {
   it.each(COVERED.map((b) => [b.path.name, b] as const))('%s', (_name, b) => {
     registerPath(b.path);
     const spec = `${b.path.area}=${b.path.name}`;
-    const d = fc.check(differentialProperty(parseProfile(spec)), PROPERTY_DEFAULTS);
-    expect(d.failed).toBe(true);
-    const e = d.errorInstance;
-    expect(e).toBeInstanceOf(DivergenceFound);
-    const { trace, result } = e as DivergenceFound;
-    expect(result.divergence).not.toBeNull();
-    expect(result.divergence!.verdict).toBe('bug');
-    expect(result.divergence!.confirmed).toBe(true);
-    expect(result.violations).toEqual([]);
+    const prop = differentialProperty(parseProfile(spec));
+    // Detection: exactly the settings the correct paths pass with (shrinking apart).
+    const found = fc.check(prop, { ...PROPERTY_DEFAULTS, endOnFailure: true });
+    expect(found.failed).toBe(true);
+    expect(found.errorInstance).toBeInstanceOf(DivergenceFound);
+    const raw = found.errorInstance as DivergenceFound;
+    expect(raw.result.divergence!.verdict).toBe('bug');
+    // Then shrink that counterexample, for a short trace to show (best effort: time-capped).
+    const shrunk = fc.check(prop, { seed: found.seed, path: found.counterexamplePath!, interruptAfterTimeLimit: 1500 });
+    const e = (shrunk.failed ? shrunk.errorInstance : raw) as DivergenceFound;
+    const d = e.result.divergence!;
+    expect(d.verdict).toBe('bug');
+    expect(d.confirmed).toBe(true);
+    expect(e.result.violations).toEqual([]);
     // eslint-disable-next-line no-console
     console.log(
-      `${spec}: caught after ${d.numRuns} of ${PROPERTY_DEFAULTS.numRuns} runs (seed ${d.seed}), shrunk ${d.numShrinks} times to ${trace.events.length} events; ` +
-        `diverges at event ${result.divergence!.index}: ${formatEvent(result.divergence!.event)}`,
+      `${spec}: caught after ${found.numRuns} of ${PROPERTY_DEFAULTS.numRuns} runs (seed ${found.seed}); shrunk from ${raw.trace.events.length} to ${e.trace.events.length} events, ` +
+        `diverging at event ${d.index}:\n  ${e.trace.events.map(formatEvent).join('\n  ')}`,
     );
   });
 });

@@ -147,6 +147,7 @@ interface Threads {
 
 async function scanThreads(file: string, onBytes: (n: number) => void): Promise<Threads> {
   const explicit = new Map<number, number>();
+  const explicitIds = new Set<number>();
   const comms = new Map<number, string>();
   const order: number[] = [];
   const cpus = new Set<number>();
@@ -167,14 +168,17 @@ async function scanThreads(file: string, onBytes: (n: number) => void): Promise<
       if (r.tracepoint === 'kvm_nested_vmexit') hasNestedVmexit = true;
       if (r.tracepoint === 'kvm_exit' || r.tracepoint === 'kvm_entry' || r.tracepoint === 'kvm_nested_vmexit') {
         const m = EXPLICIT_VCPU.exec(r.body);
-        if (m && !explicit.has(r.pid)) explicit.set(r.pid, Number(m[1]));
+        if (m) {
+          explicitIds.add(Number(m[1]));
+          if (!explicit.has(r.pid)) explicit.set(r.pid, Number(m[1]));
+        }
       }
     },
     onBytes,
   );
   // Threads without a vCPU number of their own: QEMU's thread name, else the next free number.
   const raw = new Map<number, number>(explicit);
-  const used = new Set(raw.values());
+  const used = new Set([...raw.values(), ...explicitIds]);
   for (const pid of order) {
     if (raw.has(pid)) continue;
     const m = /^CPU (\d+)\/KVM$/.exec(comms.get(pid) ?? '');
