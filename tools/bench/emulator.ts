@@ -298,8 +298,16 @@ export interface EmulatorBenchResult {
   ceilingBase: number;
   /** (a) under tsx, for comparison (only when the loader is built) */
   ceilingTsx?: number;
-  timings: { ceiling: Timing; replay: Timing; diff: Timing; step: Timing; ceilingBase: Timing; ceilingTsx?: Timing };
-  ratios: { replayVsCeiling: number; diffVsCeiling: number; stepVsCeiling: number };
+  timings: { ceiling: Timing; replay: Timing; diff: Timing; diffFloor: Timing; step: Timing; ceilingBase: Timing; ceilingTsx?: Timing };
+  ratios: {
+    replayVsCeiling: number;
+    diffVsCeiling: number;
+    stepVsCeiling: number;
+    /** the two replays alone (no monitor, no checkpoints) vs (a) */
+    diffFloorVsCeiling: number;
+    /** the best (c) can do vs (a) if both sides ran at their (a) speed with nothing else: a_base / (a_base + a) */
+    diffBoundVsCeiling: number;
+  };
   /** microseconds: one snapshot (cloneWorld) and one archHash of the final state */
   snapshotMicros: number;
   archHashMicros: number;
@@ -372,6 +380,16 @@ export async function benchEmulator(opts: EmulatorBenchOptions = {}): Promise<Em
     return { events: n, ms };
   });
 
+  log('(c) floor: the two Replayers alone, outcomes compared, no contract monitor, no checkpoints');
+  const diffFloor = measure(runs, warmup, () => {
+    const a = new m.emulator.Replayer(m.emulator.initialState(wl.header, base), base);
+    const b = new m.emulator.Replayer(m.emulator.initialState(wl.header, profile), profile);
+    const same = m.trace.outcomeEquals;
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) if (!same(a.apply(events[i]), b.apply(events[i]))) throw new Error(`outcomes differ at event ${i}`);
+    return { events: n, ms: performance.now() - t0 };
+  });
+
   const prefix = events.slice(0, Math.min(stepEvents, n));
   log(`(d) step: immer produce per event, ${prefix.length}-event prefix`);
   const step = measure(runs, Math.min(warmup, 1), () => {
@@ -406,6 +424,8 @@ export async function benchEmulator(opts: EmulatorBenchOptions = {}): Promise<Em
     replayVsCeiling: replay.median / ceiling.median,
     diffVsCeiling: diff.median / ceiling.median,
     stepVsCeiling: step.median / ceiling.median,
+    diffFloorVsCeiling: diffFloor.median / ceiling.median,
+    diffBoundVsCeiling: ceilingBase.median / (ceilingBase.median + ceiling.median),
   };
   const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
   const meps = (x: number) => `${(x / 1e6).toFixed(2)} M/s`;
@@ -429,7 +449,7 @@ export async function benchEmulator(opts: EmulatorBenchOptions = {}): Promise<Em
     eventsPerSec: { ceiling: ceiling.median, replay: replay.median, diff: diff.median, step: step.median },
     ceilingBase: ceilingBase.median,
     ceilingTsx: ceilingTsx?.median,
-    timings: { ceiling, replay, diff, step, ceilingBase, ceilingTsx },
+    timings: { ceiling, replay, diff, diffFloor, step, ceilingBase, ceilingTsx },
     ratios,
     snapshotMicros,
     archHashMicros,
@@ -483,6 +503,7 @@ export function formatEmulatorReport(r: EmulatorBenchResult): string {
       row(`(a) ceiling: applyEvent loop, ${r.base}`, t.ceilingBase, pct(t.ceilingBase.median / t.ceiling.median)),
       row(`(b) replay: Replayer.apply + snapshot/${r.checkpointEvery}`, t.replay, pct(r.ratios.replayVsCeiling)),
       row(`(c) diff: Lockstep ${r.base} vs ${r.profile}, states/${r.checkpointEvery}`, t.diff, pct(r.ratios.diffVsCeiling)),
+      row(`    the two replays alone (no monitor, no checkpoints)`, t.diffFloor, pct(r.ratios.diffFloorVsCeiling)),
       row(`(d) step: immer produce per event (${r.stepEvents} events)`, t.step, pct(r.ratios.stepVsCeiling)),
       ...(t.ceilingTsx ? [row(`(a) ceiling under tsx, ${r.profile}`, t.ceilingTsx, pct(t.ceilingTsx.median / t.ceiling.median))] : []),
     ],
@@ -495,6 +516,9 @@ export function formatEmulatorReport(r: EmulatorBenchResult): string {
     speed,
     '',
     `one snapshot (cloneWorld): ${r.snapshotMicros.toFixed(1)} us; one archHash: ${r.archHashMicros.toFixed(1)} us`,
+    `(c) runs both profiles, so even with no overhead it could reach only a_${r.base} / (a_${r.base} + a_${r.profile}) = ` +
+      `${pct(r.ratios.diffBoundVsCeiling)} of (a); the two replays alone reach ${pct(r.ratios.diffFloorVsCeiling)}, ` +
+      `the contract monitor and checkpoints take the rest (${pct(1 - t.diff.median / t.diffFloor.median)} of the floor's speed).`,
     '',
     'Goals:',
     ...r.goals.map((g) => `  ${g.met ? 'met    ' : 'NOT met'}  ${g.name}: ${g.actual} (goal ${g.target})`),

@@ -23,7 +23,7 @@
  */
 import { CPU_BASED, EVMCS, KVM_EVMCS_VERSION, MSR, PIN_BASED, SECONDARY_EXEC, VMCS, VMCS12_REVISION } from '@nvx/arch';
 import { NESTED_PAGE, Profile, Replayer, Vcpu, World, apicPagesInUse, gfnToHva, gpaToGfn, initialState, nestedPageGpa, parseProfile, vmcs12Get, vmcs12Get32 } from '@nvx/emulator';
-import { MemslotConfig, TraceEvent, TraceHeader, formatEvent, formatOutcome, makeHeader } from '@nvx/trace';
+import { MemslotConfig, TraceEvent, TraceHeader, formatEvent, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
 import { GeneratedTrace, checkAgainstReference } from './arbitraries';
 
@@ -269,6 +269,7 @@ class Builder {
         if (cur >= 0) {
           add(12, () => this.enter(vi));
           add(5, () => this.vmclear(vi, cur));
+          if (this.o.vcpus > 1) add(4, () => this.moveL2(vi, cur, p));
           add(2, () => this.reconfigure(vi, cur, p));
           add(1, () => this.emit({ kind: 'l1.vmread', vcpu: vi, field: VMCS.VM_EXIT_REASON }));
         }
@@ -419,6 +420,17 @@ class Builder {
   private reconfigure(v: number, j: number, p: Digits): void {
     if (p.take(2)) this.emit({ kind: 'l1.vmwrite', vcpu: v, field: VMCS.MSR_BITMAP, value: BITMAPS[p.take(BITMAPS.length)] });
     else this.configure(v, j, CONTROL_PROFILES[p.take(CONTROL_PROFILES.length)], p);
+  }
+
+  /** L1 moves its L2 to another vCPU the way the SDM asks: VMCLEAR here, VMPTRLD and VMLAUNCH there. */
+  private moveL2(v: number, j: number, p: Digits): void {
+    const to = this.w.vcpus.filter((o) => o.id !== v && o.nested.vmxon && !o.nested.guestMode && this.plans[o.id].mode === 'vmcs');
+    if (!to.length) return this.vmclear(v, j);
+    const t = to[p.take(to.length)].id;
+    this.vmclear(v, j);
+    this.emit({ kind: 'l1.vmptrld', vcpu: t, gpa: vmcs12Region(j) });
+    this.activeOn[j] = t;
+    this.enter(t);
   }
 
   private vmclear(v: number, j: number): void {
@@ -640,4 +652,3 @@ export function describePagesTrace(t: PagesTrace): string {
   return t.events.map((e, i) => `${String(i).padStart(3)} ${formatEvent(e)}  -> ${t.outcomes[i]}`).join('\n');
 }
 
-export { formatOutcome };

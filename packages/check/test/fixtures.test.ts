@@ -39,8 +39,8 @@ describe('broken paths are caught by the default property run', () => {
     expect(e.result.violations).toEqual([]);
     // eslint-disable-next-line no-console
     console.log(
-      `${spec}: caught after ${found.numRuns} of ${PROPERTY_DEFAULTS.numRuns} runs (seed ${found.seed}); shrunk from ${raw.trace.events.length} to ${e.trace.events.length} events, ` +
-        `diverging at event ${d.index}:\n  ${e.trace.events.map(formatEvent).join('\n  ')}`,
+      `${spec}: caught after ${found.numRuns} of ${PROPERTY_DEFAULTS.numRuns} runs (seed ${found.seed}); diverges at event ${d.index} ` +
+        `(${raw.trace.events.length} events up to the divergence before shrinking):\n  ${e.trace.events.map(formatEvent).join('\n  ')}`,
     );
   });
 });
