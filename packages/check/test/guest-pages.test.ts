@@ -160,6 +160,17 @@ describe('nested contexts: an L2 switched among N vmcs12s on one L1 vCPU for S r
     expect([one.nestedContextReuse, one.nestedContextRecycle]).toEqual([3, 0]);
   });
 
+  it('the scenario pages-l2-switch-contexts.nvx (N=3, S=3): 6 reuses, no recycling', async () => {
+    const file = path.resolve(__dirname, '..', '..', '..', 'traces', 'scenarios', 'pages-l2-switch-contexts.nvx');
+    const { header, events } = await readTraceFile(file);
+    for (const spec of ['guest-pages=pfncache-ctx', 'optimized']) {
+      const p = parseProfile(spec);
+      const r = new Replayer(initialState(header, p), p);
+      for (const e of events) r.apply(e);
+      expect([r.cost.nestedContextReuse, r.cost.nestedContextRecycle]).toEqual([3 * 2, 0]);
+    }
+  });
+
   it('every guest-pages path sees the same L2s (no divergence), pfncache-ctx maps each page once', () => {
     const wl = l2SwitchWorkload(4, 3);
     for (const spec of ['guest-pages=kvm-map', 'guest-pages=pfncache', 'guest-pages=pfncache-ctx']) {

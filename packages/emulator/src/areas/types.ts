@@ -154,6 +154,47 @@ export interface PathOf {
   'cpuid-fault': CpuidFaultPath;
 }
 
+// ---- The interfaces as data, for checking a plugin path at load time ----
+
+type FunctionKeys<T> = { [K in keyof T]-?: NonNullable<T[K]> extends (...args: never[]) => unknown ? K : never }[keyof T];
+type OptionalKeys<T> = { [K in keyof T]-?: object extends Pick<T, K> ? K : never }[keyof T];
+/** The methods a path of area A must have (derived from its interface). */
+export type RequiredMethodOf<A extends AreaId> = Exclude<FunctionKeys<PathOf[A]>, OptionalKeys<PathOf[A]>> & string;
+/** The methods a path of area A may have. */
+export type OptionalMethodOf<A extends AreaId> = Extract<FunctionKeys<PathOf[A]>, OptionalKeys<PathOf[A]>> & string;
+
+/** Members every path has, whatever its area (PathBase). */
+export const REQUIRED_MEMBERS = ['area', 'name', 'summary'] as const;
+
+/**
+ * Per area, the methods its interface above requires: what a plugin must
+ * implement (`nvx --path-module` names the missing one). Kept complete by
+ * the compiler: a method added to an interface and left out here fails the
+ * type check below.
+ */
+export const REQUIRED_METHODS = {
+  'msr-bitmap': ['prepare'],
+  evmcs: ['groupsToCopy'],
+  'shadow-vmcs': ['vmread', 'vmwrite', 'setCurrentVmptr', 'copyShadowToVmcs12', 'copyVmcs12ToShadow', 'emulatedVmwrite', 'release', 'free'],
+  'guest-pages': ['l0Page', 'hwPfn', 'getVmcs12Pages', 'nestedVmexit', 'mapEvmcs', 'releaseEvmcs'],
+  'cpuid-fault': ['load', 'put', 'update', 'cpuidExitFaults'],
+} as const satisfies { readonly [A in AreaId]: readonly RequiredMethodOf<A>[] };
+
+/** Per area, the optional methods (hooks) its interface declares; present ones must be functions. */
+export const OPTIONAL_METHODS = {
+  'msr-bitmap': ['init', 'explain', 'onGuestWrite', 'onHostMemory'],
+  evmcs: ['init', 'explain'],
+  'shadow-vmcs': ['init', 'explain'],
+  'guest-pages': ['init', 'explain', 'initVm', 'vmptrld', 'vmclear', 'freeNested', 'onHostMemory', 'pins'],
+  'cpuid-fault': ['init', 'explain', 'wanted'],
+} as const satisfies { readonly [A in AreaId]: readonly OptionalMethodOf<A>[] };
+
+type AssertNever<T extends never> = T;
+/** Compile-time check: every required method of every interface is in REQUIRED_METHODS (an error here names the one missing). */
+export type RequiredMethodsListed = AssertNever<{ [A in AreaId]: Exclude<RequiredMethodOf<A>, (typeof REQUIRED_METHODS)[A][number]> }[AreaId]>;
+/** Compile-time check: every optional method of every interface is in OPTIONAL_METHODS. */
+export type OptionalMethodsListed = AssertNever<{ [A in AreaId]: Exclude<OptionalMethodOf<A>, (typeof OPTIONAL_METHODS)[A][number]> }[AreaId]>;
+
 // The guest-pages area's building blocks, for plugins, fixtures and generators (re-exported last:
 // these modules import this one).
 export { APIC_PAGES, PAGE_NAMES, apicPagesInUse, nestedPageGpa } from './guest-pages/common';

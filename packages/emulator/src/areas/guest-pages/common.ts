@@ -87,6 +87,14 @@ export function pfnBytes(ctx: Ctx, w: World, pfn: number, access: PageAccess): U
   return access === PAGE_ACCESS.WRITE ? writablePfn(ctx, w.mem, pfn) : pfnPage(w.mem, pfn);
 }
 
+/** For divergence reports: what backs gpa now. */
+export function describeBacking(w: World, gpa: bigint): string {
+  const hva = gfnToHva(w.mem, gpaToGfn(gpa));
+  if (hva < 0) return 'no memslot';
+  const pfn = w.mem.hvaToPfn[hva];
+  return pfn === undefined ? 'not present (faults in as a new page)' : `pfn 0x${pfn.toString(16)}`;
+}
+
 // ---- L0's accesses
 
 /** L0 reads nested page p of v through the path (the page vmcs12 names now). */

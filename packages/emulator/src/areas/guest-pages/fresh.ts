@@ -1,5 +1,6 @@
 import type { GuestPagesPath } from '../types';
-import { currentPage, currentPfn, nestedPageGpa } from './common';
+import { APIC_PAGES, PAGE_NAMES, apicPagesInUse, currentPage, currentPfn, describeBacking, nestedPageGpa } from './common';
+import { NESTED_PAGE } from './pages';
 
 /**
  * Reference: translate gfn -> memslot -> hva -> pfn at every access, by L0
@@ -17,4 +18,11 @@ export const fresh: GuestPagesPath = {
   nestedVmexit() {},
   mapEvmcs: (ctx, w, _v, gpa) => currentPage(ctx, w, gpa, 0),
   releaseEvmcs() {},
+  explain(w, v) {
+    const out: Record<string, string> = {};
+    const inUse = apicPagesInUse(v);
+    for (const p of APIC_PAGES) if (inUse & (1 << p)) out[PAGE_NAMES[p]] = `gpa 0x${nestedPageGpa(v, p).toString(16)}: ${describeBacking(w, nestedPageGpa(v, p))}`;
+    if (v.nested.hvEvmcsVmptr !== 0xffffffffffffffffn) out[PAGE_NAMES[NESTED_PAGE.EVMCS]] = `gpa 0x${v.nested.hvEvmcsVmptr.toString(16)}: ${describeBacking(w, v.nested.hvEvmcsVmptr)}`;
+    return out;
+  },
 };

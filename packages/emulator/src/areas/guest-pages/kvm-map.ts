@@ -3,7 +3,7 @@ import { gfnToHva, gpaToGfn } from '../../memory';
 import type { Vcpu, World } from '../../state';
 import type { GuestPagesPath } from '../types';
 import { NESTED_PAGE, PAGE_ACCESS } from './pages';
-import { APIC_PAGES, PAGE_NAMES, currentPage, currentPfn, nestedPageGpa, pfnBytes } from './common';
+import { APIC_PAGES, PAGE_NAMES, currentPage, currentPfn, describeBacking, nestedPageGpa, pfnBytes } from './common';
 import { countMap, countUnmap } from './costs';
 
 /**
@@ -101,9 +101,8 @@ export const kvmMap: GuestPagesPath = {
     for (let p = 1; p < s.pfn.length; p++) {
       if (s.pfn[p] < 0) continue;
       const gpa = nestedPageGpa(v, p as 1);
-      const now = gfnToHva(w.mem, gpaToGfn(gpa));
-      const cur = now < 0 ? 'no memslot' : `pfn 0x${(w.mem.hvaToPfn[now] ?? -1).toString(16)}`;
-      out[`${PAGE_NAMES[p]} map`] = `pfn 0x${s.pfn[p].toString(16)} (gpa 0x${gpa.toString(16)} is backed by ${cur} now)`;
+      const cur = describeBacking(w, gpa);
+      out[`${PAGE_NAMES[p]} map`] = `pfn 0x${s.pfn[p].toString(16)} (gpa 0x${gpa.toString(16)}: ${cur} now)`;
     }
     return out;
   },

@@ -255,7 +255,7 @@ export function makePfncachePath(o: PfncacheOptions): GuestPagesPath {
       for (let p = 0; p < N_PAGES; p++) {
         const c = caches[p];
         if (!c.active) continue;
-        out[`${PAGE_NAMES[p]} cache`] = `valid ${c.valid} gpa 0x${c.gpa.toString(16)} pfn 0x${c.pfn.toString(16)} generation ${c.generation} (now ${w.mem.generation}) vcpu ${c.vcpu}`;
+        out[`${PAGE_NAMES[p]} cache`] = `valid ${c.valid} gpa 0x${c.gpa.toString(16)} pfn ${c.pfn < 0 ? 'none' : `0x${c.pfn.toString(16)}`} generation ${c.generation} (now ${w.mem.generation}) vcpu ${c.vcpu}`;
         if (isVcpuBound(p)) out[`${PAGE_NAMES[p]} in vmcs02`] = s.hpa[p] < 0 ? 'none' : `pfn 0x${s.hpa[p].toString(16)}`;
       }
       return out;
