@@ -3,7 +3,7 @@
  * first divergence, explained, with its contract status.
  */
 import type { Command } from 'commander';
-import { diffStream } from '@nvx/check';
+import { declaredVerdict, diffStream } from '@nvx/check';
 import { openTrace, OpenTraceReader, TraceEvent } from '@nvx/trace';
 import { CliContext, EXIT } from '../output';
 import { PROFILE_HELP, profileArg } from '../profiles';
@@ -57,6 +57,15 @@ export function registerDiffCommands(program: Command, ctx: CliContext): void {
         ctx.line('costs:');
         for (const l of costsSideBySide(res.costs.base, res.costs.other, res.base, res.other)) ctx.line(l);
       }
-      if (d && (d.verdict === 'bug' || o.strict)) ctx.exitCode = EXIT.CHECK_FAILED;
+      // A trace may declare that this profile diverges: a kept finding (the real code is wrong) is expected.
+      let declared: ReturnType<typeof declaredVerdict> | undefined;
+      try {
+        declared = declaredVerdict(first.header);
+      } catch {
+        declared = undefined;
+      }
+      const expectedFinding = !!d && declared?.verdict === 'finding' && (declared.diverges.includes(o.profile) || declared.diverges.includes(res.other));
+      if (expectedFinding && !o.json) ctx.line(ctx.c.yellow(`expected: this trace is a kept finding for ${res.other} (meta verdict "finding"); the divergence shows the real code's flaw`));
+      if (d && ((d.verdict === 'bug' && !expectedFinding) || o.strict)) ctx.exitCode = EXIT.CHECK_FAILED;
     });
 }
