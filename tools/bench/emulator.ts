@@ -4,7 +4,8 @@
  * speeds DESIGN.md ("Speed") describes, and what the cost model says about
  * that loop under each msr-bitmap path.
  *
- *   npx tsx tools/bench/emulator.ts [--json] [--iterations N] [--runs N] [--loader built|tsx]
+ *   npx tsx tools/bench/emulator.ts [--json] [--iterations N] [--runs N] [--loader built|tsx] [--processes N] [--in-process]
+ *   npx tsx tools/bench/emulator.ts --costs [--json] [--iterations N]      the cost summary alone (no timing)
  *
  * Measured, each the median of `runs` repetitions after warm-up runs, in
  * events per second:
@@ -16,6 +17,13 @@
  *       every event and architectural states every 1,000 events (its contract
  *       monitor included);
  *   (d) step: `step` with one immer `produce` per event, on a prefix.
+ *
+ * Each figure is measured in processes of its own (3 by default, their runs
+ * pooled; --in-process to measure everything in this one): the JIT
+ * specializes the reducer for what it has seen, so a loop measured after
+ * another profile's paths or another shape of world ran would carry that
+ * history, and a single process sometimes settles on slower code for its
+ * whole life (about 20% here).
  *
  * Loader: `built` (the default) runs the sources compiled the way `tsc`
  * builds the packages (CommonJS, the options of tsconfig.base.json), loaded
@@ -29,6 +37,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
+import { fork } from 'child_process';
 import { createRequire } from 'module';
 import * as vm from 'vm';
 import * as ts from 'typescript';
@@ -247,6 +256,32 @@ function seed000(m: Modules, rows: CostRow[]): Seed000Comparison {
   };
 }
 
+/** The cost summary alone (no timing): the CPUID loop under each profile of COST_PROFILES. */
+export function costSummary(opts: { iterations?: number; loader?: Loader; trace?: string | null } = {}): {
+  workload: { iterations: number; events: number; source: string };
+  costs: CostRow[];
+  seed000: Seed000Comparison;
+} {
+  const m = modules(opts.loader ?? 'tsx');
+  const iterations = opts.iterations ?? 100_000;
+  const wl = loadWorkload(m, iterations, opts.trace === undefined ? DEFAULT_TRACE : opts.trace);
+  const costs = costRows(m, wl);
+  return { workload: { iterations, events: wl.events.length, source: wl.source }, costs, seed000: seed000(m, costs) };
+}
+
+/** The cost summary and the comparison with seed 000, as text. */
+export function formatCostSummary(rows: readonly CostRow[], s: Seed000Comparison): string {
+  return [
+    'Cost summary (cost table: packages/emulator/data/cost-table.json):',
+    formatCostTable(rows),
+    '',
+    `Seed 000 claims enlightened MSR bitmaps shave "around 700 CPU cycles from a nested vmexit cost (tight cpuid loop test)".`,
+    `Model: msr-bitmap=merge minus msr-bitmap=enlightened = ${s.modelSavingPerExit.toFixed(1)} cycles per nested exit ` +
+      `(${s.mergesSavedPerExit.toFixed(5)} merges and ${s.bitmapBytesSavedPerExit.toFixed(2)} bitmap bytes fewer per exit).`,
+    s.note,
+  ].join('\n');
+}
+
 // ---------------------------------------------------------------------------
 // The benchmark
 // ---------------------------------------------------------------------------
@@ -270,6 +305,10 @@ export interface EmulatorBenchOptions {
   loader?: Loader;
   /** the trace to run; default traces/workloads/cpuid-loop.nvxt when it matches, null to always generate */
   trace?: string | null;
+  /** measure each figure in processes of its own (default true) */
+  isolate?: boolean;
+  /** with isolate: processes per figure, whose runs are pooled for the median (default 3) */
+  processes?: number;
   /** progress lines (to stderr by the command line) */
   log?: (line: string) => void;
 }
@@ -286,6 +325,10 @@ export interface EmulatorBenchResult {
   cpus: number;
   cpuModel: string;
   loader: Loader;
+  /** every figure was measured in processes of its own */
+  isolated: boolean;
+  /** processes per figure (their runs pooled) */
+  processes: number;
   workload: { name: string; iterations: number; events: number; source: string };
   profile: string;
   base: string;
@@ -298,7 +341,7 @@ export interface EmulatorBenchResult {
   ceilingBase: number;
   /** (a) under tsx, for comparison (only when the loader is built) */
   ceilingTsx?: number;
-  timings: { ceiling: Timing; replay: Timing; diff: Timing; diffFloor: Timing; step: Timing; ceilingBase: Timing; ceilingTsx?: Timing };
+  timings: Partial<Record<Kind, Timing>> & Record<Exclude<Kind, 'ceilingTsx'>, Timing>;
   ratios: {
     replayVsCeiling: number;
     diffVsCeiling: number;
@@ -316,6 +359,37 @@ export interface EmulatorBenchResult {
   seed000: Seed000Comparison;
 }
 
+/** The options with their defaults filled in (what a measuring process needs). */
+interface Resolved {
+  iterations: number;
+  runs: number;
+  warmup: number;
+  profile: string;
+  base: string;
+  checkpointEvery: number;
+  stepEvents: number;
+  loader: Loader;
+  trace: string | null;
+}
+
+function resolve(opts: EmulatorBenchOptions): Resolved {
+  return {
+    iterations: opts.iterations ?? 100_000,
+    runs: Math.max(1, opts.runs ?? 5),
+    warmup: Math.max(0, opts.warmup ?? 2),
+    profile: opts.profile ?? 'optimized',
+    base: opts.base ?? 'reference',
+    checkpointEvery: Math.max(1, opts.checkpointEvery ?? 1000),
+    stepEvents: opts.stepEvents ?? 5000,
+    loader: opts.loader ?? 'built',
+    trace: opts.trace === undefined ? DEFAULT_TRACE : opts.trace,
+  };
+}
+
+/** The figures, each measured on its own (see `isolate`). */
+const KINDS = ['ceiling', 'ceilingBase', 'replay', 'diff', 'diffFloor', 'step', 'ceilingTsx'] as const;
+type Kind = (typeof KINDS)[number];
+
 function ceilingOnce(m: Modules, wl: LoadedWorkload, profileName: string): () => { events: number; ms: number } {
   const profile = m.emulator.parseProfile(profileName);
   const apply = m.emulator.applyEvent;
@@ -329,80 +403,128 @@ function ceilingOnce(m: Modules, wl: LoadedWorkload, profileName: string): () =>
   };
 }
 
-export async function benchEmulator(opts: EmulatorBenchOptions = {}): Promise<EmulatorBenchResult> {
-  const iterations = opts.iterations ?? 100_000;
-  const runs = Math.max(1, opts.runs ?? 5);
-  const warmup = Math.max(0, opts.warmup ?? 2);
-  const profileName = opts.profile ?? 'optimized';
-  const baseName = opts.base ?? 'reference';
-  const k = Math.max(1, opts.checkpointEvery ?? 1000);
-  const stepEvents = opts.stepEvents ?? 5000;
-  const loader = opts.loader ?? 'built';
-  const log = opts.log ?? (() => undefined);
-  const m = modules(loader);
-  const wl = loadWorkload(m, iterations, opts.trace === undefined ? DEFAULT_TRACE : opts.trace);
+/** Measure one figure in this process. */
+function measureKind(kind: Kind, o: Resolved): Timing {
+  const m = modules(kind === 'ceilingTsx' ? 'tsx' : o.loader);
+  const wl = loadWorkload(m, o.iterations, o.trace);
   const events = wl.events;
   const n = events.length;
-  const profile = m.emulator.parseProfile(profileName);
-  const base = m.emulator.parseProfile(baseName);
-  log(`workload: ${n} events from ${wl.source}; loader ${loader}; ${runs} runs after ${warmup} warm-up runs`);
-
-  log('(a) ceiling: applyEvent in a plain loop');
-  const ceiling = measure(runs, warmup, ceilingOnce(m, wl, profileName));
-  const ceilingBase = measure(runs, warmup, ceilingOnce(m, wl, baseName));
-
-  log(`(b) replay: Replayer.apply, snapshot every ${k}`);
-  const replay = measure(runs, warmup, () => {
-    const r = new m.emulator.Replayer(m.emulator.initialState(wl.header, profile), profile);
-    let last: unknown = null;
-    let since = 0;
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) {
-      r.apply(events[i]);
-      if (++since === k) {
-        since = 0;
-        last = r.snapshot();
-      }
+  const k = o.checkpointEvery;
+  const profile = m.emulator.parseProfile(o.profile);
+  const base = m.emulator.parseProfile(o.base);
+  switch (kind) {
+    case 'ceiling':
+    case 'ceilingTsx':
+      return measure(o.runs, o.warmup, ceilingOnce(m, wl, o.profile));
+    case 'ceilingBase':
+      return measure(o.runs, o.warmup, ceilingOnce(m, wl, o.base));
+    case 'replay':
+      return measure(o.runs, o.warmup, () => {
+        const r = new m.emulator.Replayer(m.emulator.initialState(wl.header, profile), profile);
+        let last: unknown = null;
+        let since = 0;
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) {
+          r.apply(events[i]);
+          if (++since === k) {
+            since = 0;
+            last = r.snapshot();
+          }
+        }
+        const ms = performance.now() - t0;
+        if (last === null && n >= k) throw new Error('no snapshot taken');
+        return { events: n, ms };
+      });
+    case 'diff':
+      return measure(o.runs, o.warmup, () => {
+        const t0 = performance.now();
+        const ls = new m.diff.Lockstep(wl.header, base, profile, { checkpointEvery: k });
+        for (let i = 0; i < n; i++) if (!ls.push(events[i])) break;
+        const d = ls.finish();
+        const ms = performance.now() - t0;
+        if (d) throw new Error(`${o.base} and ${o.profile} diverge at event ${d.index} (${d.kind}): the benchmark needs a clean run`);
+        return { events: n, ms };
+      });
+    case 'diffFloor':
+      return measure(o.runs, o.warmup, () => {
+        const a = new m.emulator.Replayer(m.emulator.initialState(wl.header, base), base);
+        const b = new m.emulator.Replayer(m.emulator.initialState(wl.header, profile), profile);
+        const same = m.trace.outcomeEquals;
+        const t0 = performance.now();
+        for (let i = 0; i < n; i++) if (!same(a.apply(events[i]), b.apply(events[i]))) throw new Error(`outcomes differ at event ${i}`);
+        return { events: n, ms: performance.now() - t0 };
+      });
+    case 'step': {
+      const prefix = events.slice(0, Math.min(o.stepEvents, n));
+      return measure(o.runs, Math.min(o.warmup, 1), () => {
+        let st = m.emulator.initialState(wl.header, profile);
+        const t0 = performance.now();
+        for (const e of prefix) st = m.emulator.step(st, e, profile).state;
+        return { events: prefix.length, ms: performance.now() - t0 };
+      });
     }
-    const ms = performance.now() - t0;
-    if (last === null && n >= k) throw new Error('no snapshot taken');
-    return { events: n, ms };
-  });
+  }
+}
 
-  log(`(c) diff: Lockstep ${baseName} vs ${profileName}, states every ${k}`);
-  const diff = measure(runs, warmup, () => {
-    const t0 = performance.now();
-    const ls = new m.diff.Lockstep(wl.header, base, profile, { checkpointEvery: k });
-    for (let i = 0; i < n; i++) if (!ls.push(events[i])) break;
-    const d = ls.finish();
-    const ms = performance.now() - t0;
-    if (d) throw new Error(`${baseName} and ${profileName} diverge at event ${d.index} (${d.kind}): the benchmark needs a clean run`);
-    return { events: n, ms };
+/**
+ * Measure one figure in a process of its own, so that what the JIT learnt
+ * from one measurement (the other profile's paths, the shapes of a cloned
+ * world) does not slow the next one down.
+ */
+function measureIsolated(kind: Kind, o: Resolved): Promise<Timing> {
+  return new Promise((resolvePromise, reject) => {
+    const child = fork(__filename, ['--measure'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let done = false;
+    child.once('message', (msg: { timing?: Timing; error?: string }) => {
+      done = true;
+      if (msg.timing) resolvePromise(msg.timing);
+      else reject(new Error(`measuring ${kind}: ${msg.error}`));
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (!done) reject(new Error(`measuring ${kind}: the process exited (${code}) without a result`));
+    });
+    child.send({ kind, o });
   });
+}
 
-  log('(c) floor: the two Replayers alone, outcomes compared, no contract monitor, no checkpoints');
-  const diffFloor = measure(runs, warmup, () => {
-    const a = new m.emulator.Replayer(m.emulator.initialState(wl.header, base), base);
-    const b = new m.emulator.Replayer(m.emulator.initialState(wl.header, profile), profile);
-    const same = m.trace.outcomeEquals;
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) if (!same(a.apply(events[i]), b.apply(events[i]))) throw new Error(`outcomes differ at event ${i}`);
-    return { events: n, ms: performance.now() - t0 };
-  });
+const DESCRIBE: Record<Kind, (o: Resolved) => string> = {
+  ceiling: (o) => `(a) ceiling: applyEvent in a plain loop, ${o.profile}`,
+  ceilingBase: (o) => `(a) ceiling: applyEvent in a plain loop, ${o.base}`,
+  replay: (o) => `(b) replay: Replayer.apply, snapshot every ${o.checkpointEvery}`,
+  diff: (o) => `(c) diff: Lockstep ${o.base} vs ${o.profile}, states every ${o.checkpointEvery}`,
+  diffFloor: () => '(c) floor: the two Replayers alone, outcomes compared, no contract monitor, no checkpoints',
+  step: (o) => `(d) step: immer produce per event, ${o.stepEvents}-event prefix`,
+  ceilingTsx: () => '(a) again under tsx, for comparison',
+};
 
-  const prefix = events.slice(0, Math.min(stepEvents, n));
-  log(`(d) step: immer produce per event, ${prefix.length}-event prefix`);
-  const step = measure(runs, Math.min(warmup, 1), () => {
-    let s = m.emulator.initialState(wl.header, profile);
-    const t0 = performance.now();
-    for (const e of prefix) s = m.emulator.step(s, e, profile).state;
-    return { events: prefix.length, ms: performance.now() - t0 };
-  });
+export async function benchEmulator(opts: EmulatorBenchOptions = {}): Promise<EmulatorBenchResult> {
+  const o = resolve(opts);
+  const isolate = opts.isolate ?? true;
+  const log = opts.log ?? (() => undefined);
+  const m = modules(o.loader);
+  const wl = loadWorkload(m, o.iterations, o.trace);
+  const events = wl.events;
+  const n = events.length;
+  const profile = m.emulator.parseProfile(o.profile);
+  log(`workload: ${n} events from ${wl.source}; loader ${o.loader}; ${o.runs} runs after ${o.warmup} warm-up runs${isolate ? ` in each of ${Math.max(1, opts.processes ?? 3)} processes per figure` : ''}`);
 
-  let ceilingTsx: Timing | undefined;
-  if (loader === 'built') {
-    log('(a) again under tsx, for comparison');
-    ceilingTsx = measure(runs, warmup, ceilingOnce(modules('tsx'), wl, profileName));
+  // Rounds of one process per figure: a process's JIT sometimes settles on slower code for the
+  // whole run, so every figure is the median over the runs of several processes, taken in turn.
+  const kinds = KINDS.filter((kind) => kind !== 'ceilingTsx' || o.loader === 'built');
+  const samples = {} as Record<Kind, number[]>;
+  const rounds = isolate ? Math.max(1, opts.processes ?? 3) : 1;
+  for (let round = 0; round < rounds; round++) {
+    for (const kind of kinds) {
+      log(`${isolate ? `[${round + 1}/${rounds}] ` : ''}${DESCRIBE[kind](o)}`);
+      const one = isolate ? await measureIsolated(kind, o) : measureKind(kind, o);
+      (samples[kind] ??= []).push(...one.samples);
+    }
+  }
+  const t = {} as Record<Kind, Timing>;
+  for (const kind of kinds) {
+    const xs = samples[kind];
+    t[kind] = { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), samples: xs };
   }
 
   // what one checkpoint costs, on the final state
@@ -420,36 +542,39 @@ export async function benchEmulator(opts: EmulatorBenchOptions = {}): Promise<Em
   log('cost summary per profile');
   const costs = costRows(m, wl);
 
+  const a = t.ceiling.median;
   const ratios = {
-    replayVsCeiling: replay.median / ceiling.median,
-    diffVsCeiling: diff.median / ceiling.median,
-    stepVsCeiling: step.median / ceiling.median,
-    diffFloorVsCeiling: diffFloor.median / ceiling.median,
-    diffBoundVsCeiling: ceilingBase.median / (ceilingBase.median + ceiling.median),
+    replayVsCeiling: t.replay.median / a,
+    diffVsCeiling: t.diff.median / a,
+    stepVsCeiling: t.step.median / a,
+    diffFloorVsCeiling: t.diffFloor.median / a,
+    diffBoundVsCeiling: t.ceilingBase.median / (t.ceilingBase.median + a),
   };
   const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
   const meps = (x: number) => `${(x / 1e6).toFixed(2)} M/s`;
   const goals: Goal[] = [
     { name: '(b) replay vs (a) ceiling', target: '>= 80%', actual: pct(ratios.replayVsCeiling), met: ratios.replayVsCeiling >= 0.8 },
     { name: '(c) diff vs (a) ceiling', target: '>= 40%', actual: pct(ratios.diffVsCeiling), met: ratios.diffVsCeiling >= 0.4 },
-    { name: `(a) ceiling, ${profileName}`, target: '>= 1 M events/s', actual: meps(ceiling.median), met: ceiling.median >= 1e6 },
+    { name: `(a) ceiling, ${o.profile}`, target: '>= 1 M events/s', actual: meps(a), met: a >= 1e6 },
   ];
 
   return {
     node: process.version,
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
-    loader,
+    loader: o.loader,
+    isolated: isolate,
+    processes: rounds,
     workload: { name: 'cpuid-loop (eVMCS)', iterations: wl.iterations, events: n, source: wl.source },
-    profile: profileName,
-    base: baseName,
-    runs,
-    checkpointEvery: k,
-    stepEvents: prefix.length,
-    eventsPerSec: { ceiling: ceiling.median, replay: replay.median, diff: diff.median, step: step.median },
-    ceilingBase: ceilingBase.median,
-    ceilingTsx: ceilingTsx?.median,
-    timings: { ceiling, replay, diff, diffFloor, step, ceilingBase, ceilingTsx },
+    profile: o.profile,
+    base: o.base,
+    runs: o.runs,
+    checkpointEvery: o.checkpointEvery,
+    stepEvents: Math.min(o.stepEvents, n),
+    eventsPerSec: { ceiling: a, replay: t.replay.median, diff: t.diff.median, step: t.step.median },
+    ceilingBase: t.ceilingBase.median,
+    ceilingTsx: t.ceilingTsx?.median,
+    timings: t,
     ratios,
     snapshotMicros,
     archHashMicros,
@@ -511,7 +636,8 @@ export function formatEmulatorReport(r: EmulatorBenchResult): string {
   const s = r.seed000;
   return [
     `Emulator: ${r.workload.name}, ${fmtInt(r.workload.events)} events (${fmtInt(r.workload.iterations)} iterations) from ${r.workload.source}`,
-    `Node ${r.node}, ${r.cpus} CPUs (${r.cpuModel}); loader: ${r.loader}; median of ${r.runs} runs`,
+    `Node ${r.node}, ${r.cpus} CPUs (${r.cpuModel}); loader: ${r.loader}; ` +
+      (r.isolated ? `median of ${r.runs} runs in each of ${r.processes} processes per figure` : `median of ${r.runs} runs, all in one process`),
     '',
     speed,
     '',
@@ -523,13 +649,7 @@ export function formatEmulatorReport(r: EmulatorBenchResult): string {
     'Goals:',
     ...r.goals.map((g) => `  ${g.met ? 'met    ' : 'NOT met'}  ${g.name}: ${g.actual} (goal ${g.target})`),
     '',
-    `Cost summary (cost table: packages/emulator/data/cost-table.json):`,
-    formatCostTable(r.costs),
-    '',
-    `Seed 000 claims enlightened MSR bitmaps shave "around 700 CPU cycles from a nested vmexit cost (tight cpuid loop test)".`,
-    `Model: msr-bitmap=merge minus msr-bitmap=enlightened = ${s.modelSavingPerExit.toFixed(1)} cycles per nested exit ` +
-      `(${s.mergesSavedPerExit.toFixed(5)} merges and ${s.bitmapBytesSavedPerExit.toFixed(2)} bitmap bytes fewer per exit).`,
-    s.note,
+    formatCostSummary(r.costs, s),
   ].join('\n');
 }
 
@@ -537,9 +657,10 @@ export function formatEmulatorReport(r: EmulatorBenchResult): string {
 // Command line
 // ---------------------------------------------------------------------------
 
-function parseArgs(argv: string[]): { json: boolean; opts: EmulatorBenchOptions } {
+function parseArgs(argv: string[]): { json: boolean; costsOnly: boolean; opts: EmulatorBenchOptions } {
   const opts: EmulatorBenchOptions = {};
   let json = false;
+  let costsOnly = false;
   const num = (v: string | undefined, flag: string) => {
     const x = Number(v);
     if (!Number.isSafeInteger(x) || x < 0) throw new Error(`${flag} needs a non-negative integer`);
@@ -554,16 +675,30 @@ function parseArgs(argv: string[]): { json: boolean; opts: EmulatorBenchOptions 
     else if (a === '--profile') opts.profile = argv[++i];
     else if (a === '--base') opts.base = argv[++i];
     else if (a === '--generate') opts.trace = null;
+    else if (a === '--in-process') opts.isolate = false;
+    else if (a === '--costs') costsOnly = true;
+    else if (a === '--processes') opts.processes = num(argv[++i], a);
     else if (a === '--loader') {
       const l = argv[++i];
       if (l !== 'built' && l !== 'tsx') throw new Error('--loader is built or tsx');
       opts.loader = l;
     } else throw new Error(`unknown argument '${a}'`);
   }
-  return { json, opts };
+  return { json, costsOnly, opts };
 }
 
-if (require.main === module) {
+if (require.main === module && process.argv.includes('--measure')) {
+  // a measuring process (measureIsolated): one figure, sent back to the parent
+  process.once('message', (msg: { kind: Kind; o: Resolved }) => {
+    let reply: { timing?: Timing; error?: string };
+    try {
+      reply = { timing: measureKind(msg.kind, msg.o) };
+    } catch (e) {
+      reply = { error: e instanceof Error ? (e.stack ?? e.message) : String(e) };
+    }
+    process.send!(reply, () => process.disconnect());
+  });
+} else if (require.main === module) {
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs(process.argv.slice(2));
@@ -571,11 +706,17 @@ if (require.main === module) {
     console.error(`bench/emulator: ${(e as Error).message}`);
     process.exit(2);
   }
-  benchEmulator({ ...parsed.opts, log: (l) => console.error(l) }).then(
-    (r) => console.log(parsed.json ? JSON.stringify(r, null, 2) : formatEmulatorReport(r)),
-    (e) => {
-      console.error(e);
-      process.exitCode = 1;
-    },
-  );
+  if (parsed.costsOnly) {
+    const c = costSummary(parsed.opts);
+    const head = `cpuid-loop (eVMCS), ${c.workload.events.toLocaleString('en-US')} events (${c.workload.iterations.toLocaleString('en-US')} iterations) from ${c.workload.source}`;
+    console.log(parsed.json ? JSON.stringify(c, null, 2) : `${head}\n\n${formatCostSummary(c.costs, c.seed000)}`);
+  } else {
+    benchEmulator({ ...parsed.opts, log: (l) => console.error(l) }).then(
+      (r) => console.log(parsed.json ? JSON.stringify(r, null, 2) : formatEmulatorReport(r)),
+      (e) => {
+        console.error(e);
+        process.exitCode = 1;
+      },
+    );
+  }
 }

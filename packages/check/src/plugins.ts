@@ -57,7 +57,7 @@ interface Loaded {
 
 /** Files loaded so far (absolute), with their paths: a reload of an unchanged file returns these. */
 const loaded = new Map<string, Loaded>();
-/** path name -> the file that registered it, per area */
+/** `area=name` -> the module file that registered that path */
 const owners = new Map<string, string>();
 
 /** The absolute names of the modules loaded so far, in load order (for handing to worker threads). */
@@ -106,9 +106,11 @@ export async function loadPathModule(file: string, opts: LoadPathModuleOptions =
       throw new PluginError(`${file}: area ${p.area} already has a path named '${p.name}' (${by}); give the plugin path another name`, file);
     }
   }
-  if (prev) for (const p of prev.paths) if (owners.get(`${p.area}=${p.name}`) === abs) {
+  for (const p of prev?.paths ?? []) {
+    const key = `${p.area}=${p.name}`;
+    if (owners.get(key) !== abs) continue;
     AREAS[p.area].paths.delete(p.name);
-    owners.delete(`${p.area}=${p.name}`);
+    owners.delete(key);
   }
   for (const p of paths) {
     try {
@@ -195,7 +197,7 @@ export function validatePath(value: unknown, file: string, label = 'the path', w
   if (missing.length) {
     const s = missing.length > 1 ? 's' : '';
     throw new PluginError(
-      `${file}: ${who} is missing method${s} ${missing.join(', ')} (a ${a} path implements ${required.join(', ')}; see the ${interfaceName(a)} interface and docs/plugins.md)`,
+      `${file}: ${who} is missing method${s} ${missing.join(', ')} (${/^[aeio]|^msr/.test(a) ? 'an' : 'a'} ${a} path implements ${required.join(', ')}; see the ${interfaceName(a)} interface and docs/plugins.md)`,
       file,
     );
   }

@@ -9,9 +9,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Command, CommanderError } from 'commander';
 import { CliContext, CliIO, EXIT, processIO } from './output';
+import { registerBisectCommands } from './commands/bisect';
 import { registerCheckCommands } from './commands/check';
 import { registerDiffCommands } from './commands/diff';
+import { registerFuzzCommands } from './commands/fuzz';
 import { registerImportCommands } from './commands/import';
+import { registerMinimizeCommands } from './commands/minimize';
 import { registerPathsCommands } from './commands/paths';
 import { registerReportCommands } from './commands/report';
 import { registerRunCommands } from './commands/run';
@@ -21,7 +24,7 @@ import { registerTraceCommands } from './commands/trace';
 export type Registrar = (program: Command, ctx: CliContext) => void;
 
 /** Every command group, in the order `nvx --help` lists them. */
-export const REGISTRARS: Registrar[] = [registerCheckCommands, registerRunCommands, registerDiffCommands, registerStatCommands, registerReportCommands, registerPathsCommands, registerTraceCommands, registerImportCommands];
+export const REGISTRARS: Registrar[] = [registerCheckCommands, registerRunCommands, registerDiffCommands, registerFuzzCommands, registerMinimizeCommands, registerBisectCommands, registerStatCommands, registerReportCommands, registerPathsCommands, registerTraceCommands, registerImportCommands];
 
 function version(): string {
   try {

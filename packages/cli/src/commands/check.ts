@@ -1,8 +1,10 @@
 /**
  * `nvx check`: the main job. Replays the trace corpus (traces/scenarios and
  * traces/regressions) under every built-in profile and every optimized path
- * alone, checks each trace's expectations and declared verdict, and prints
- * a table of profiles (pass, expected divergence, new divergence).
+ * alone, checks each trace's expectations and declared verdict, then fuzzes
+ * every area under the same profiles for a short time (30 s; --fuzz-time,
+ * --no-fuzz), and prints a table of profiles (pass, expected divergence, new
+ * divergence) with the fuzz's row.
  */
 import * as fs from 'fs';
 import type { Command } from 'commander';
@@ -10,6 +12,7 @@ import { CellStatus, checkCorpus, corpusCosts, corpusProfiles } from '@nvx/check
 import { estimateCycles } from '@nvx/emulator';
 import { CliContext, EXIT, UsageError } from '../output';
 import { jsonText } from '../report';
+import { checkFuzzLines, checkFuzzRow, runCheckFuzz } from './fuzz';
 
 const COLS: [CellStatus, string][] = [
   ['pass', 'pass'],
@@ -27,7 +30,11 @@ export function registerCheckCommands(program: Command, ctx: CliContext): void {
     .option('-p, --profile <profile...>', 'profiles to check (default: reference, optimized and every optimized path alone)')
     .option('-v, --verbose', 'print every trace x profile result')
     .option('--json', 'print one JSON object instead of text')
-    .action(async (o: { dir: string[]; profile?: string[]; verbose?: boolean; json?: boolean }) => {
+    .option('--fuzz-time <duration>', 'then fuzz every area under the same profiles for this long (e.g. 30s, 5m)', '30s')
+    .option('--no-fuzz', 'replay the corpus only')
+    .option('--fuzz-seed <n>', 'the fuzz campaign seed (default: drawn and printed)')
+    .option('--fuzz-out <dir>', 'where the fuzz writes its findings', 'nvx-findings')
+    .action(async (o: { dir: string[]; profile?: string[]; verbose?: boolean; json?: boolean; fuzz: boolean; fuzzTime: string; fuzzSeed?: string; fuzzOut: string }) => {
       const dirs = o.dir.filter((d) => fs.existsSync(d));
       if (!dirs.length) throw new UsageError(`none of ${o.dir.join(', ')} exists (run nvx check from the project root, or give --dir)`);
       const profiles = o.profile ?? corpusProfiles();
@@ -37,8 +44,10 @@ export function registerCheckCommands(program: Command, ctx: CliContext): void {
         if (bad || o.verbose) ctx.line(`${bad ? ctx.c.red(c.status) : ctx.c.dim(c.status)}  ${c.file}  [${c.profile}]${c.detail ? `\n    ${c.detail}` : ''}`);
       });
       const costs = corpusCosts(report);
+      const fuzz = o.fuzz ? await runCheckFuzz(ctx, { dirs, profiles, time: o.fuzzTime, seed: o.fuzzSeed, out: o.fuzzOut, quiet: !!o.json }) : null;
+      const ok = report.ok && !fuzz?.newFindings;
       if (o.json) {
-        ctx.line(jsonText({ ...report, costs: Object.fromEntries(costs) }));
+        ctx.line(jsonText({ ...report, ok, costs: Object.fromEntries(costs), fuzz }));
       } else {
         ctx.line(`\n${report.files.length} traces x ${profiles.length} profiles (${dirs.join(', ')})\n`);
         const w = Math.max(...profiles.map((p) => p.length), 8);
@@ -52,8 +61,13 @@ export function registerCheckCommands(program: Command, ctx: CliContext): void {
           });
           ctx.line(`${p.padEnd(w)}  ${counts.join(' ')}  ${String(estimateCycles(costs.get(p)!).total).padStart(12)}`);
         }
-        ctx.line(report.ok ? `\n${ctx.c.green('ok')}: every trace gives its declared verdict under every profile` : `\n${ctx.c.red('FAILED')}: see the lines above`);
+        if (fuzz) {
+          ctx.line(checkFuzzRow(ctx, fuzz, w));
+          ctx.line('');
+          for (const l of checkFuzzLines(ctx, fuzz)) ctx.line(l);
+        }
+        ctx.line(ok ? `\n${ctx.c.green('ok')}: every trace gives its declared verdict under every profile${fuzz ? ', and the fuzz found nothing new' : ''}` : `\n${ctx.c.red('FAILED')}: see the lines above`);
       }
-      if (!report.ok) ctx.exitCode = EXIT.CHECK_FAILED;
+      if (!ok) ctx.exitCode = EXIT.CHECK_FAILED;
     });
 }

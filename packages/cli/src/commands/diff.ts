@@ -6,12 +6,12 @@ import type { Command } from 'commander';
 import { declaredVerdict, diffStream } from '@nvx/check';
 import { openTrace, OpenTraceReader, TraceEvent } from '@nvx/trace';
 import { CliContext, EXIT } from '../output';
+import { addPathModuleOption, loadPathModules } from '../plugins';
 import { PROFILE_HELP, profileArg } from '../profiles';
 import { costsSideBySide, divergenceLines, jsonText } from '../report';
 
 export function registerDiffCommands(program: Command, ctx: CliContext): void {
-  program
-    .command('diff')
+  addPathModuleOption(program.command('diff'))
     .description('replay a trace under two profiles side by side and report the first divergence (exit 1 on a bug divergence)')
     .argument('<trace>', 'a trace file (.nvx text or .nvxt binary)')
     .option('-b, --base <profile>', `the profile to compare against; ${PROFILE_HELP}`, 'reference')
@@ -23,7 +23,8 @@ export function registerDiffCommands(program: Command, ctx: CliContext): void {
       return n;
     }, 1000)
     .option('--json', 'print one JSON object instead of text')
-    .action(async (file: string, o: { base: string; profile: string; strict?: boolean; checkpoint: number; json?: boolean }) => {
+    .action(async (file: string, o: { base: string; profile: string; strict?: boolean; checkpoint: number; json?: boolean; pathModule?: string[] }) => {
+      await loadPathModules(o, (m) => ctx.warn(m));
       const base = profileArg(o.base, '--base');
       const other = profileArg(o.profile, '--profile');
       const first = await openTrace(file);

@@ -17,6 +17,7 @@ import { DiffResult, diffStream } from '@nvx/check';
 import { Profile } from '@nvx/emulator';
 import { OpenTraceReader, TraceEvent, eventVcpu, formatEvent, formatOutcome, openTrace, outcomeEquals } from '@nvx/trace';
 import { CliContext, UsageError } from '../output';
+import { addPathModuleOption, loadPathModules } from '../plugins';
 import { Agreement, isImportedTrace, outcomeClass } from '../importers/agreement';
 import { progressBar } from '../importers/progress';
 import { ReportData, ReportRow, renderReport } from '../html/report-html';
@@ -166,8 +167,7 @@ function writeAtomically(out: string, html: string): void {
 }
 
 export function registerReportCommands(program: Command, ctx: CliContext): void {
-  program
-    .command('report')
+  addPathModuleOption(program.command('report'))
     .description('write one self-contained HTML page: timeline, first divergence with its state diff and contract status, exits and per-area costs')
     .argument('<trace>', 'a trace file (.nvx text or .nvxt binary)')
     .requiredOption('-o, --output <file>', 'the HTML file to write')
@@ -183,7 +183,8 @@ export function registerReportCommands(program: Command, ctx: CliContext): void 
       return n;
     }, 1000)
     .option('-q, --quiet', 'print nothing but errors and warnings')
-    .action(async (file: string, o: { output: string; profiles: string; window: number; checkpoint: number; quiet?: boolean }) => {
+    .action(async (file: string, o: { output: string; profiles: string; window: number; checkpoint: number; quiet?: boolean; pathModule?: string[] }) => {
+      await loadPathModules(o, (m) => ctx.warn(m));
       const profiles = parseProfileList(o.profiles);
       const bar = progressBar(ctx, 'report', { quiet: o.quiet });
       let data: ReportData;

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { Replayer, stateHash, estimateCycles } from '@nvx/emulator';
 import { Outcome, TraceEvent, formatEvent, formatOutcome, openTrace, outcomeMatches } from '@nvx/trace';
 import { CliContext, EXIT } from '../output';
+import { addPathModuleOption, loadPathModules } from '../plugins';
 import { PROFILE_HELP, profileArg } from '../profiles';
 import { costLines, jsonText } from '../report';
 import { Agreement, agreementFailed, agreementLines, isImportedTrace } from '../importers/agreement';
@@ -20,15 +21,15 @@ interface Mismatch {
 const MAX_PRINTED = 20;
 
 export function registerRunCommands(program: Command, ctx: CliContext): void {
-  program
-    .command('run')
+  addPathModuleOption(program.command('run'))
     .description('replay a trace under one profile, check its expect clauses, and print outcomes and costs')
     .argument('<trace>', 'a trace file (.nvx text or .nvxt binary)')
     .option('-p, --profile <profile>', PROFILE_HELP, 'reference')
     .option('--outcomes', 'print every event with its outcome (default for traces of at most 200 events)')
     .option('-q, --quiet', 'print only mismatches and the summary')
     .option('--json', 'print one JSON object instead of text')
-    .action(async (file: string, o: { profile: string; outcomes?: boolean; quiet?: boolean; json?: boolean }) => {
+    .action(async (file: string, o: { profile: string; outcomes?: boolean; quiet?: boolean; json?: boolean; pathModule?: string[] }) => {
+      await loadPathModules(o, (m) => ctx.warn(m));
       const profile = profileArg(o.profile, '--profile');
       const r = await openTrace(file);
       const mismatches: Mismatch[] = [];

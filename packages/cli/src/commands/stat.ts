@@ -15,6 +15,7 @@ import type { Command } from 'commander';
 import { COST_COUNTERS, CostCounter, Costs, Profile, Replayer, estimateCycles, newCosts, testBitmapBit } from '@nvx/emulator';
 import { Outcome, TraceEvent, TraceHeader, openTrace } from '@nvx/trace';
 import { CliContext, UsageError } from '../output';
+import { addPathModuleOption, loadPathModules } from '../plugins';
 import { profileArg } from '../profiles';
 import { jsonText } from '../report';
 import { isImportedTrace, preambleLength } from '../importers/agreement';
@@ -312,13 +313,13 @@ export function statLines(s: StatResult): string[] {
 }
 
 export function registerStatCommands(program: Command, ctx: CliContext): void {
-  program
-    .command('stat')
+  addPathModuleOption(program.command('stat'))
     .description('a `perf kvm stat report`-shaped table of the exits each profile takes, side by side, with estimated time and nvx counters')
     .argument('<trace>', 'a trace file (.nvx text or .nvxt binary)')
     .option('-p, --profiles <list>', "profiles, comma-separated; join the areas of one profile with '+' (msr-bitmap=merge+evmcs=clean-fields)", 'reference,optimized')
     .option('--json', 'print one JSON object instead of the table')
-    .action(async (file: string, o: { profiles: string; json?: boolean }) => {
+    .action(async (file: string, o: { profiles: string; json?: boolean; pathModule?: string[] }) => {
+      await loadPathModules(o, (m) => ctx.warn(m));
       const profiles = parseProfileList(o.profiles);
       const { stat, warnings } = await computeStat(file, profiles);
       for (const w of warnings) ctx.warn(`${file}: ${w}`);

@@ -1,0 +1,787 @@
+/**
+ * Fuzz campaigns: mixed traces from every selected area's generator, each
+ * checked under every selected profile against `reference` in lockstep;
+ * every finding re-checked from scratch, shrunk, minimized and written.
+ *
+ * The seed space. A campaign seed S names an endless sequence of blocks of
+ * `blockSize` runs; block b is one fast-check run of the generator with seed
+ * `blockSeed(S, b)`. Run r of a campaign is run r mod blockSize of block
+ * floor(r / blockSize), so `--runs N` is blocks 0 .. ceil(N / blockSize) - 1
+ * (the last one cut short). Shard i of n (1-based) takes the blocks
+ * b = i - 1, i - 1 + n, i - 1 + 2n, ...: the shards partition the blocks, and
+ * with the same S and N their union is exactly the campaign one process
+ * would run. Workers take their shard's blocks one after the other, so the
+ * set of runs never depends on the number of workers.
+ *
+ * A finding is a run where a profile diverges from the reference with
+ * verdict 'bug' (a divergence after a broken contract is 'permitted':
+ * counted by contract, not reported). It is found again from scratch,
+ * shrunk by fast-check (its replay path then names the shrunk trace: `nvx
+ * fuzz --replay <seed>:<path>` reproduces it), minimized by ddmin, and named
+ * by the sha256 of the minimized trace's canonical text, so findings from
+ * shards merge by file name. Files are written under a temporary name and
+ * renamed: a killed campaign leaves only whole files under final names.
+ */
+import { createHash, randomInt } from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Worker } from 'worker_threads';
+import { AREAS, AREA_IDS, AreaId, Profile, parseProfile } from '@nvx/emulator';
+import { TraceEvent, TraceHeader, formatEvent, formatOutcome, formatTextTrace, readTraceFile } from '@nvx/trace';
+import fc from 'fast-check';
+import { CoverageCounts, CoverageRecorder, mergeCoverage } from './coverage';
+import { listTraces } from './corpus';
+import { DiffResult, diffEvents } from './diff';
+import { DivergenceKind, StateCompare, canonicalTraceText, describeKind, divergenceKind, findDivergence, minimizeTrace, sameKind, screenProfiles } from './minimize';
+import { MixedTrace, arbMixedTrace } from './mix';
+
+// ---------------------------------------------------------------- options and results
+
+export interface Shard {
+  /** 1-based */
+  index: number;
+  count: number;
+}
+
+export interface FuzzConfig {
+  areas: AreaId[];
+  /** profile specs, checked in this order against reference */
+  profiles: string[];
+  allowViolations: boolean;
+  /** runs per block (default 100) */
+  blockSize: number;
+  stateAt: StateCompare;
+  /**
+   * fast-check's own shrinking of a finding before ddmin, at most this long
+   * (default 0: none; ddmin is much faster on mixed traces, and the replay
+   * path then names the generated trace itself)
+   */
+  shrinkMs: number;
+  /** ddmin of a finding, at most this long (default 20 s) */
+  minimizeMs: number;
+  /** stop checking a profile after this many findings of it in one worker (default 3) */
+  maxFindingsPerProfile: number;
+  /** profiles whose divergences are expected (known findings of a path that models today's code) */
+  expected: string[];
+  /** plugin modules the workers load (the calling thread has loaded them already) */
+  pathModules: string[];
+  version: string;
+}
+
+export interface FuzzOptions extends Partial<FuzzConfig> {
+  /** campaign seed (default: drawn, and reported) */
+  seed?: number;
+  /** total runs of the campaign (all shards together) */
+  runs?: number;
+  /** wall-clock budget in ms (default 60 s when neither runs nor time is given) */
+  timeMs?: number;
+  /** worker threads (default: the number of cores); 1 runs in this thread */
+  workers?: number;
+  shard?: Shard;
+  /** where findings are written (nothing is written without it) */
+  outDir?: string;
+  /** stop after this many distinct findings */
+  maxFindings?: number;
+  onProgress?: (p: FuzzProgress) => void;
+  onFinding?: (f: FuzzFinding, fresh: boolean) => void;
+  /** stop early (findings so far are kept) */
+  signal?: AbortSignal;
+}
+
+export interface FuzzProgress {
+  runs: number;
+  events: number;
+  findings: number;
+  elapsedMs: number;
+}
+
+export type FindingClass = 'new' | 'expected';
+
+export interface FuzzFinding {
+  /** sha256 of the minimized trace's canonical text (header config, memslots, events) */
+  hash: string;
+  /** file name: the first 16 hex digits of the hash */
+  name: string;
+  profile: string;
+  classification: FindingClass;
+  kind: DivergenceKind;
+  /** one line: where and how it diverges */
+  summary: string;
+  /** fast-check seed and path of the (shrunk) generated trace */
+  seed: number;
+  path: string;
+  replay: string;
+  block: number;
+  /** runs of this campaign (this worker's, in order) before and including the one that found it */
+  foundAtRun: number;
+  foundAtMs: number;
+  /** a replay from scratch found the same kind of divergence again */
+  confirmed: boolean;
+  generatedEvents: number;
+  shrunkEvents: number;
+  minimizedEvents: number;
+  shrinkMs: number;
+  minimizeMs: number;
+  /** the minimized trace, text form, with its provenance */
+  text: string;
+  /** where it was written, if it was */
+  file?: string;
+}
+
+export interface FuzzSummary {
+  version: string;
+  seed: number;
+  shard: Shard;
+  workers: number;
+  areas: AreaId[];
+  profiles: string[];
+  expected: string[];
+  allowViolations: boolean;
+  runs: number;
+  events: number;
+  ms: number;
+  tracesPerSec: number;
+  eventsPerSec: number;
+  blocks: number;
+  /** distinct findings (by hash) */
+  findings: Omit<FuzzFinding, 'text'>[];
+  /** findings whose minimized trace was already found */
+  duplicates: number;
+  newFindings: number;
+  /** divergences permitted by a broken contract, by contract */
+  permitted: Record<string, number>;
+  coverage: CoverageCounts;
+  stopped: 'runs' | 'time' | 'findings' | 'signal';
+  /** the first finding: how long and how many runs it took */
+  firstFinding?: { ms: number; runs: number };
+}
+
+// ---------------------------------------------------------------- seeds, blocks, shards
+
+/** The fast-check seed of block b of campaign seed s. */
+export function blockSeed(s: number, b: number): number {
+  return createHash('sha256').update(`nvx-fuzz:${s}:${b}`).digest().readUInt32BE(0) & 0x7fffffff;
+}
+
+/** The blocks of one shard, in order (endless without a runs budget), with their run counts. */
+export function* shardBlocks(shard: Shard, blockSize: number, runs?: number): Generator<{ block: number; runs: number }> {
+  const last = runs === undefined ? Infinity : Math.ceil(runs / blockSize);
+  for (let b = shard.index - 1; b < last; b += shard.count) yield { block: b, runs: runs === undefined ? blockSize : Math.min(blockSize, runs - b * blockSize) };
+}
+
+export function parseShard(s: string): Shard {
+  const m = /^(\d+)\/(\d+)$/.exec(s.trim());
+  if (!m) throw new Error(`--shard wants i/n with 1 <= i <= n (got '${s}')`);
+  const index = Number(m[1]);
+  const count = Number(m[2]);
+  if (count < 1 || index < 1 || index > count) throw new Error(`--shard wants i/n with 1 <= i <= n (got '${s}')`);
+  return { index, count };
+}
+
+/** '90' (seconds), '500ms', '30s', '10m', '2h' -> milliseconds. */
+export function parseDuration(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
+  if (!m) throw new Error(`not a duration: '${s}' (e.g. 30s, 10m, 1h, 500ms)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
+}
+
+export function nvxVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+// ---------------------------------------------------------------- which profiles
+
+/**
+ * Profiles whose divergences on generated traces are expected: single-path
+ * profiles that a `finding` trace of the corpus declares diverging, for a
+ * path that is not its area's optimized one (a path modelling today's code
+ * with known bugs, such as guest-pages=kvm-map). Fuzzing them reports
+ * findings as expected rather than new.
+ */
+export async function expectedDivergingProfiles(dirs: readonly string[]): Promise<string[]> {
+  const out = new Set<string>();
+  for (const f of listTraces(dirs)) {
+    let h: TraceHeader;
+    try {
+      h = (await readTraceFile(f)).header;
+    } catch {
+      continue;
+    }
+    if (h.provenance.verdict !== 'finding') continue;
+    for (const spec of (h.provenance.diverges ?? '').split(/[\s;]+/).filter(Boolean)) {
+      const m = /^([a-z-]+)=([\w.-]+)$/.exec(spec);
+      if (!m || !(AREA_IDS as readonly string[]).includes(m[1])) continue;
+      const a = AREAS[m[1] as AreaId];
+      if (m[2] !== a.optimized && m[2] !== a.reference) out.add(spec);
+    }
+  }
+  return [...out].sort();
+}
+
+/**
+ * Every optimized path of the selected areas alone (broken-* fixtures left
+ * out), then `optimized`; minus the expected-diverging ones; plus `extra`
+ * (plugin paths) first.
+ */
+export function defaultFuzzProfiles(areas: readonly AreaId[], expected: readonly string[] = [], extra: readonly string[] = []): string[] {
+  const out: string[] = [...extra];
+  for (const a of AREA_IDS) {
+    if (!areas.includes(a)) continue;
+    for (const p of AREAS[a].paths.keys()) {
+      const spec = `${a}=${p}`;
+      if (p === AREAS[a].reference || p.startsWith('broken-') || expected.includes(spec) || out.includes(spec)) continue;
+      out.push(spec);
+    }
+  }
+  if (!out.includes('optimized')) out.push('optimized');
+  return out;
+}
+
+// ---------------------------------------------------------------- writing files
+
+/** Write a file under a temporary name in the same directory, flush it, then rename it onto `file`. */
+export function writeFileAtomic(file: string, text: string): void {
+  const dir = path.dirname(file);
+  fs.mkdirSync(dir, { recursive: true });
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomInt(1 << 30).toString(16)}.tmp`);
+  const fd = fs.openSync(tmp, 'w');
+  try {
+    fs.writeSync(fd, text);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  try {
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  try {
+    const dfd = fs.openSync(dir, 'r');
+    fs.fsyncSync(dfd);
+    fs.closeSync(dfd);
+  } catch {
+    // not every platform can fsync a directory
+  }
+}
+
+// ---------------------------------------------------------------- the engine (one per worker)
+
+/** The property failed: `profile` diverges with verdict 'bug'. */
+export class FuzzFailure extends Error {
+  constructor(
+    readonly profile: number,
+    readonly result: DiffResult,
+    readonly trace: MixedTrace,
+  ) {
+    const d = result.divergence!;
+    super(`${result.other} diverges from ${result.base} (${d.verdict}) at event ${d.index}: ${formatEvent(d.event)}`);
+    this.name = 'FuzzFailure';
+  }
+}
+
+export interface BlockSpec {
+  block: number;
+  seed: number;
+  runs: number;
+  /** wall-clock deadline (Date.now() ms) */
+  deadline?: number;
+}
+
+export interface BlockResult {
+  block: number;
+  runs: number;
+  events: number;
+  coverage: CoverageCounts;
+  permitted: Record<string, number>;
+  interrupted: boolean;
+}
+
+export interface EngineHooks {
+  progress?(runs: number, events: number): void;
+  finding?(f: FuzzFinding): void;
+  shouldStop?(): boolean;
+}
+
+export function replayCommand(seed: number, p: string, cfg: Pick<FuzzConfig, 'areas' | 'allowViolations' | 'pathModules'>, profile: string): string {
+  const parts = ['nvx fuzz', `--replay ${seed}:${p}`, `--profiles ${profile}`];
+  if (cfg.areas.length !== AREA_IDS.length) parts.push(`--areas ${cfg.areas.join(',')}`);
+  if (cfg.allowViolations) parts.push('--allow-violations');
+  for (const m of cfg.pathModules) parts.push(`--path-module ${m}`);
+  return parts.join(' ');
+}
+
+/** The text of a finding: a comment saying what it is, the header with its provenance, the minimized events. */
+export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'summary'>, header: TraceHeader, events: readonly TraceEvent[], r: DiffResult, cfg: Pick<FuzzConfig, 'areas' | 'allowViolations' | 'pathModules' | 'version'>): { text: string; hash: string; summary: string } {
+  const d = r.divergence!;
+  const summary = `${f.profile} diverges from reference at event ${d.index} (${formatEvent(d.event)}): ${formatOutcome(d.base)} vs ${formatOutcome(d.other)}`;
+  const hash = createHash('sha256').update(canonicalTraceText(header, events)).digest('hex');
+  // As a regression trace it must pass once the bug is fixed; an expected one is a kept finding of its profile.
+  const provenance: Record<string, string> = f.classification === 'expected' ? { verdict: 'finding', diverges: f.profile } : { verdict: 'pass' };
+  Object.assign(provenance, {
+    divergence: d.verdict,
+    contract: d.contract?.contract ?? 'none',
+    profile: f.profile,
+    seed: String(f.seed),
+    path: f.path,
+    replay: `${f.seed}:${f.path}`,
+    'nvx-version': cfg.version,
+    areas: cfg.areas.join(','),
+    'allow-violations': String(cfg.allowViolations),
+    generator: 'nvx fuzz',
+    classification: f.classification,
+  });
+  if (cfg.pathModules.length) provenance['path-modules'] = cfg.pathModules.join(' ');
+  const comment = [
+    `nvx fuzz finding ${hash.slice(0, 16)} (${f.classification}): ${describeKind(f.kind)}`,
+    summary,
+    d.contract ? `after L1 broke ${d.contract.contract} at event ${d.contract.index}: ${d.contract.message}` : 'no contract was broken before it',
+    ...d.archDiff.slice(0, 4).map((a) => `  ${a.key}: ${a.a ?? '-'} vs ${a.b ?? '-'}`),
+    `found after ${f.foundAtRun} runs; ${f.generatedEvents} events generated, ${f.shrunkEvents} after shrinking, ${f.minimizedEvents} after minimizing`,
+    `replay: ${replayCommand(f.seed, f.path, cfg, f.profile)}`,
+    `check:  nvx diff <this file> --profile ${f.profile}`,
+  ];
+  const text = comment.map((l) => `# ${l}`.trimEnd()).join('\n') + '\n' + formatTextTrace({ ...header, provenance: { ...provenance } }, events);
+  return { text, hash, summary };
+}
+
+/** One worker's fuzzing: blocks of runs, and what becomes of a failure. */
+export class FuzzEngine {
+  readonly ref = parseProfile('reference');
+  readonly profiles: { spec: string; profile: Profile; findings: number }[];
+  private readonly arb: fc.Arbitrary<MixedTrace>;
+  /** runs this engine has done */
+  runs = 0;
+  readonly t0 = performance.now();
+  firstFinding?: { ms: number; runs: number };
+
+  constructor(readonly cfg: FuzzConfig) {
+    this.profiles = cfg.profiles.map((spec) => ({ spec, profile: parseProfile(spec), findings: 0 }));
+    this.arb = arbMixedTrace({ areas: cfg.areas, allowViolations: cfg.allowViolations });
+  }
+
+  get arbitrary(): fc.Arbitrary<MixedTrace> {
+    return this.arb;
+  }
+
+  private active(): { spec: string; profile: Profile; findings: number }[] {
+    return this.profiles.filter((p) => p.findings < this.cfg.maxFindingsPerProfile);
+  }
+
+  /** Check one trace under the active profiles; throws FuzzFailure on a bug. */
+  checkTrace(t: MixedTrace, coverage?: CoverageRecorder, permitted?: Record<string, number>, only?: readonly { spec: string; profile: Profile }[]): void {
+    const ps = only ?? this.active();
+    if (!ps.length) return;
+    const hits = screenProfiles(t.header, t.events, this.ref, ps.map((p) => p.profile), { stateAt: this.cfg.stateAt, coverage });
+    for (let j = 0; j < ps.length; j++) {
+      const h = hits[j];
+      if (!h) continue;
+      const r = diffEvents(t.header, t.events.slice(0, h.index + 1), this.ref, ps[j].profile);
+      const d = r.divergence;
+      if (!d) continue;
+      if (d.verdict === 'permitted') {
+        const c = d.contract?.contract ?? 'unknown';
+        if (permitted) permitted[c] = (permitted[c] ?? 0) + 1;
+        continue;
+      }
+      throw new FuzzFailure(this.profiles.findIndex((p) => p.spec === ps[j].spec), r, t);
+    }
+  }
+
+  runBlock(spec: BlockSpec, hooks: EngineHooks = {}): BlockResult {
+    const res: BlockResult = { block: spec.block, runs: 0, events: 0, coverage: {}, permitted: {}, interrupted: false };
+    const cov = new CoverageRecorder();
+    let next = 0;
+    let lastProgress = performance.now();
+    let pr = 0;
+    let pe = 0;
+    const flush = () => {
+      if (pr || pe) hooks.progress?.(pr, pe);
+      pr = pe = 0;
+    };
+    while (next < spec.runs) {
+      if (hooks.shouldStop?.()) break;
+      const remaining = spec.deadline === undefined ? undefined : spec.deadline - Date.now();
+      if (remaining !== undefined && remaining <= 0) {
+        res.interrupted = true;
+        break;
+      }
+      const prop = fc.property(this.arb, (t) => {
+        if (hooks.shouldStop?.() || (spec.deadline !== undefined && Date.now() > spec.deadline)) return;
+        this.runs++;
+        res.runs++;
+        res.events += t.events.length;
+        pr++;
+        pe += t.events.length;
+        const now = performance.now();
+        if (now - lastProgress > 200) {
+          lastProgress = now;
+          flush();
+        }
+        this.checkTrace(t, cov, res.permitted);
+      });
+      const d = fc.check(prop, { seed: spec.seed, path: next ? String(next) : undefined, numRuns: spec.runs - next, endOnFailure: true, interruptAfterTimeLimit: remaining });
+      if (!d.failed) {
+        res.interrupted = d.interrupted;
+        break;
+      }
+      const k = Number(String(d.counterexamplePath).split(':')[0]);
+      const err = d.errorInstance;
+      if (!(err instanceof FuzzFailure)) {
+        const e = err instanceof Error ? err : new Error(String(err));
+        e.message = `on the trace of fast-check seed ${spec.seed}, path ${k} (replay with --replay ${spec.seed}:${k}): ${e.message}`;
+        throw e;
+      }
+      flush();
+      const f = this.processFailure(spec, k, err);
+      this.profiles[err.profile].findings++;
+      hooks.finding?.(f);
+      next = k + 1;
+    }
+    flush();
+    res.coverage = cov.counts;
+    return res;
+  }
+
+  /** Found again from scratch, shrunk by fast-check, minimized by ddmin: the finding. */
+  processFailure(spec: BlockSpec, k: number, err: FuzzFailure): FuzzFinding {
+    const p = this.profiles[err.profile];
+    const foundAtMs = Math.round(performance.now() - this.t0);
+    const foundAtRun = this.runs;
+    this.firstFinding ??= { ms: foundAtMs, runs: foundAtRun };
+    const kind = divergenceKind(err.result.divergence!);
+    const again = findDivergence(err.trace.header, err.trace.events, this.ref, p.profile, this.cfg.stateAt);
+    const confirmed = !!again?.divergence && sameKind(divergenceKind(again.divergence), kind);
+    // shrink with fast-check (on this profile alone, keeping the kind), so the replay path names a short trace
+    const s0 = performance.now();
+    let trace = err.trace;
+    let fcPath = String(k);
+    if (this.cfg.shrinkMs > 0) {
+      const prop = fc.property(this.arb, (t) => {
+        const r = findDivergence(t.header, t.events, this.ref, p.profile, this.cfg.stateAt);
+        if (r?.divergence && sameKind(divergenceKind(r.divergence), kind)) throw new FuzzFailure(err.profile, r, t);
+      });
+      const s = fc.check(prop, { seed: spec.seed, path: String(k), numRuns: 1, interruptAfterTimeLimit: this.cfg.shrinkMs });
+      if (s.failed && s.errorInstance instanceof FuzzFailure && s.counterexamplePath) {
+        trace = s.errorInstance.trace;
+        fcPath = s.counterexamplePath;
+      }
+    }
+    const shrinkMs = Math.round(performance.now() - s0);
+    const m = minimizeTrace(trace.header, trace.events, this.ref, p.profile, { timeLimitMs: this.cfg.minimizeMs, stateAt: this.cfg.stateAt });
+    const classification: FindingClass = this.cfg.expected.includes(p.spec) ? 'expected' : 'new';
+    const base = {
+      profile: p.spec,
+      classification,
+      kind,
+      seed: spec.seed,
+      path: fcPath,
+      replay: `${spec.seed}:${fcPath}`,
+      block: spec.block,
+      foundAtRun,
+      foundAtMs,
+      confirmed,
+      generatedEvents: err.trace.events.length,
+      shrunkEvents: trace.events.length,
+      minimizedEvents: m.after,
+      shrinkMs,
+      minimizeMs: m.ms,
+    };
+    const { text, hash, summary } = findingText(base, m.header, m.events, m.result, this.cfg);
+    return { ...base, hash, name: hash.slice(0, 16), summary, text };
+  }
+
+  /**
+   * Replay one generated trace by its fast-check seed and path (under the
+   * given profiles): the finding it gives, or null when none diverges.
+   */
+  replay(seed: number, fcPath: string): { trace: MixedTrace; finding: FuzzFinding | null; permitted: Record<string, number> } {
+    const permitted: Record<string, number> = {};
+    let trace: MixedTrace | undefined;
+    const prop = fc.property(this.arb, (t) => {
+      trace = t;
+      this.runs++;
+      this.checkTrace(t, undefined, permitted, this.profiles);
+    });
+    const d = fc.check(prop, { seed, path: fcPath, numRuns: 1, endOnFailure: true });
+    if (!d.failed) return { trace: trace!, finding: null, permitted };
+    if (!(d.errorInstance instanceof FuzzFailure)) throw d.errorInstance;
+    const err = d.errorInstance;
+    // no further shrinking: the path given is the one to keep
+    const f = this.processFailure({ block: -1, seed, runs: 1 }, 0, err);
+    const withPath = { ...f, path: fcPath, replay: `${seed}:${fcPath}` };
+    return { trace: err.trace, finding: withPath, permitted };
+  }
+}
+
+// ---------------------------------------------------------------- the campaign
+
+export function resolveConfig(o: Partial<FuzzConfig>): FuzzConfig {
+  const areas = o.areas && o.areas.length ? o.areas : [...AREA_IDS];
+  const expected = o.expected ?? [];
+  const profiles = o.profiles && o.profiles.length ? o.profiles : defaultFuzzProfiles(areas, expected);
+  for (const p of profiles) parseProfile(p); // fail early, naming the profile
+  return {
+    areas,
+    profiles,
+    allowViolations: !!o.allowViolations,
+    blockSize: o.blockSize ?? 100,
+    stateAt: o.stateAt ?? 'entries',
+    shrinkMs: o.shrinkMs ?? 0,
+    minimizeMs: o.minimizeMs ?? 20_000,
+    maxFindingsPerProfile: o.maxFindingsPerProfile ?? 3,
+    expected,
+    pathModules: o.pathModules ?? [],
+    version: o.version ?? nvxVersion(),
+  };
+}
+
+/** The worker script: the compiled one next to this module, or this source under tsx. */
+function workerEntry(): { file: string; evalCode?: string } {
+  const js = path.join(__dirname, 'fuzz-worker.js');
+  if (fs.existsSync(js)) return { file: js };
+  const ts = path.join(__dirname, 'fuzz-worker.ts');
+  const tsx = require.resolve('tsx/cjs');
+  return { file: ts, evalCode: `require(${JSON.stringify(tsx)}); require(${JSON.stringify(ts)});` };
+}
+
+export const summaryName = (shard: Shard) => (shard.count === 1 ? 'summary.json' : `summary.shard-${shard.index}-of-${shard.count}.json`);
+
+/** Run a campaign; resolves when its budget is spent (or it is stopped), with findings written to outDir. */
+export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
+  const cfg = resolveConfig(o);
+  const seed = o.seed ?? randomInt(0x7fffffff);
+  const shard = o.shard ?? { index: 1, count: 1 };
+  const workers = Math.max(1, o.workers ?? os.availableParallelism());
+  const timeMs = o.timeMs ?? (o.runs === undefined ? 60_000 : undefined);
+  const t0 = performance.now();
+  const deadline = timeMs === undefined ? undefined : Date.now() + timeMs;
+  const blocks = shardBlocks(shard, cfg.blockSize, o.runs);
+  const st = {
+    runs: 0,
+    events: 0,
+    blocks: 0,
+    findings: new Map<string, FuzzFinding>(),
+    duplicates: 0,
+    permitted: {} as Record<string, number>,
+    coverage: {} as CoverageCounts,
+    stop: null as FuzzSummary['stopped'] | null,
+    firstFinding: undefined as { ms: number; runs: number } | undefined,
+  };
+  const progress = () => o.onProgress?.({ runs: st.runs, events: st.events, findings: st.findings.size, elapsedMs: performance.now() - t0 });
+  const summary = (): FuzzSummary => {
+    const ms = Math.round(performance.now() - t0);
+    const findings = [...st.findings.values()].map(({ text: _t, ...rest }) => rest);
+    return {
+      version: cfg.version,
+      seed,
+      shard,
+      workers,
+      areas: cfg.areas,
+      profiles: cfg.profiles,
+      expected: cfg.expected,
+      allowViolations: cfg.allowViolations,
+      runs: st.runs,
+      events: st.events,
+      ms,
+      tracesPerSec: Math.round((st.runs / Math.max(ms, 1)) * 1000 * 10) / 10,
+      eventsPerSec: Math.round((st.events / Math.max(ms, 1)) * 1000),
+      blocks: st.blocks,
+      findings,
+      duplicates: st.duplicates,
+      newFindings: findings.filter((f) => f.classification === 'new').length,
+      permitted: st.permitted,
+      coverage: st.coverage,
+      stopped: st.stop ?? (o.runs !== undefined ? 'runs' : 'time'),
+      firstFinding: st.firstFinding,
+    };
+  };
+  const writeSummary = () => {
+    if (o.outDir && (st.findings.size || fs.existsSync(o.outDir))) writeFileAtomic(path.join(o.outDir, summaryName(shard)), JSON.stringify(summary(), null, 2) + '\n');
+  };
+  const onFinding = (f: FuzzFinding) => {
+    const fresh = !st.findings.has(f.hash);
+    if (fresh) {
+      if (o.outDir) {
+        const file = path.join(o.outDir, `${f.name}.nvx`);
+        // another shard (or an earlier campaign) may have written the same finding: same content, keep it
+        if (!fs.existsSync(file)) writeFileAtomic(file, f.text);
+        f.file = file;
+      }
+      st.findings.set(f.hash, f);
+      st.firstFinding ??= { ms: Math.round(performance.now() - t0), runs: f.foundAtRun };
+      writeSummary();
+    } else st.duplicates++;
+    o.onFinding?.(f, fresh);
+    if (o.maxFindings !== undefined && st.findings.size >= o.maxFindings) st.stop ??= 'findings';
+  };
+  const stopNow = () => {
+    if (o.signal?.aborted) st.stop ??= 'signal';
+    if (deadline !== undefined && Date.now() >= deadline) st.stop ??= 'time';
+    return st.stop !== null;
+  };
+  const addBlock = (r: BlockResult) => {
+    st.blocks++;
+    mergeCoverage(st.coverage, r.coverage);
+    for (const [k, n] of Object.entries(r.permitted)) st.permitted[k] = (st.permitted[k] ?? 0) + n;
+  };
+
+  if (workers === 1) {
+    const engine = new FuzzEngine(cfg);
+    for (const b of blocks) {
+      if (stopNow()) break;
+      const r = engine.runBlock(
+        { block: b.block, seed: blockSeed(seed, b.block), runs: b.runs, deadline },
+        {
+          progress: (runs, events) => {
+            st.runs += runs;
+            st.events += events;
+            progress();
+          },
+          finding: onFinding,
+          shouldStop: stopNow,
+        },
+      );
+      addBlock(r);
+      progress();
+      // let signals and timers in between blocks
+      await new Promise((res) => setImmediate(res));
+    }
+  } else {
+    await runWorkers(workers, cfg, seed, blocks, deadline, {
+      progress: (runs, events) => {
+        st.runs += runs;
+        st.events += events;
+        progress();
+      },
+      finding: onFinding,
+      block: addBlock,
+      shouldStop: stopNow,
+    });
+  }
+  stopNow();
+  writeSummary();
+  return summary();
+}
+
+interface PoolHooks {
+  progress(runs: number, events: number): void;
+  finding(f: FuzzFinding): void;
+  block(r: BlockResult): void;
+  shouldStop(): boolean;
+}
+
+/** Messages between the campaign and its workers. */
+export type ToWorker = { type: 'block'; spec: BlockSpec } | { type: 'stop' };
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'progress'; runs: number; events: number }
+  | { type: 'finding'; finding: FuzzFinding }
+  | { type: 'block-done'; result: BlockResult }
+  | { type: 'error'; message: string; stack?: string };
+
+async function runWorkers(n: number, cfg: FuzzConfig, seed: number, blocks: Generator<{ block: number; runs: number }>, deadline: number | undefined, hooks: PoolHooks): Promise<void> {
+  const entry = workerEntry();
+  const pool: Worker[] = [];
+  await new Promise<void>((resolve, reject) => {
+    let live = 0;
+    let failed = false;
+    const poll = setInterval(() => {
+      // time or signal: stop every worker now (files are only written here, so nothing is cut)
+      if (hooks.shouldStop()) for (const w of pool) void w.terminate();
+    }, 100);
+    const done = () => {
+      if (--live === 0) {
+        clearInterval(poll);
+        resolve();
+      }
+    };
+    const dispatch = (w: Worker) => {
+      const b = hooks.shouldStop() ? undefined : blocks.next();
+      if (!b || b.done) {
+        w.postMessage({ type: 'stop' } satisfies ToWorker);
+        return;
+      }
+      w.postMessage({ type: 'block', spec: { block: b.value.block, seed: blockSeed(seed, b.value.block), runs: b.value.runs, deadline } } satisfies ToWorker);
+    };
+    for (let i = 0; i < n; i++) {
+      const w = entry.evalCode ? new Worker(entry.evalCode, { eval: true, workerData: cfg }) : new Worker(entry.file, { workerData: cfg });
+      pool.push(w);
+      live++;
+      w.on('message', (m: FromWorker) => {
+        switch (m.type) {
+          case 'ready':
+            return dispatch(w);
+          case 'progress':
+            return hooks.progress(m.runs, m.events);
+          case 'finding':
+            return hooks.finding(m.finding);
+          case 'block-done':
+            hooks.block(m.result);
+            return dispatch(w);
+          case 'error':
+            if (!failed) {
+              failed = true;
+              clearInterval(poll);
+              for (const x of pool) void x.terminate();
+              const e = new Error(m.message);
+              if (m.stack) e.stack = m.stack;
+              reject(e);
+            }
+            return;
+        }
+      });
+      w.on('error', (e) => {
+        if (!failed) {
+          failed = true;
+          clearInterval(poll);
+          for (const x of pool) void x.terminate();
+          reject(e);
+        }
+      });
+      w.on('exit', done);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- replay
+
+export interface ReplayOptions extends Partial<FuzzConfig> {
+  seed: number;
+  path: string;
+  outDir?: string;
+}
+
+export interface ReplayResult {
+  trace: MixedTrace;
+  finding: FuzzFinding | null;
+  permitted: Record<string, number>;
+}
+
+/** `nvx fuzz --replay <seed>:<path>`: the generated trace again, checked, and its finding minimized (and written). */
+export function replayFuzz(o: ReplayOptions): ReplayResult {
+  const cfg = resolveConfig({ ...o, shrinkMs: 0 });
+  const engine = new FuzzEngine(cfg);
+  const r = engine.replay(o.seed, o.path);
+  if (r.finding && o.outDir) {
+    const file = path.join(o.outDir, `${r.finding.name}.nvx`);
+    if (!fs.existsSync(file)) writeFileAtomic(file, r.finding.text);
+    r.finding.file = file;
+  }
+  return r;
+}
+
+/** '<seed>:<path>' -> its parts. */
+export function parseReplay(s: string): { seed: number; path: string } {
+  const m = /^(-?\d+):(\d+(?::\d+)*)$/.exec(s.trim());
+  if (!m) throw new Error(`--replay wants <seed>:<path> as a finding's header gives it, e.g. 123456:42:0:1 (got '${s}')`);
+  return { seed: Number(m[1]), path: m[2] };
+}

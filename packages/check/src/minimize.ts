@@ -1,0 +1,642 @@
+/**
+ * Minimization of a diverging trace: delta debugging over events (ddmin,
+ * Zeller and Hildebrandt), then over values, then over the header, keeping
+ * every candidate valid and the same kind of divergence.
+ *
+ * The oracle a candidate must pass:
+ *  - valid: every event the reference ignores ("cannot happen now") was
+ *    ignored in the input too, so dropping an event never leaves one that
+ *    means nothing (an L2 event while L1 runs, a store outside memory);
+ *  - the same kind of divergence: the same verdict (bug or permitted), the
+ *    same contract behind a permitted one, and the divergence on an event of
+ *    the same kind.
+ *
+ * Divergences are found the way the fuzzer finds them (`screenProfiles`):
+ * outcomes compared after every event, architectural states after every
+ * nested entry and exit and at the end; the first one is then described by
+ * `diffEvents` on the trace cut after it (verdict, contract, explanation,
+ * confirmed by a replay from scratch). What follows the divergence is cut
+ * first.
+ *
+ * Then, in order: whole vCPUs and all host events at once, ddmin over the
+ * events left, L2 events that only exit replaced by VMCALL, simpler
+ * values (an address an earlier event names; 0, the
+ * low half, each set bit cleared for 64- and 32-bit values, CPLs and CPUID
+ * leaves), every `expect` clause dropped, vCPUs renumbered from 0,
+ * memslots and configuration flags the divergence does not need removed,
+ * then ddmin again and every pair of events (ddmin alone is 1-minimal).
+ */
+import { INVALID_GPA } from '@nvx/arch';
+import { Profile, Replayer, Vcpu, World, archHash, gfnToHva, initialState } from '@nvx/emulator';
+import { CONFIG_FLAGS, EVENT_SCHEMA, EventKind, TraceEvent, TraceHeader, defaultConfig, formatTextTrace, outcomeEquals } from '@nvx/trace';
+import { CoverageRecorder } from './coverage';
+import { DiffResult, Divergence, diffEvents } from './diff';
+
+// ---------------------------------------------------------------- finding divergences fast
+
+/** When the screen compares whole architectural states. */
+export type StateCompare = 'entries' | 'end' | 'every';
+
+export interface ScreenHit {
+  /** index of the profile in `others` */
+  profile: number;
+  /** the event after which the difference showed */
+  index: number;
+  kind: 'outcome' | 'state';
+}
+
+export interface ScreenOptions {
+  /** when whole states are compared (default 'entries': after every nested entry and exit, and at the end) */
+  stateAt?: StateCompare;
+  /** record rule coverage on the base replay */
+  coverage?: CoverageRecorder;
+  /** the base replay's outcome kinds, filled in (one per event) */
+  baseKinds?: string[];
+  /** stop the base replay when this returns false for an event's base outcome (index, kind) */
+  accept?: (index: number, kind: string) => boolean;
+}
+
+/**
+ * One base replay and one replay per other profile, in lockstep: the first
+ * event at which each other profile's outcome or architectural state differs
+ * from the base's. Cheaper than a diff per profile (the base runs once), and
+ * exact; `diffEvents` then explains what it finds.
+ */
+export function screenProfiles(header: TraceHeader, events: readonly TraceEvent[], base: Profile, others: readonly Profile[], opts: ScreenOptions = {}): (ScreenHit | null)[] {
+  const stateAt = opts.stateAt ?? 'entries';
+  const rb = new Replayer(initialState(header, base), base);
+  const ro = others.map((p) => new Replayer(initialState(header, p), p));
+  const hits: (ScreenHit | null)[] = others.map(() => null);
+  let alive = others.length;
+  const cov = opts.coverage;
+  cov?.startTrace();
+  for (let i = 0; i < events.length && alive > 0; i++) {
+    const e = events[i];
+    if (cov) cov.before(rb.peek(), e);
+    const ob = rb.apply(e);
+    if (cov) cov.after(rb.peek(), e, ob);
+    opts.baseKinds?.push(ob.k);
+    if (opts.accept && !opts.accept(i, ob.k)) return hits;
+    for (let j = 0; j < ro.length; j++) {
+      if (hits[j]) continue;
+      const oo = ro[j].apply(e);
+      if (!outcomeEquals(ob, oo)) {
+        hits[j] = { profile: j, index: i, kind: 'outcome' };
+        alive--;
+      }
+    }
+    const last = i === events.length - 1;
+    const compare = last || stateAt === 'every' || (stateAt === 'entries' && (ob.k === 'entered' || ob.k === 'exit'));
+    if (compare && alive > 0) {
+      // between entries a fast comparison first (the hashes decide when it sees a difference); at the end the hashes
+      let hb: string | undefined;
+      for (let j = 0; j < ro.length; j++) {
+        if (hits[j]) continue;
+        if (!last && sameArchState(rb.peek(), ro[j].peek())) continue;
+        hb ??= archHash(rb.peek());
+        if (archHash(ro[j].peek()) !== hb) {
+          hits[j] = { profile: j, index: i, kind: 'state' };
+          alive--;
+        }
+      }
+    }
+  }
+  return hits;
+}
+
+/** The slots of vmcs12 as L1 reads them (the shadow VMCS's for the slots L1 reads without exit): what `archView` compares. */
+function l1Slot(v: Vcpu, slot: number): bigint {
+  const n = v.nested;
+  const s = v.areas['shadow-vmcs'] as { active?: boolean; shadow?: BigUint64Array; readSlots?: number[] } | undefined;
+  if (s && s.active && !n.guestMode && n.currentVmptr !== INVALID_GPA && s.readSlots && s.shadow && s.readSlots.includes(slot)) return s.shadow[slot];
+  return n.vmcs12[slot];
+}
+
+function sameRecord(a: Record<number, bigint>, b: Record<number, bigint>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (a[k as unknown as number] !== b[k as unknown as number]) return false;
+  return true;
+}
+
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (a === b) return true;
+  if (!a) return b!.every((x) => x === 0);
+  if (!b) return a.every((x) => x === 0);
+  return Buffer.compare(a, b) === 0;
+}
+
+/**
+ * Do two worlds show the same architectural state (what `archView` lists)?
+ * A fast comparison of the underlying data, used as a filter before
+ * `archHash`: when it says they differ, the hashes decide; whole-trace
+ * results always come from the hashes.
+ */
+export function sameArchState(a: World, b: World): boolean {
+  const ma = a.mem;
+  const mb = b.mem;
+  if (ma.slots.length !== mb.slots.length) return false;
+  for (let i = 0; i < ma.slots.length; i++) {
+    const x = ma.slots[i];
+    const y = mb.slots[i];
+    if (x.slot !== y.slot || x.gfn !== y.gfn || x.npages !== y.npages || x.flags !== y.flags) return false;
+  }
+  for (const s of ma.slots) {
+    for (let i = 0; i < s.npages; i++) {
+      const ha = gfnToHva(ma, s.gfn + i);
+      const hb = gfnToHva(mb, s.gfn + i);
+      const pa = ha < 0 ? undefined : ma.hvaToPfn[ha];
+      const pb = hb < 0 ? undefined : mb.hvaToPfn[hb];
+      if (pa === undefined && pb === undefined) continue;
+      if (!sameBytes(pa === undefined ? undefined : ma.pages[pa], pb === undefined ? undefined : mb.pages[pb])) return false;
+    }
+  }
+  if (a.vcpus.length !== b.vcpus.length) return false;
+  for (let i = 0; i < a.vcpus.length; i++) {
+    const v = a.vcpus[i];
+    const u = b.vcpus[i];
+    const n = v.nested;
+    const m = u.nested;
+    if (n.vmxon !== m.vmxon || n.currentVmptr !== m.currentVmptr || n.hvEvmcsVmptr !== m.hvEvmcsVmptr || n.guestMode !== m.guestMode || n.launched !== m.launched) return false;
+    for (let k = 0; k < n.vmcs12.length; k++) if (l1Slot(v, k) !== l1Slot(u, k)) return false;
+    if (!sameRecord(v.l1Msrs, u.l1Msrs) || !sameRecord(v.l2Msrs, u.l2Msrs)) return false;
+    if (Buffer.compare(v.vmcs01MsrBitmap, u.vmcs01MsrBitmap) !== 0) return false;
+    const f = v.cpuidFault;
+    const g = u.cpuidFault;
+    if (f.platformInfo !== g.platformInfo || f.miscFeaturesEnables !== g.miscFeaturesEnables || !!f.smm !== !!g.smm) return false;
+  }
+  if (!!a.host !== !!b.host) return false;
+  if (a.host) {
+    const pa = a.host.pcpus;
+    const pb = b.host.pcpus;
+    if (pa.length !== pb.length) return false;
+    for (let i = 0; i < pa.length; i++) {
+      const freeA = !a.vcpus.some((v) => v.cpu === i);
+      const freeB = !b.vcpus.some((v) => v.cpu === i);
+      if (freeA !== freeB || (freeA && pa[i].miscFeaturesEnables !== pb[i].miscFeaturesEnables)) return false;
+    }
+  }
+  return true;
+}
+
+/** The first divergence of `other` from `base` as the fuzzer sees it, described by diffEvents; null when none. */
+export function findDivergence(header: TraceHeader, events: readonly TraceEvent[], base: Profile, other: Profile, stateAt: StateCompare = 'entries'): DiffResult | null {
+  const [hit] = screenProfiles(header, events, base, [other], { stateAt });
+  if (!hit) return null;
+  const r = diffEvents(header, events.slice(0, hit.index + 1), base, other);
+  return r.divergence ? r : null;
+}
+
+// ---------------------------------------------------------------- the kind of a divergence
+
+export interface DivergenceKind {
+  verdict: 'bug' | 'permitted';
+  contract: string | null;
+  event: EventKind;
+}
+
+export function divergenceKind(d: Divergence): DivergenceKind {
+  return { verdict: d.verdict, contract: d.contract?.contract ?? null, event: d.event.kind };
+}
+
+export function sameKind(a: DivergenceKind, b: DivergenceKind): boolean {
+  return a.verdict === b.verdict && a.contract === b.contract && a.event === b.event;
+}
+
+export function describeKind(k: DivergenceKind): string {
+  return `${k.verdict}${k.contract ? ` (${k.contract})` : ''} on ${k.event}`;
+}
+
+// ---------------------------------------------------------------- the minimizer
+
+export interface MinimizeOptions {
+  /** give up improving after this long (default 30 s); the best trace so far is returned */
+  timeLimitMs?: number;
+  stateAt?: StateCompare;
+  /** called now and then with the current number of events and the phase */
+  onProgress?: (events: number, phase: string) => void;
+  /** checked between candidates: stop early (the best trace so far is returned) */
+  shouldStop?: () => boolean;
+}
+
+export interface MinimizeResult {
+  header: TraceHeader;
+  events: TraceEvent[];
+  /** events of the input, and up to its divergence */
+  before: number;
+  beforeCut: number;
+  after: number;
+  ms: number;
+  /** candidates tried */
+  tests: number;
+  timedOut: boolean;
+  kind: DivergenceKind;
+  /** the divergence of the minimized trace */
+  result: DiffResult;
+}
+
+export class NoDivergence extends Error {
+  constructor(base: string, other: string) {
+    super(`${other} does not diverge from ${base} on this trace: nothing to minimize`);
+    this.name = 'NoDivergence';
+  }
+}
+
+interface Candidate {
+  header: TraceHeader;
+  events: TraceEvent[];
+  /** index in the input of each event (for the validity rule) */
+  origin: number[];
+}
+
+class Oracle {
+  tests = 0;
+  private readonly deadline: number;
+  stopped = false;
+
+  constructor(
+    readonly base: Profile,
+    readonly other: Profile,
+    readonly kind: DivergenceKind,
+    /** input indices of events the reference ignores in the input */
+    readonly ignoredBefore: ReadonlySet<number>,
+    readonly o: MinimizeOptions,
+    readonly t0: number,
+  ) {
+    this.deadline = t0 + (o.timeLimitMs ?? 30_000);
+  }
+
+  get outOfTime(): boolean {
+    if (!this.stopped && (performance.now() > this.deadline || this.o.shouldStop?.())) this.stopped = true;
+    return this.stopped;
+  }
+
+  /** The candidate's divergence if it is valid and of the same kind, else null. */
+  test(c: Candidate): DiffResult | null {
+    this.tests++;
+    const [hit] = screenProfiles(c.header, c.events, this.base, [this.other], {
+      stateAt: this.o.stateAt,
+      accept: (i, k) => k !== 'ignored' || this.ignoredBefore.has(c.origin[i]),
+    });
+    if (!hit) return null;
+    // the validity rule for events up to the divergence (the screen stopped there or earlier)
+    const cut = c.events.slice(0, hit.index + 1);
+    const r = diffEvents(c.header, cut, this.base, this.other);
+    if (!r.divergence || !sameKind(divergenceKind(r.divergence), this.kind)) return null;
+    return r;
+  }
+}
+
+const sub = (c: Candidate, keep: readonly number[]): Candidate => ({ header: c.header, events: keep.map((i) => c.events[i]), origin: keep.map((i) => c.origin[i]) });
+
+/** ddmin over the candidate's events; returns the smallest failing candidate found. */
+function ddmin(c: Candidate, oracle: Oracle, progress: (n: number) => void): { c: Candidate; r: DiffResult | null } {
+  let cur = c;
+  let best: DiffResult | null = null;
+  let n = 2;
+  while (cur.events.length >= 2 && !oracle.outOfTime) {
+    const len = cur.events.length;
+    const size = Math.ceil(len / n);
+    const chunks: number[][] = [];
+    for (let s = 0; s < len; s += size) chunks.push(Array.from({ length: Math.min(size, len - s) }, (_, k) => s + k));
+    let reduced = false;
+    // complements first (remove one chunk), from the end: setup events come first
+    for (let k = chunks.length - 1; k >= 0 && !oracle.outOfTime; k--) {
+      const drop = new Set(chunks[k]);
+      const keep = [...Array(len).keys()].filter((i) => !drop.has(i));
+      const cand = sub(cur, keep);
+      const r = oracle.test(cand);
+      if (r) {
+        cur = cand;
+        best = r;
+        n = Math.max(n - 1, 2);
+        reduced = true;
+        progress(cur.events.length);
+        break;
+      }
+    }
+    if (reduced) continue;
+    // subsets (keep one chunk) when the chunks are big
+    if (n > 2 && chunks.length > 2) {
+      for (const ch of chunks) {
+        if (oracle.outOfTime) break;
+        const cand = sub(cur, ch);
+        const r = oracle.test(cand);
+        if (r) {
+          cur = cand;
+          best = r;
+          n = 2;
+          reduced = true;
+          progress(cur.events.length);
+          break;
+        }
+      }
+      if (reduced) continue;
+    }
+    if (n >= len) break;
+    n = Math.min(len, n * 2);
+  }
+  return { c: cur, r: best };
+}
+
+/** Simpler values to try for a field value, best first. */
+function simplerValues(v: bigint, width: 64 | 32 | 8): bigint[] {
+  if (v === 0n) return [];
+  const out: bigint[] = [0n];
+  if (width === 64 && v >> 32n) out.push(v & 0xffffffffn);
+  if (v > 1n) out.push(1n);
+  return out;
+}
+
+const VALUE_FIELDS = new Set(['value', 'leaf', 'subleaf', 'cpl', 'vector']);
+
+/** Fields of an event worth simplifying, with their widths. */
+function valueFields(e: TraceEvent): [string, 64 | 32 | 8][] {
+  const out: [string, 64 | 32 | 8][] = [];
+  for (const [name, type] of EVENT_SCHEMA[e.kind].fields) {
+    if (!VALUE_FIELDS.has(name)) continue;
+    if (type === 'u64') out.push([name, 64]);
+    else if (type === 'u32' || type === 'u16') out.push([name, 32]);
+    else if (type === 'u8' || type === 'cpl') out.push([name, 8]);
+  }
+  return out;
+}
+
+function withField(e: TraceEvent, name: string, v: bigint): TraceEvent {
+  const cur = (e as unknown as Record<string, unknown>)[name];
+  return { ...e, [name]: typeof cur === 'bigint' ? v : Number(v) } as TraceEvent;
+}
+
+/**
+ * Simpler events: an L2 event that only serves to exit to L1 becomes
+ * VMCALL (which always exits), so whatever made it exit can go.
+ */
+function simplifyEvents(c: Candidate, oracle: Oracle, progress: () => void): { c: Candidate; r: DiffResult | null } {
+  let cur = c;
+  let best: DiffResult | null = null;
+  const r = new Replayer(initialState(cur.header, oracle.base), oracle.base);
+  const kinds = cur.events.map((e) => r.apply(e).k);
+  for (let i = 0; i < cur.events.length - 1 && !oracle.outOfTime; i++) {
+    const e = cur.events[i];
+    if (!e.kind.startsWith('l2.') || e.kind === 'l2.vmcall' || kinds[i] !== 'exit') continue;
+    const events = cur.events.slice();
+    events[i] = { kind: 'l2.vmcall', vcpu: (e as { vcpu: number }).vcpu };
+    const cand = { ...cur, events };
+    const x = oracle.test(cand);
+    if (x) {
+      cur = cand;
+      best = x;
+      progress();
+    }
+  }
+  return { c: cur, r: best };
+}
+
+/** Remove any two events at once (ddmin's result is only 1-minimal), for small traces. */
+function pairs(c: Candidate, oracle: Oracle, progress: (n: number) => void): { c: Candidate; r: DiffResult | null } {
+  let cur = c;
+  let best: DiffResult | null = null;
+  let again = true;
+  while (again && cur.events.length <= 40 && !oracle.outOfTime) {
+    again = false;
+    outer: for (let i = cur.events.length - 1; i >= 1; i--) {
+      for (let j = i - 1; j >= 0; j--) {
+        if (oracle.outOfTime) break outer;
+        const keep = cur.events.map((_, k) => k).filter((k) => k !== i && k !== j);
+        const cand = sub(cur, keep);
+        const r = oracle.test(cand);
+        if (r) {
+          cur = cand;
+          best = r;
+          again = true;
+          progress(cur.events.length);
+          break outer;
+        }
+      }
+    }
+  }
+  return { c: cur, r: best };
+}
+
+function simplifyValues(c: Candidate, oracle: Oracle, progress: () => void): { c: Candidate; r: DiffResult | null } {
+  let cur = c;
+  let best: DiffResult | null = null;
+  const tryEvent = (i: number, e: TraceEvent): boolean => {
+    const events = cur.events.slice();
+    events[i] = e;
+    const cand = { ...cur, events };
+    const r = oracle.test(cand);
+    if (r) {
+      cur = cand;
+      best = r;
+      progress();
+    }
+    return !!r;
+  };
+  for (let i = 0; i < cur.events.length && !oracle.outOfTime; i++) {
+    // an address another earlier event already names (two vCPUs sharing a region makes a store redundant)
+    const e0 = cur.events[i] as unknown as Record<string, unknown>;
+    if (typeof e0.gpa === 'bigint') {
+      const seen: bigint[] = [];
+      for (let j = 0; j < i; j++) {
+        const g = (cur.events[j] as unknown as Record<string, unknown>).gpa;
+        if (typeof g === 'bigint' && g !== e0.gpa && !seen.includes(g)) seen.push(g);
+      }
+      for (const g of seen.slice(0, 8)) if (tryEvent(i, { ...cur.events[i], gpa: g } as TraceEvent)) break;
+    }
+    for (const [name, width] of valueFields(cur.events[i])) {
+      const get = () => BigInt((cur.events[i] as unknown as Record<string, bigint | number>)[name]);
+      for (const v of simplerValues(get(), width)) {
+        if (oracle.outOfTime) break;
+        if (v < get() && tryEvent(i, withField(cur.events[i], name, v))) break;
+      }
+      // then clear set bits one at a time, high to low (a value that must keep some bits keeps only those)
+      for (let b = width - 1; b >= 0 && !oracle.outOfTime; b--) {
+        const v = get();
+        const bit = 1n << BigInt(b);
+        if (v & bit) tryEvent(i, withField(cur.events[i], name, v & ~bit));
+      }
+    }
+  }
+  return { c: cur, r: best };
+}
+
+/** vCPU fields of an event renumbered through `map`. */
+function renumber(e: TraceEvent, map: ReadonlyMap<number, number>): TraceEvent {
+  const out = { ...e } as Record<string, unknown>;
+  for (const [name, type] of EVENT_SCHEMA[e.kind].fields) if (type === 'vcpu') out[name] = map.get(out[name] as number) ?? out[name];
+  return out as unknown as TraceEvent;
+}
+
+function simplifyHeader(c: Candidate, oracle: Oracle): { c: Candidate; r: DiffResult | null } {
+  let cur = c;
+  let best: DiffResult | null = null;
+  const attempt = (cand: Candidate) => {
+    if (oracle.outOfTime) return;
+    const r = oracle.test(cand);
+    if (r) {
+      cur = cand;
+      best = r;
+    }
+  };
+  // vCPUs used, renumbered from 0 in order of first use
+  const used: number[] = [];
+  for (const e of cur.events) for (const [name, type] of EVENT_SCHEMA[e.kind].fields) if (type === 'vcpu') {
+    const v = (e as unknown as Record<string, number>)[name];
+    if (!used.includes(v)) used.push(v);
+  }
+  const compact = used.every((v, i) => v === i) && used.length === cur.header.config.vcpus;
+  if (!compact && used.length) {
+    const map = new Map(used.map((v, i) => [v, i] as const));
+    attempt({ ...cur, header: { ...cur.header, config: { ...cur.header.config, vcpus: used.length } }, events: cur.events.map((e) => renumber(e, map)) });
+  }
+  // memslots, one at a time
+  for (const s of [...cur.header.config.memslots]) {
+    const memslots = cur.header.config.memslots.filter((m) => m.slot !== s.slot);
+    attempt({ ...cur, header: { ...cur.header, config: { ...cur.header.config, memslots } } });
+  }
+  // configuration flags back to their defaults, one at a time
+  const defaults = defaultConfig();
+  for (const k of CONFIG_FLAGS) {
+    if (cur.header.config[k] === defaults[k]) continue;
+    attempt({ ...cur, header: { ...cur.header, config: { ...cur.header.config, [k]: defaults[k] } } });
+  }
+  // physical CPUs
+  if (cur.header.config.pcpus > 1) {
+    const maxCpu = Math.max(-1, ...cur.events.map((e) => ((e as { cpu?: number }).cpu ?? -1)));
+    if (maxCpu + 1 < cur.header.config.pcpus) attempt({ ...cur, header: { ...cur.header, config: { ...cur.header.config, pcpus: Math.max(1, maxCpu + 1) } } });
+  }
+  return { c: cur, r: best };
+}
+
+/**
+ * Minimize a trace on which `other` diverges from `base`. Throws
+ * NoDivergence when it does not.
+ */
+export function minimizeTrace(header: TraceHeader, events: readonly TraceEvent[], base: Profile, other: Profile, opts: MinimizeOptions = {}): MinimizeResult {
+  const t0 = performance.now();
+  const stateAt = opts.stateAt ?? 'entries';
+  const baseKinds: string[] = [];
+  const [hit] = screenProfiles(header, events, base, [other], { stateAt, baseKinds });
+  if (!hit) throw new NoDivergence(base.name, other.name);
+  const first = diffEvents(header, events.slice(0, hit.index + 1), base, other);
+  if (!first.divergence) throw new NoDivergence(base.name, other.name);
+  const kind = divergenceKind(first.divergence);
+  const ignored = new Set<number>();
+  baseKinds.forEach((k, i) => k === 'ignored' && ignored.add(i));
+  const oracle = new Oracle(base, other, kind, ignored, { ...opts, stateAt }, t0);
+  const progress = (phase: string) => (n: number) => opts.onProgress?.(n, phase);
+
+  let cur: Candidate = { header: { ...header, provenance: { ...header.provenance } }, events: events.slice(0, hit.index + 1), origin: Array.from({ length: hit.index + 1 }, (_, i) => i) };
+  let res: DiffResult = first;
+  const take = (x: { c: Candidate; r: DiffResult | null }) => {
+    if (x.r) {
+      cur = x.c;
+      res = x.r;
+    }
+  };
+  opts.onProgress?.(cur.events.length, 'cut');
+
+  // coarse cuts: a whole vCPU, every host event
+  const vcpuOf = (e: TraceEvent) => (e as { vcpu?: number }).vcpu;
+  for (let v = header.config.vcpus - 1; v >= 0 && !oracle.outOfTime; v--) {
+    const keep = cur.events.map((_, i) => i).filter((i) => vcpuOf(cur.events[i]) !== v);
+    if (keep.length === cur.events.length || !keep.length) continue;
+    const cand = sub(cur, keep);
+    const r = oracle.test(cand);
+    if (r) take({ c: cand, r });
+  }
+  {
+    const keep = cur.events.map((_, i) => i).filter((i) => !cur.events[i].kind.startsWith('host.'));
+    if (keep.length < cur.events.length && keep.length && !oracle.outOfTime) {
+      const cand = sub(cur, keep);
+      const r = oracle.test(cand);
+      if (r) take({ c: cand, r });
+    }
+  }
+  opts.onProgress?.(cur.events.length, 'coarse');
+  // ddmin; the divergence moves with the events, so cut after it each time
+  take(ddmin(cur, oracle, progress('ddmin')));
+  if (res.divergence && res.divergence.index + 1 < cur.events.length) cur = sub(cur, Array.from({ length: res.divergence.index + 1 }, (_, i) => i));
+  take(simplifyEvents(cur, oracle, () => opts.onProgress?.(cur.events.length, 'events')));
+  take(simplifyValues(cur, oracle, () => opts.onProgress?.(cur.events.length, 'values')));
+  // expect clauses say nothing about the divergence
+  if (cur.events.some((e) => e.expect)) {
+    const cand: Candidate = { ...cur, events: cur.events.map((e) => (e.expect ? (({ expect: _x, ...rest }) => rest as TraceEvent)(e) : e)) };
+    const r = oracle.test(cand);
+    if (r) take({ c: cand, r });
+  }
+  take(simplifyHeader(cur, oracle));
+  // events once more after the values and the header changed (cheap: the trace is small now), then pairs of them
+  if (!oracle.outOfTime) take(ddmin(cur, oracle, progress('ddmin')));
+  if (!oracle.outOfTime) take(pairs(cur, oracle, progress('pairs')));
+  if (res.divergence && res.divergence.index + 1 < cur.events.length) cur = sub(cur, Array.from({ length: res.divergence.index + 1 }, (_, i) => i));
+
+  return {
+    header: cur.header,
+    events: cur.events,
+    before: events.length,
+    beforeCut: hit.index + 1,
+    after: cur.events.length,
+    ms: Math.round(performance.now() - t0),
+    tests: oracle.tests,
+    timedOut: oracle.stopped,
+    kind,
+    result: res,
+  };
+}
+
+// ---------------------------------------------------------------- keeping it: canonical text and a jest test
+
+/** The trace without provenance, in canonical text: what a finding's name hashes. */
+export function canonicalTraceText(header: TraceHeader, events: readonly TraceEvent[]): string {
+  return formatTextTrace({ ...header, provenance: {} }, events);
+}
+
+export interface JestOptions {
+  base: string;
+  profile: string;
+  /** modules that register plugin paths, as the test file should import them (relative to it) */
+  pathModules?: string[];
+  /** what the test is called */
+  name?: string;
+  /** a line or two of context for the comment at the top */
+  description?: string;
+}
+
+/**
+ * A ready-to-run jest test (TypeScript, imports from @nvx/...) that fails
+ * while `profile` still diverges from `base` on the trace.
+ */
+export function jestTest(header: TraceHeader, events: readonly TraceEvent[], o: JestOptions): string {
+  const text = formatTextTrace(header, events);
+  const name = o.name ?? `${o.profile} matches ${o.base} on this minimized trace`;
+  const lines: string[] = [];
+  lines.push('/**');
+  lines.push(` * Written by nvx minimize: fails while ${o.profile} diverges from ${o.base} on the trace below.`);
+  for (const l of (o.description ?? '').split('\n').filter(Boolean)) lines.push(` * ${l}`);
+  lines.push(' */');
+  lines.push("import { parseProfile } from '@nvx/emulator';");
+  const mods = o.pathModules ?? [];
+  lines.push(`import { diffEvents${mods.length ? ', loadPathModule' : ''} } from '@nvx/check';`);
+  lines.push("import { formatEvent, formatOutcome, parseTextTrace } from '@nvx/trace';");
+  lines.push('');
+  lines.push(`const TRACE = ${JSON.stringify(text)};`);
+  lines.push('');
+  if (mods.length) {
+    lines.push('beforeAll(async () => {');
+    lines.push('  // the plugin paths the profile names');
+    for (const m of mods) lines.push(`  await loadPathModule(require.resolve(${JSON.stringify(m)}));`);
+    lines.push('});');
+    lines.push('');
+  }
+  lines.push(`test(${JSON.stringify(name)}, () => {`);
+  lines.push('  const { header, events } = parseTextTrace(TRACE);');
+  lines.push(`  const r = diffEvents(header, events, parseProfile(${JSON.stringify(o.base)}), parseProfile(${JSON.stringify(o.profile)}), { checkpointEvery: 1 });`);
+  lines.push('  const d = r.divergence;');
+  lines.push("  const where = d ? `event ${d.index} (${formatEvent(d.event)}): ${formatOutcome(d.base)} vs ${formatOutcome(d.other)}, ${d.verdict}` : 'none';");
+  lines.push("  expect(where).toBe('none');");
+  lines.push('});');
+  lines.push('');
+  return lines.join('\n');
+}

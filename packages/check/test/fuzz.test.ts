@@ -1,0 +1,179 @@
+/**
+ * Fuzz campaigns (in this thread; the worker threads and the command are
+ * tested through the built `nvx` in the cli package):
+ *
+ *  - the seed space: blocks, shards that partition it, one campaign as the
+ *    union of its shards;
+ *  - findings: found in lockstep, found again from scratch, minimized,
+ *    named by the hash of the minimized trace, written whole, with the
+ *    seed, replay path, nvx version, profile, verdict and contract in the
+ *    header; the replay path gives the same finding back;
+ *  - no false alarm on correct paths; violating traces classified, not
+ *    reported; expected divergences of a known-wrong path marked expected.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { parseProfile, registerPath } from '@nvx/emulator';
+import { parseTextTrace } from '@nvx/trace';
+import { diffEvents } from '../src/diff';
+import { brokenEnlightenedIgnoresForce, brokenMergeStickyPassthrough, brokenTrackedIgnoresAddress } from '../src/fixtures';
+import {
+  FuzzFinding,
+  blockSeed,
+  defaultFuzzProfiles,
+  expectedDivergingProfiles,
+  parseDuration,
+  parseReplay,
+  parseShard,
+  replayFuzz,
+  runFuzz,
+  shardBlocks,
+} from '../src/fuzz';
+import { divergenceKind } from '../src/minimize';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nvx-fuzz-'));
+  for (const p of [brokenMergeStickyPassthrough, brokenTrackedIgnoresAddress, brokenEnlightenedIgnoresForce]) registerPath(p);
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const STICKY = `msr-bitmap=${brokenMergeStickyPassthrough.name}`;
+const TRACKED = `msr-bitmap=${brokenTrackedIgnoresAddress.name}`;
+/** quick settings for tests: states at the end, little minimizing */
+const QUICK = { stateAt: 'end' as const, minimizeMs: 4000, workers: 1 };
+
+describe('the seed space', () => {
+  it('shards partition the blocks; their union is the whole campaign', () => {
+    const all = [...shardBlocks({ index: 1, count: 1 }, 100, 1050)];
+    expect(all.map((b) => b.block)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(all[10].runs).toBe(50);
+    expect(all.reduce((a, b) => a + b.runs, 0)).toBe(1050);
+    const shards = [1, 2, 3].map((i) => [...shardBlocks({ index: i, count: 3 }, 100, 1050)]);
+    expect(shards.flat().sort((a, b) => a.block - b.block)).toEqual(all);
+    expect(shards[1].map((b) => b.block)).toEqual([1, 4, 7, 10]);
+    // no run budget: endless, in order
+    const gen = shardBlocks({ index: 2, count: 4 }, 100);
+    expect([gen.next().value, gen.next().value]).toEqual([{ block: 1, runs: 100 }, { block: 5, runs: 100 }]);
+  });
+
+  it('block seeds are fixed by the campaign seed, and differ between blocks and campaigns', () => {
+    expect(blockSeed(1, 0)).toBe(blockSeed(1, 0));
+    const seeds = new Set([0, 1, 2, 3].flatMap((b) => [blockSeed(1, b), blockSeed(2, b)]));
+    expect(seeds.size).toBe(8);
+    for (const s of seeds) expect(s).toBeLessThanOrEqual(0x7fffffff);
+  });
+
+  it('parses shards, durations and replay strings, and refuses bad ones', () => {
+    expect(parseShard('2/5')).toEqual({ index: 2, count: 5 });
+    for (const bad of ['0/3', '4/3', 'a/b', '3']) expect(() => parseShard(bad)).toThrow(/i\/n/);
+    expect([parseDuration('90'), parseDuration('30s'), parseDuration('10m'), parseDuration('1h'), parseDuration('250ms')]).toEqual([90_000, 30_000, 600_000, 3_600_000, 250]);
+    expect(() => parseDuration('soon')).toThrow(/duration/);
+    expect(parseReplay('123:45')).toEqual({ seed: 123, path: '45' });
+    expect(parseReplay('123:45:0:2')).toEqual({ seed: 123, path: '45:0:2' });
+    expect(() => parseReplay('123')).toThrow(/seed>:<path/);
+  });
+});
+
+describe('a campaign against a broken path', () => {
+  const found: FuzzFinding[] = [];
+  let summary: Awaited<ReturnType<typeof runFuzz>>;
+  const out = () => path.join(dir, 'sticky');
+
+  beforeAll(async () => {
+    summary = await runFuzz({ ...QUICK, profiles: [STICKY], seed: 42, runs: 60, outDir: out(), maxFindingsPerProfile: 2, onFinding: (f) => found.push(f) });
+  }, 30_000);
+
+  it('finds it, fast, and reports the runs and the time it took', () => {
+    expect(summary.newFindings).toBeGreaterThanOrEqual(1);
+    expect(summary.firstFinding!.runs).toBeLessThanOrEqual(60);
+    expect(summary.runs).toBeLessThanOrEqual(60);
+    expect(summary.stopped).toBe('runs');
+    const f = summary.findings[0];
+    expect(f.profile).toBe(STICKY);
+    expect(f.kind).toEqual({ verdict: 'bug', contract: null, event: expect.stringMatching(/^l2\.(rd|wr)msr$/) });
+    expect(f.confirmed).toBe(true);
+    expect(f.minimizedEvents).toBeLessThanOrEqual(14);
+    expect(f.minimizedEvents).toBeLessThan(f.generatedEvents);
+  });
+
+  it('writes each finding whole under the hash of its minimized trace, with its provenance', () => {
+    const files = fs.readdirSync(out()).filter((f) => f.endsWith('.nvx'));
+    expect(files.sort()).toEqual(summary.findings.map((f) => `${f.name}.nvx`).sort());
+    expect(fs.readdirSync(out()).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    const f = found[0];
+    const text = fs.readFileSync(path.join(out(), `${f.name}.nvx`), 'utf8');
+    expect(text).toBe(f.text);
+    const t = parseTextTrace(text);
+    expect(t.header.provenance).toMatchObject({
+      verdict: 'pass',
+      divergence: 'bug',
+      contract: 'none',
+      profile: STICKY,
+      seed: String(f.seed),
+      path: f.path,
+      replay: `${f.seed}:${f.path}`,
+      'nvx-version': expect.stringMatching(/^\d+\.\d+\.\d+/),
+    });
+    expect(text).toMatch(/^# nvx fuzz finding [0-9a-f]{16} \(new\)/);
+    expect(text).toContain(`# replay: nvx fuzz --replay ${f.seed}:${f.path} --profiles ${STICKY}`);
+    // the file diverges the same way, and its name is the hash of its events and configuration
+    const d = diffEvents(t.header, t.events, parseProfile('reference'), parseProfile(STICKY)).divergence!;
+    expect(divergenceKind(d)).toEqual(f.kind);
+    expect(f.hash.slice(0, 16)).toBe(f.name);
+    const summaryFile = JSON.parse(fs.readFileSync(path.join(out(), 'summary.json'), 'utf8'));
+    expect(summaryFile.findings.map((x: FuzzFinding) => x.name)).toEqual(summary.findings.map((x) => x.name));
+  });
+
+  it('the replay path gives the same finding back', () => {
+    const f = found[0];
+    const { seed, path: p } = parseReplay(f.replay);
+    const r = replayFuzz({ ...QUICK, profiles: [STICKY], seed, path: p });
+    expect(r.finding?.hash).toBe(f.hash);
+    expect(r.trace.events.length).toBe(f.generatedEvents);
+  });
+});
+
+describe('determinism', () => {
+  it('the same seed and runs give the same findings; shards together give the same as one campaign', async () => {
+    const opts = { ...QUICK, profiles: [TRACKED], seed: 7, runs: 240, blockSize: 40, maxFindingsPerProfile: 100 };
+    const one = await runFuzz(opts);
+    const shards = await Promise.all([1, 2, 3].map((i) => runFuzz({ ...opts, shard: { index: i, count: 3 } })));
+    const names = (s: typeof one) => s.findings.map((f) => f.name);
+    expect(one.findings.length).toBeGreaterThanOrEqual(1);
+    expect(shards.reduce((a, s) => a + s.runs, 0)).toBe(one.runs);
+    expect(shards.reduce((a, s) => a + s.events, 0)).toBe(one.events);
+    expect(new Set(shards.flatMap(names))).toEqual(new Set(names(one)));
+    expect(shards.map((s) => s.blocks)).toEqual([2, 2, 2]);
+  }, 30_000);
+});
+
+describe('correct paths and contracts', () => {
+  it('no false alarm: every default profile on 120 traces', async () => {
+    const expected = await expectedDivergingProfiles([path.join(ROOT, 'traces', 'scenarios'), path.join(ROOT, 'traces', 'regressions')]);
+    expect(expected).toContain('guest-pages=kvm-map');
+    const s = await runFuzz({ ...QUICK, expected, seed: 3, runs: 120 });
+    expect(s.profiles).not.toContain('guest-pages=kvm-map');
+    expect(s.profiles).toEqual(defaultFuzzProfiles(s.areas, expected));
+    expect(s.findings).toEqual([]);
+    expect(s.runs).toBe(120);
+    // coverage comes with it
+    expect(Object.keys(s.coverage['msr-bitmap'] ?? {}).length).toBeGreaterThan(10);
+  }, 30_000);
+
+  it('with violations allowed, divergences after a broken contract are classified, not reported', async () => {
+    const s = await runFuzz({ ...QUICK, areas: ['msr-bitmap', 'evmcs'], profiles: ['optimized', 'evmcs=clean-fields'], allowViolations: true, seed: 4, runs: 300 });
+    expect(s.findings).toEqual([]);
+    expect(s.permitted['hyperv-clean-fields']).toBeGreaterThan(0);
+  }, 30_000);
+
+  it("a known-wrong path's divergences are expected findings, not new ones", async () => {
+    const s = await runFuzz({ ...QUICK, profiles: ['guest-pages=kvm-map'], areas: ['guest-pages'], expected: ['guest-pages=kvm-map'], seed: 5, runs: 100, maxFindings: 1 });
+    expect(s.findings.length).toBe(1);
+    expect(s.newFindings).toBe(0);
+    expect(s.findings[0].classification).toBe('expected');
+    expect(s.stopped).toBe('findings');
+  }, 30_000);
+});

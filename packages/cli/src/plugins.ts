@@ -1,0 +1,32 @@
+/**
+ * `--path-module <file>` for the commands that replay: load a user's path
+ * module (a plugin, see docs/plugins.md) before the profiles are resolved,
+ * so `--profile msr-bitmap=my-path` can name it. Repeatable.
+ */
+import type { Command } from 'commander';
+import { PluginError, loadPathModule } from '@nvx/check';
+import { UsageError } from './output';
+
+export const PATH_MODULE_HELP = 'load a path plugin (.js or .ts module exporting a path, or an array of paths) before resolving profiles; repeatable';
+
+/** Add a repeatable `--path-module <file>` to a command. */
+export function addPathModuleOption(cmd: Command): Command {
+  return cmd.option('--path-module <file>', PATH_MODULE_HELP, (v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
+}
+
+/**
+ * Load every module given with --path-module, in order, registering their
+ * paths. A module that cannot be loaded or does not fit its area's
+ * interface becomes a UsageError (exit 2) naming the file, the area and
+ * what is missing. `warn` hears about members no interface knows.
+ */
+export async function loadPathModules(opts: { pathModule?: string[] }, warn?: (message: string) => void): Promise<void> {
+  for (const file of opts.pathModule ?? []) {
+    try {
+      await loadPathModule(file, { warn });
+    } catch (e) {
+      if (e instanceof PluginError) throw new UsageError(e.message);
+      throw new UsageError(`${file}: cannot load the path module: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+}
