@@ -40,6 +40,7 @@ for (const f of VMCS_FIELDS) {
   for (let i = 0; i < f.evmcsSize!; i++) GROUP_BY_OFFSET.set(f.evmcsOffset + i, f.cleanGroup);
 }
 const MSR_BITMAP_GROUP = 1;
+const MSR_BITMAP_EVMCS_OFFSET = BigInt(vmcsFieldByEncoding(VMCS.MSR_BITMAP)!.evmcsOffset!);
 
 interface EvmcsTrack {
   /** groups L1 changed since L0 last consumed this eVMCS, with the first event that did */
@@ -77,6 +78,8 @@ export class ContractMonitor {
    * commits, if any.
    */
   observe(w: World, e: TraceEvent, index: number): ContractViolation | undefined {
+    // The host may change what backs any eVMCS page.
+    if (e.kind.charCodeAt(0) === 0x68 /* host. */ && this.evmcsInfo.size) this.evmcsInfo.clear();
     switch (e.kind) {
       case 'l1.evmcs-write': {
         const f = vmcsFieldByEncoding(e.field);
@@ -89,6 +92,10 @@ export class ContractMonitor {
         const bit = msrBitmapBit(e.msr, e.access === 'write');
         return bit < 0 ? undefined : this.store(w, e.vcpu, e.gpa + BigInt(bit >> 3), 1, index, false);
       }
+      case 'l1.evmcs-control':
+      case 'l1.evmcs-clean':
+        this.evmcsInfo.delete(e.gpa);
+        return undefined;
       case 'l1.vmlaunch':
       case 'l1.vmresume':
         return this.entry(w, e.vcpu, e.kind === 'l1.vmlaunch', index);
@@ -102,13 +109,35 @@ export class ContractMonitor {
     return v;
   }
 
+  /** An eVMCS's enlightenment control and MSR-bitmap page, cached until a store or a host event may change them. */
+  private evmcsInfo = new Map<bigint, { bitmapGfn: number }>();
+
+  /** gfn of the MSR-bitmap page this eVMCS names with the enlightened bitmap on, or -1. */
+  private enlightenedBitmapGfn(w: World, evmcsGpa: bigint): number {
+    let info = this.evmcsInfo.get(evmcsGpa);
+    if (!info) {
+      const ctl = readGuest(w, evmcsGpa + BigInt(EVMCS.HV_ENLIGHTENMENTS_CONTROL_OFFSET), 4) ?? 0n;
+      const bm = ctl & BigInt(HV_ENLIGHTENMENTS_CONTROL.MSR_BITMAP) ? readGuest(w, evmcsGpa + MSR_BITMAP_EVMCS_OFFSET, 8) : null;
+      info = { bitmapGfn: bm === null ? -1 : gpaToGfn(bm) };
+      this.evmcsInfo.set(evmcsGpa, info);
+    }
+    return info.bitmapGfn;
+  }
+
   private store(w: World, vcpu: number, gpa: bigint, size: number, index: number, viaEvmcsEvent: boolean): ContractViolation | undefined {
     const gfn = gpaToGfn(gpa);
-    const lastGfn = gpaToGfn(gpa + BigInt(size - 1));
-    // A store into an eVMCS page changes that member's group.
-    if (!viaEvmcsEvent) {
-      for (const evmcsGpa of this.knownEvmcs(w)) {
-        if (gpaToGfn(evmcsGpa) !== gfn) continue;
+    const lastGfn = size === 1 ? gfn : gpaToGfn(gpa + BigInt(size - 1));
+    // Every eVMCS a vCPU uses or names (duplicates are harmless: marking a group twice is marking it once).
+    for (const v of w.vcpus) {
+      for (let k = 0; k < 2; k++) {
+        const evmcsGpa = k === 0 ? v.nested.hvEvmcsVmptr : v.nested.vpAssistEvmcs;
+        if (evmcsGpa === INVALID_GPA) continue;
+        // A store into the MSR-bitmap page an eVMCS names (enlightened bitmap on) changes the MSR_BITMAP group.
+        const bmGfn = this.enlightenedBitmapGfn(w, evmcsGpa);
+        if (bmGfn >= gfn && bmGfn <= lastGfn) this.changed(evmcsGpa, MSR_BITMAP_GROUP, index);
+        const evGfn = gpaToGfn(evmcsGpa);
+        if (evGfn < gfn || evGfn > lastGfn) continue;
+        if (viaEvmcsEvent) continue;
         const off = Number(gpa - evmcsGpa);
         for (let i = 0; i < size; i++) {
           const g = GROUP_BY_OFFSET.get(off + i);
@@ -116,13 +145,10 @@ export class ContractMonitor {
         }
       }
     }
-    // A store into the MSR-bitmap page an eVMCS names (enlightened bitmap on) changes the MSR_BITMAP group.
-    for (const evmcsGpa of this.knownEvmcs(w)) {
-      const ctl = readGuest(w, evmcsGpa + BigInt(EVMCS.HV_ENLIGHTENMENTS_CONTROL_OFFSET), 4) ?? 0n;
-      if (!(ctl & BigInt(HV_ENLIGHTENMENTS_CONTROL.MSR_BITMAP))) continue;
-      const f = vmcsFieldByEncoding(VMCS.MSR_BITMAP)!;
-      const bm = readGuest(w, evmcsGpa + BigInt(f.evmcsOffset!), 8);
-      if (bm !== null && gpaToGfn(bm) >= gfn && gpaToGfn(bm) <= lastGfn) this.changed(evmcsGpa, MSR_BITMAP_GROUP, index);
+    // After this store, what is cached about an eVMCS in the stored page may be stale.
+    if (this.evmcsInfo.size) for (const k of this.evmcsInfo.keys()) {
+      const g = gpaToGfn(k);
+      if (g >= gfn && g <= lastGfn) this.evmcsInfo.delete(k);
     }
     // The SDM: not while another vCPU runs L2 with a vmcs12 whose MSR bitmap is this page.
     for (const o of w.vcpus) {
@@ -141,14 +167,6 @@ export class ContractMonitor {
     return undefined;
   }
 
-  private knownEvmcs(w: World): bigint[] {
-    const out: bigint[] = [];
-    for (const v of w.vcpus) {
-      for (const g of [v.nested.hvEvmcsVmptr, v.nested.vpAssistEvmcs]) if (g !== INVALID_GPA && !out.includes(g)) out.push(g);
-    }
-    return out;
-  }
-
   private entry(w: World, vcpu: number, launch: boolean, index: number): ContractViolation | undefined {
     const v = w.vcpus[vcpu];
     if (!v || !w.config.evmcs || v.nested.guestMode) return undefined;
@@ -160,7 +178,10 @@ export class ContractMonitor {
     const stale = fresh ? 0 : t.changed & clean;
     // L0 consumes everything at this entry (and sets every clean bit if it succeeds).
     const cause = t.cause;
-    this.evmcs.set(gpa, { changed: 0, cause: [] });
+    if (t.changed) {
+      t.changed = 0;
+      t.cause = [];
+    }
     if (!stale) return undefined;
     const groups = EVMCS_CLEAN_GROUPS.filter((g) => stale & (1 << g.bit));
     const first = Math.min(...groups.map((g) => cause[g.bit] ?? index));
