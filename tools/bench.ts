@@ -1,21 +1,28 @@
 /**
  * `npm run bench`: the trace codec benchmark (tools/bench/trace.ts, when it
- * is there) and the emulator benchmark (tools/bench/emulator.ts), as one
- * readable report, or as JSON with --json.
+ * is there), the emulator benchmark (tools/bench/emulator.ts) and the fuzz
+ * benchmark (tools/bench/detection.ts), as one readable report, or as JSON
+ * with --json.
  *
- *   npm run bench -- [--json] [--events N] [--iterations N] [--runs N] [--loader built|tsx] [--skip-trace] [--skip-emulator]
+ *   npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process]
+ *                       [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection]
  *
  *   --events N       events of the codec benchmark's traces (default 1,000,000)
  *   --iterations N   iterations of the emulator's CPUID loop (default 100,000: the traces/workloads trace)
- *   --runs N         measured repetitions of each emulator figure (medians; default 5)
+ *   --runs N         measured repetitions of each emulator figure per process (medians; default 5)
+ *   --processes N    processes per emulator figure, runs pooled (default 3); --in-process: all in this one
  *   --loader         how the emulator benchmark loads the packages (default built; see tools/bench/emulator.ts)
+ *   --skip-fuzz      leave out the fuzz throughput (tools/bench/detection.ts: about 35 s)
+ *   --detection      add the detection power of nvx fuzz on every broken fixture (several minutes)
  *
- * Progress goes to stderr, the report (or JSON) to stdout.
+ * Progress goes to stderr, the report (or JSON) to stdout (-s keeps npm's own
+ * banner out of it).
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { EmulatorBenchOptions, EmulatorBenchResult, benchEmulator, formatEmulatorReport } from './bench/emulator';
+import { FuzzBenchResult, benchFuzz, formatFuzzReport } from './bench/detection';
 
 interface TraceBenchModule {
   benchTrace(opts: { events: number }): Promise<Record<string, unknown>>;
@@ -34,11 +41,13 @@ interface Args {
   events: number;
   skipTrace: boolean;
   skipEmulator: boolean;
+  skipFuzz: boolean;
+  detection: boolean;
   emulator: EmulatorBenchOptions;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { json: false, events: 1_000_000, skipTrace: false, skipEmulator: false, emulator: {} };
+  const a: Args = { json: false, events: 1_000_000, skipTrace: false, skipEmulator: false, skipFuzz: false, detection: false, emulator: {} };
   const num = (v: string | undefined, flag: string) => {
     const x = Number(v);
     if (!Number.isSafeInteger(x) || x <= 0) throw new Error(`${flag} needs a positive integer`);
@@ -50,14 +59,18 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--events') a.events = num(argv[++i], f);
     else if (f === '--iterations') a.emulator.iterations = num(argv[++i], f);
     else if (f === '--runs') a.emulator.runs = num(argv[++i], f);
+    else if (f === '--processes') a.emulator.processes = num(argv[++i], f);
+    else if (f === '--in-process') a.emulator.isolate = false;
     else if (f === '--skip-trace') a.skipTrace = true;
     else if (f === '--skip-emulator') a.skipEmulator = true;
+    else if (f === '--skip-fuzz') a.skipFuzz = true;
+    else if (f === '--detection') a.detection = true;
     else if (f === '--loader') {
       const l = argv[++i];
       if (l !== 'built' && l !== 'tsx') throw new Error('--loader is built or tsx');
       a.emulator.loader = l;
     } else if (f === '--help' || f === '-h') {
-      console.log('usage: npm run bench -- [--json] [--events N] [--iterations N] [--runs N] [--loader built|tsx] [--skip-trace] [--skip-emulator]');
+      console.log('usage: npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process] [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection]');
       process.exit(0);
     } else throw new Error(`unknown argument '${f}'`);
   }
@@ -87,7 +100,7 @@ async function main(): Promise<void> {
     return;
   }
   const log = (l: string) => console.error(l);
-  const result: { node: string; cpus: number; cpuModel: string; trace?: Record<string, unknown> | null; emulator?: EmulatorBenchResult } = {
+  const result: { node: string; cpus: number; cpuModel: string; trace?: Record<string, unknown> | null; emulator?: EmulatorBenchResult; fuzz?: FuzzBenchResult } = {
     node: process.version,
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -108,6 +121,10 @@ async function main(): Promise<void> {
   if (!args.skipEmulator) {
     result.emulator = await benchEmulator({ ...args.emulator, log });
     sections.push(formatEmulatorReport(result.emulator));
+  }
+  if (!args.skipFuzz) {
+    result.fuzz = benchFuzz({ detection: args.detection, log });
+    sections.push(formatFuzzReport(result.fuzz));
   }
   if (args.json) console.log(JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
   else console.log(sections.join('\n\n'));

@@ -113,8 +113,9 @@ export interface FuzzFinding {
   path: string;
   replay: string;
   block: number;
-  /** runs of this campaign (this worker's, in order) before and including the one that found it */
+  /** runs of the worker that found it, up to and including that one (with one worker: of the campaign) */
   foundAtRun: number;
+  /** ms from the start of the campaign to the run that found it (before minimizing) */
   foundAtMs: number;
   /** a replay from scratch found the same kind of divergence again */
   confirmed: boolean;
@@ -152,8 +153,9 @@ export interface FuzzSummary {
   /** divergences permitted by a broken contract, by contract */
   permitted: Record<string, number>;
   coverage: CoverageCounts;
-  stopped: 'runs' | 'time' | 'findings' | 'signal';
-  /** the first finding: how long and how many runs it took */
+  /** what ended it: the run or time budget, --max-findings, a signal, or every profile at --max-findings-per-profile */
+  stopped: 'runs' | 'time' | 'findings' | 'signal' | 'saturated';
+  /** the first finding: how long (before minimizing) and how many runs it took */
   firstFinding?: { ms: number; runs: number };
 }
 
@@ -294,6 +296,8 @@ export interface BlockSpec {
   runs: number;
   /** wall-clock deadline (Date.now() ms) */
   deadline?: number;
+  /** when the campaign started (Date.now() ms): findings say how long after it they were found */
+  startedAt?: number;
 }
 
 export interface BlockResult {
@@ -303,6 +307,8 @@ export interface BlockResult {
   coverage: CoverageCounts;
   permitted: Record<string, number>;
   interrupted: boolean;
+  /** every profile has had its maximum of findings in this worker: nothing is left to check */
+  exhausted: boolean;
 }
 
 export interface EngineHooks {
@@ -322,7 +328,8 @@ export function replayCommand(seed: number, p: string, cfg: Pick<FuzzConfig, 'ar
 /** The text of a finding: a comment saying what it is, the header with its provenance, the minimized events. */
 export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'summary'>, header: TraceHeader, events: readonly TraceEvent[], r: DiffResult, cfg: Pick<FuzzConfig, 'areas' | 'allowViolations' | 'pathModules' | 'version'>): { text: string; hash: string; summary: string } {
   const d = r.divergence!;
-  const summary = `${f.profile} diverges from reference at event ${d.index} (${formatEvent(d.event)}): ${formatOutcome(d.base)} vs ${formatOutcome(d.other)}`;
+  const what = d.kind === 'outcome' || !d.archDiff.length ? `${formatOutcome(d.base)} vs ${formatOutcome(d.other)}` : `${formatOutcome(d.base)} for both, then ${d.archDiff[0].key}: ${d.archDiff[0].a ?? '-'} vs ${d.archDiff[0].b ?? '-'}`;
+  const summary = `${f.profile} diverges from reference at event ${d.index} (${formatEvent(d.event)}): ${what}`;
   const hash = createHash('sha256').update(canonicalTraceText(header, events)).digest('hex');
   // As a regression trace it must pass once the bug is fixed; an expected one is a kept finding of its profile.
   const provenance: Record<string, string> = f.classification === 'expected' ? { verdict: 'finding', diverges: f.profile } : { verdict: 'pass' };
@@ -344,8 +351,8 @@ export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'sum
     `nvx fuzz finding ${hash.slice(0, 16)} (${f.classification}): ${describeKind(f.kind)}`,
     summary,
     d.contract ? `after L1 broke ${d.contract.contract} at event ${d.contract.index}: ${d.contract.message}` : 'no contract was broken before it',
-    ...d.archDiff.slice(0, 4).map((a) => `  ${a.key}: ${a.a ?? '-'} vs ${a.b ?? '-'}`),
-    `found after ${f.foundAtRun} runs; ${f.generatedEvents} events generated, ${f.shrunkEvents} after shrinking, ${f.minimizedEvents} after minimizing`,
+    ...d.archDiff.slice(d.kind === 'state' ? 1 : 0, 4).map((a) => `  ${a.key}: ${a.a ?? '-'} vs ${a.b ?? '-'}`),
+    `found after ${f.foundAtRun} runs; ${f.generatedEvents} events generated, ${f.shrunkEvents !== f.generatedEvents ? `${f.shrunkEvents} after shrinking, ` : ''}${f.minimizedEvents} after minimizing`,
     `replay: ${replayCommand(f.seed, f.path, cfg, f.profile)}`,
     `check:  nvx diff <this file> --profile ${f.profile}`,
   ];
@@ -397,7 +404,7 @@ export class FuzzEngine {
   }
 
   runBlock(spec: BlockSpec, hooks: EngineHooks = {}): BlockResult {
-    const res: BlockResult = { block: spec.block, runs: 0, events: 0, coverage: {}, permitted: {}, interrupted: false };
+    const res: BlockResult = { block: spec.block, runs: 0, events: 0, coverage: {}, permitted: {}, interrupted: false, exhausted: false };
     const cov = new CoverageRecorder();
     let next = 0;
     let lastProgress = performance.now();
@@ -409,13 +416,17 @@ export class FuzzEngine {
     };
     while (next < spec.runs) {
       if (hooks.shouldStop?.()) break;
+      if (!this.active().length) {
+        res.exhausted = true;
+        break;
+      }
       const remaining = spec.deadline === undefined ? undefined : spec.deadline - Date.now();
       if (remaining !== undefined && remaining <= 0) {
         res.interrupted = true;
         break;
       }
       const prop = fc.property(this.arb, (t) => {
-        if (hooks.shouldStop?.() || (spec.deadline !== undefined && Date.now() > spec.deadline)) return;
+        if (hooks.shouldStop?.() || (spec.deadline !== undefined && Date.now() > spec.deadline) || !this.active().length) return;
         this.runs++;
         res.runs++;
         res.events += t.events.length;
@@ -454,7 +465,7 @@ export class FuzzEngine {
   /** Found again from scratch, shrunk by fast-check, minimized by ddmin: the finding. */
   processFailure(spec: BlockSpec, k: number, err: FuzzFailure): FuzzFinding {
     const p = this.profiles[err.profile];
-    const foundAtMs = Math.round(performance.now() - this.t0);
+    const foundAtMs = spec.startedAt !== undefined ? Date.now() - spec.startedAt : Math.round(performance.now() - this.t0);
     const foundAtRun = this.runs;
     this.firstFinding ??= { ms: foundAtMs, runs: foundAtRun };
     const kind = divergenceKind(err.result.divergence!);
@@ -563,7 +574,8 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
   const workers = Math.max(1, o.workers ?? os.availableParallelism());
   const timeMs = o.timeMs ?? (o.runs === undefined ? 60_000 : undefined);
   const t0 = performance.now();
-  const deadline = timeMs === undefined ? undefined : Date.now() + timeMs;
+  const startedAt = Date.now();
+  const deadline = timeMs === undefined ? undefined : startedAt + timeMs;
   const blocks = shardBlocks(shard, cfg.blockSize, o.runs);
   const st = {
     runs: 0,
@@ -617,7 +629,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
         f.file = file;
       }
       st.findings.set(f.hash, f);
-      st.firstFinding ??= { ms: Math.round(performance.now() - t0), runs: f.foundAtRun };
+      if (!st.firstFinding || f.foundAtMs < st.firstFinding.ms) st.firstFinding = { ms: f.foundAtMs, runs: f.foundAtRun };
       writeSummary();
     } else st.duplicates++;
     o.onFinding?.(f, fresh);
@@ -639,7 +651,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
     for (const b of blocks) {
       if (stopNow()) break;
       const r = engine.runBlock(
-        { block: b.block, seed: blockSeed(seed, b.block), runs: b.runs, deadline },
+        { block: b.block, seed: blockSeed(seed, b.block), runs: b.runs, deadline, startedAt },
         {
           progress: (runs, events) => {
             st.runs += runs;
@@ -652,11 +664,15 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
       );
       addBlock(r);
       progress();
+      if (r.exhausted) {
+        st.stop ??= 'saturated';
+        break;
+      }
       // let signals and timers in between blocks
       await new Promise((res) => setImmediate(res));
     }
   } else {
-    await runWorkers(workers, cfg, seed, blocks, deadline, {
+    const { allExhausted } = await runWorkers(workers, cfg, seed, blocks, deadline, startedAt, {
       progress: (runs, events) => {
         st.runs += runs;
         st.events += events;
@@ -666,6 +682,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
       block: addBlock,
       shouldStop: stopNow,
     });
+    if (allExhausted) st.stop ??= 'saturated';
   }
   stopNow();
   writeSummary();
@@ -688,9 +705,10 @@ export type FromWorker =
   | { type: 'block-done'; result: BlockResult }
   | { type: 'error'; message: string; stack?: string };
 
-async function runWorkers(n: number, cfg: FuzzConfig, seed: number, blocks: Generator<{ block: number; runs: number }>, deadline: number | undefined, hooks: PoolHooks): Promise<void> {
+async function runWorkers(n: number, cfg: FuzzConfig, seed: number, blocks: Generator<{ block: number; runs: number }>, deadline: number | undefined, startedAt: number, hooks: PoolHooks): Promise<{ allExhausted: boolean }> {
   const entry = workerEntry();
   const pool: Worker[] = [];
+  let exhausted = 0;
   await new Promise<void>((resolve, reject) => {
     let live = 0;
     let failed = false;
@@ -710,7 +728,7 @@ async function runWorkers(n: number, cfg: FuzzConfig, seed: number, blocks: Gene
         w.postMessage({ type: 'stop' } satisfies ToWorker);
         return;
       }
-      w.postMessage({ type: 'block', spec: { block: b.value.block, seed: blockSeed(seed, b.value.block), runs: b.value.runs, deadline } } satisfies ToWorker);
+      w.postMessage({ type: 'block', spec: { block: b.value.block, seed: blockSeed(seed, b.value.block), runs: b.value.runs, deadline, startedAt } } satisfies ToWorker);
     };
     for (let i = 0; i < n; i++) {
       const w = entry.evalCode ? new Worker(entry.evalCode, { eval: true, workerData: cfg }) : new Worker(entry.file, { workerData: cfg });
@@ -726,6 +744,10 @@ async function runWorkers(n: number, cfg: FuzzConfig, seed: number, blocks: Gene
             return hooks.finding(m.finding);
           case 'block-done':
             hooks.block(m.result);
+            if (m.result.exhausted) {
+              exhausted++;
+              return void w.postMessage({ type: 'stop' } satisfies ToWorker);
+            }
             return dispatch(w);
           case 'error':
             if (!failed) {
@@ -750,6 +772,7 @@ async function runWorkers(n: number, cfg: FuzzConfig, seed: number, blocks: Gene
       w.on('exit', done);
     }
   });
+  return { allExhausted: exhausted === n };
 }
 
 // ---------------------------------------------------------------- replay

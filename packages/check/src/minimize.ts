@@ -24,13 +24,18 @@
  * low half, each set bit cleared for 64- and 32-bit values, CPLs and CPUID
  * leaves), every `expect` clause dropped, vCPUs renumbered from 0,
  * memslots and configuration flags the divergence does not need removed,
- * then ddmin again and every pair of events (ddmin alone is 1-minimal).
+ * then ddmin again, every pair of events (ddmin alone is 1-minimal), and,
+ * for traces of at most 24 events, a lookahead: one event changed
+ * (VMLAUNCH and VMRESUME swapped, an address another event names, a store
+ * from another vCPU) or moved earlier, together with the removal of one
+ * event or two adjacent ones.
  */
 import { INVALID_GPA } from '@nvx/arch';
 import { Profile, Replayer, Vcpu, World, archHash, gfnToHva, initialState } from '@nvx/emulator';
 import { CONFIG_FLAGS, EVENT_SCHEMA, EventKind, TraceEvent, TraceHeader, defaultConfig, formatTextTrace, outcomeEquals } from '@nvx/trace';
 import { CoverageRecorder } from './coverage';
 import { DiffResult, Divergence, diffEvents } from './diff';
+import { ADDRESS_FIELDS } from './mix';
 
 // ---------------------------------------------------------------- finding divergences fast
 
@@ -468,6 +473,88 @@ function renumber(e: TraceEvent, map: ReadonlyMap<number, number>): TraceEvent {
   return out as unknown as TraceEvent;
 }
 
+/** Events of the same length as `c` but one event changed or moved: the moves the lookahead tries. */
+function* rewrites(c: Candidate, baseKinds: readonly string[]): Generator<Candidate> {
+  const n = c.events.length;
+  const withEvent = (i: number, e: TraceEvent): Candidate => {
+    const events = c.events.slice();
+    events[i] = e;
+    return { ...c, events };
+  };
+  const rec = (e: TraceEvent) => e as unknown as Record<string, unknown>;
+  for (let i = 0; i < n; i++) {
+    const e = c.events[i];
+    if (e.kind === 'l1.vmlaunch') yield withEvent(i, { kind: 'l1.vmresume', vcpu: e.vcpu });
+    if (e.kind === 'l1.vmresume') yield withEvent(i, { kind: 'l1.vmlaunch', vcpu: e.vcpu });
+    if (e.kind.startsWith('l2.') && e.kind !== 'l2.vmcall' && baseKinds[i] === 'exit') yield withEvent(i, { kind: 'l2.vmcall', vcpu: (e as { vcpu: number }).vcpu });
+    // an address (or, for the VMCS fields L0 dereferences, a value) another event names, or its page with this offset
+    const gpas: bigint[] = [];
+    for (let j = 0; j < n; j++) {
+      if (j === i) continue;
+      const g = rec(c.events[j]).gpa;
+      if (typeof g === 'bigint' && !gpas.includes(g)) gpas.push(g);
+    }
+    const retarget = (cur: bigint) => {
+      const out: bigint[] = [];
+      for (const g of gpas) for (const x of [g, (g & ~0xfffn) | (cur & 0xfffn)]) if (x !== cur && !out.includes(x)) out.push(x);
+      return out;
+    };
+    const g0 = rec(e).gpa;
+    if (typeof g0 === 'bigint') for (const g of retarget(g0)) yield withEvent(i, { ...e, gpa: g } as TraceEvent);
+    if ((e.kind === 'l1.vmwrite' || e.kind === 'l1.evmcs-write') && ADDRESS_FIELDS.has(e.field)) {
+      const values: bigint[] = [];
+      for (const o of c.events) if ((o.kind === 'l1.vmwrite' || o.kind === 'l1.evmcs-write') && o.field === e.field && o.value !== e.value && !values.includes(o.value)) values.push(o.value);
+      for (const v of [...values, ...retarget(e.value)]) yield withEvent(i, { ...e, value: v });
+    }
+    // a store from another vCPU (memory is the VM's)
+    if ((e.kind === 'l1.write' || e.kind === 'l1.msr-bitmap') && c.header.config.vcpus > 1) for (let v = 0; v < c.header.config.vcpus; v++) if (v !== e.vcpu) yield withEvent(i, { ...e, vcpu: v });
+  }
+  // one event earlier
+  for (let i = 1; i < n; i++) {
+    for (let j = 0; j < i; j++) {
+      const order = [...Array(n).keys()];
+      order.splice(i, 1);
+      order.splice(j, 0, i);
+      yield sub(c, order);
+    }
+  }
+}
+
+/**
+ * For small traces: one rewrite (an event changed or moved earlier) that
+ * lets one event, or two adjacent ones, go. Neither alone shrinks the
+ * trace, so ddmin cannot find these (an L1 that re-enters a second vmcs12
+ * where resuming the first would do; a control written after the entry it
+ * matters for).
+ */
+function lookahead(c: Candidate, oracle: Oracle, progress: (n: number) => void): { c: Candidate; r: DiffResult | null } {
+  let cur = c;
+  let best: DiffResult | null = null;
+  for (let improved = true; improved && cur.events.length <= 24 && !oracle.outOfTime; ) {
+    improved = false;
+    const r0 = new Replayer(initialState(cur.header, oracle.base), oracle.base);
+    const kinds = cur.events.map((e) => r0.apply(e).k);
+    search: for (const w of rewrites(cur, kinds)) {
+      for (let k = w.events.length - 2; k >= 0; k--) {
+        for (const drop of [[k], [k, k + 1]]) {
+          if (oracle.outOfTime) break search;
+          if (drop[drop.length - 1] >= w.events.length - 1) continue;
+          const cand = sub(w, w.events.map((_, x) => x).filter((x) => !drop.includes(x)));
+          const r = oracle.test(cand);
+          if (r) {
+            cur = cand;
+            best = r;
+            improved = true;
+            progress(cur.events.length);
+            break search;
+          }
+        }
+      }
+    }
+  }
+  return { c: cur, r: best };
+}
+
 function simplifyHeader(c: Candidate, oracle: Oracle): { c: Candidate; r: DiffResult | null } {
   let cur = c;
   let best: DiffResult | null = null;
@@ -567,9 +654,13 @@ export function minimizeTrace(header: TraceHeader, events: readonly TraceEvent[]
     if (r) take({ c: cand, r });
   }
   take(simplifyHeader(cur, oracle));
-  // events once more after the values and the header changed (cheap: the trace is small now), then pairs of them
-  if (!oracle.outOfTime) take(ddmin(cur, oracle, progress('ddmin')));
-  if (!oracle.outOfTime) take(pairs(cur, oracle, progress('pairs')));
+  // events once more after the values and the header changed (cheap: the trace is small now), pairs of them, the lookahead
+  for (let before = Infinity; cur.events.length < before && !oracle.outOfTime; ) {
+    before = cur.events.length;
+    take(ddmin(cur, oracle, progress('ddmin')));
+    if (!oracle.outOfTime) take(pairs(cur, oracle, progress('pairs')));
+    if (!oracle.outOfTime) take(lookahead(cur, oracle, progress('lookahead')));
+  }
   if (res.divergence && res.divergence.index + 1 < cur.events.length) cur = sub(cur, Array.from({ length: res.divergence.index + 1 }, (_, i) => i));
 
   return {

@@ -44,6 +44,8 @@ export interface FuzzCliOptions {
   minimizeTime: string;
   shrinkTime: string;
   maxFindings?: string;
+  maxFindingsPerProfile: string;
+  blockSize: string;
   corpus: string[];
   json?: boolean;
   quiet?: boolean;
@@ -148,7 +150,8 @@ export function summaryLines(ctx: CliContext, s: FuzzSummary): string[] {
       `${s.newFindings ? ctx.c.red(`${s.newFindings} new finding${s.newFindings > 1 ? 's' : ''}`) : '0 new findings'}` +
       `${expected ? `, ${expected} expected` : ''}${s.duplicates ? `, ${s.duplicates} found again` : ''}` +
       `${permitted.length ? `; permitted divergences: ${permitted.map(([c, n]) => `${n} by ${c}`).join(', ')}` : ''}` +
-      `; seed ${s.seed}${s.shard.count > 1 ? `, shard ${s.shard.index}/${s.shard.count}` : ''}`,
+      `; seed ${s.seed}${s.shard.count > 1 ? `, shard ${s.shard.index}/${s.shard.count}` : ''}` +
+      (s.stopped === 'saturated' ? ' (stopped: every profile has its --max-findings-per-profile findings)' : s.stopped === 'signal' ? ' (interrupted)' : ''),
   );
   return out;
 }
@@ -170,6 +173,8 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
     .option('--minimize-time <duration>', 'time for minimizing each finding', '20s')
     .option('--shrink-time <duration>', "time for fast-check's own shrinking of a finding before minimizing (default none)", '0s')
     .option('--max-findings <n>', 'stop after this many distinct findings')
+    .option('--max-findings-per-profile <n>', 'each worker stops checking a profile after this many findings of it', '3')
+    .option('--block-size <n>', 'runs per block of the seed space (the unit workers and shards take); campaigns compare only with the same block size', '100')
     .option('--corpus <dir...>', "trace directories whose 'finding' traces declare the paths known to diverge", ['traces/scenarios', 'traces/regressions'])
     .option('-q, --quiet', 'no progress bar, no finding lines: the summary only')
     .option('--json', 'print the summary as one JSON object')
@@ -188,6 +193,8 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
         allowViolations: !!o.allowViolations,
         stateAt: o.stateAt as StateCompare,
         minimizeMs: duration(o.minimizeTime, '--minimize-time'),
+        maxFindingsPerProfile: posInt(o.maxFindingsPerProfile, '--max-findings-per-profile'),
+        blockSize: posInt(o.blockSize, '--block-size'),
         shrinkMs: duration(o.shrinkTime, '--shrink-time'),
         // as given: worker threads share this process's working directory
         pathModules: o.pathModule ?? [],
