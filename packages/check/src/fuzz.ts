@@ -28,12 +28,12 @@ import * as os from 'os';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
 import { AREAS, AREA_IDS, AreaId, Profile, parseProfile } from '@nvx/emulator';
-import { TraceEvent, TraceHeader, formatEvent, formatOutcome, formatTextTrace, readTraceFile } from '@nvx/trace';
+import { TraceEvent, TraceHeader, formatEvent, formatTextTrace, readTraceFile } from '@nvx/trace';
 import fc from 'fast-check';
 import { CoverageCounts, CoverageRecorder, mergeCoverage } from './coverage';
 import { listTraces } from './corpus';
 import { DiffResult, diffEvents } from './diff';
-import { DivergenceKind, StateCompare, canonicalTraceText, describeKind, divergenceKind, findDivergence, minimizeTrace, sameKind, screenProfiles } from './minimize';
+import { DivergenceKind, StateCompare, canonicalTraceText, describeKind, describeSides, divergenceKind, findDivergence, minimizeTrace, sameKind, screenProfiles } from './minimize';
 import { MixedTrace, arbMixedTrace } from './mix';
 
 // ---------------------------------------------------------------- options and results
@@ -328,8 +328,7 @@ export function replayCommand(seed: number, p: string, cfg: Pick<FuzzConfig, 'ar
 /** The text of a finding: a comment saying what it is, the header with its provenance, the minimized events. */
 export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'summary'>, header: TraceHeader, events: readonly TraceEvent[], r: DiffResult, cfg: Pick<FuzzConfig, 'areas' | 'allowViolations' | 'pathModules' | 'version'>): { text: string; hash: string; summary: string } {
   const d = r.divergence!;
-  const what = d.kind === 'outcome' || !d.archDiff.length ? `${formatOutcome(d.base)} vs ${formatOutcome(d.other)}` : `${formatOutcome(d.base)} for both, then ${d.archDiff[0].key}: ${d.archDiff[0].a ?? '-'} vs ${d.archDiff[0].b ?? '-'}`;
-  const summary = `${f.profile} diverges from reference at event ${d.index} (${formatEvent(d.event)}): ${what}`;
+  const summary = `${f.profile} diverges from reference at event ${d.index} (${formatEvent(d.event)}): ${describeSides(d)}`;
   const hash = createHash('sha256').update(canonicalTraceText(header, events)).digest('hex');
   // As a regression trace it must pass once the bug is fixed; an expected one is a kept finding of its profile.
   const provenance: Record<string, string> = f.classification === 'expected' ? { verdict: 'finding', diverges: f.profile } : { verdict: 'pass' };

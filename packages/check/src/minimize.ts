@@ -24,6 +24,7 @@
  * low half, each set bit cleared for 64- and 32-bit values, CPLs and CPUID
  * leaves), every `expect` clause dropped, vCPUs renumbered from 0,
  * memslots and configuration flags the divergence does not need removed,
+ * the trace moved down to guest address 0 and memslots numbered from 0,
  * then ddmin again, every pair of events (ddmin alone is 1-minimal), and,
  * for traces of at most 24 events, a lookahead: one event changed
  * (VMLAUNCH and VMRESUME swapped, an address another event names, a store
@@ -32,7 +33,7 @@
  */
 import { INVALID_GPA } from '@nvx/arch';
 import { Profile, Replayer, Vcpu, World, archHash, gfnToHva, initialState } from '@nvx/emulator';
-import { CONFIG_FLAGS, EVENT_SCHEMA, EventKind, TraceEvent, TraceHeader, defaultConfig, formatTextTrace, outcomeEquals } from '@nvx/trace';
+import { CONFIG_FLAGS, EVENT_SCHEMA, EventKind, TraceEvent, TraceHeader, defaultConfig, formatOutcome, formatTextTrace, outcomeEquals } from '@nvx/trace';
 import { CoverageRecorder } from './coverage';
 import { DiffResult, Divergence, diffEvents } from './diff';
 import { ADDRESS_FIELDS } from './mix';
@@ -206,6 +207,13 @@ export function divergenceKind(d: Divergence): DivergenceKind {
 
 export function sameKind(a: DivergenceKind, b: DivergenceKind): boolean {
   return a.verdict === b.verdict && a.contract === b.contract && a.event === b.event;
+}
+
+/** The two sides of a divergence in a line: the outcomes, or for a state divergence the first state difference. */
+export function describeSides(d: Divergence): string {
+  if (d.kind === 'outcome' || !d.archDiff.length) return `${formatOutcome(d.base)} vs ${formatOutcome(d.other)}`;
+  const a = d.archDiff[0];
+  return `${formatOutcome(d.base)} for both, then ${a.key}: ${a.a ?? '-'} vs ${a.b ?? '-'}`;
 }
 
 export function describeKind(k: DivergenceKind): string {
@@ -555,6 +563,26 @@ function lookahead(c: Candidate, oracle: Oracle, progress: (n: number) => void):
   return { c: cur, r: best };
 }
 
+/** Every guest address at or above `d` moved down by `d` (events, memslots, the VMCS fields L0 dereferences). */
+function translate(c: Candidate, d: bigint): Candidate {
+  const down = (x: bigint) => (x >= d && x !== INVALID_GPA ? x - d : x);
+  const events = c.events.map((e) => {
+    const o = { ...e } as Record<string, unknown>;
+    if (typeof o.gpa === 'bigint') o.gpa = down(o.gpa);
+    if (typeof o.gfn === 'bigint') o.gfn = down((o.gfn as bigint) << 12n) >> 12n;
+    if ((e.kind === 'l1.vmwrite' || e.kind === 'l1.evmcs-write') && ADDRESS_FIELDS.has(e.field)) o.value = down(e.value);
+    return o as unknown as TraceEvent;
+  });
+  const memslots = c.header.config.memslots.map((m) => ({ ...m, gfn: down(m.gfn << 12n) >> 12n }));
+  return { ...c, events, header: { ...c.header, config: { ...c.header.config, memslots } } };
+}
+
+function renumberSlots(c: Candidate, map: ReadonlyMap<number, number>): Candidate {
+  const events = c.events.map((e) => (typeof (e as { slot?: number }).slot === 'number' ? ({ ...e, slot: map.get((e as { slot: number }).slot) ?? (e as { slot: number }).slot } as TraceEvent) : e));
+  const memslots = c.header.config.memslots.map((m) => ({ ...m, slot: map.get(m.slot) ?? m.slot })).sort((a, b) => a.slot - b.slot);
+  return { ...c, events, header: { ...c.header, config: { ...c.header.config, memslots } } };
+}
+
 function simplifyHeader(c: Candidate, oracle: Oracle): { c: Candidate; r: DiffResult | null } {
   let cur = c;
   let best: DiffResult | null = null;
@@ -581,6 +609,14 @@ function simplifyHeader(c: Candidate, oracle: Oracle): { c: Candidate; r: DiffRe
   for (const s of [...cur.header.config.memslots]) {
     const memslots = cur.header.config.memslots.filter((m) => m.slot !== s.slot);
     attempt({ ...cur, header: { ...cur.header, config: { ...cur.header.config, memslots } } });
+  }
+  // the whole trace moved down to guest address 0 (a fuzzed part sits in a window of its own), memslots numbered from 0
+  const slots = cur.header.config.memslots;
+  if (slots.length) {
+    const low = slots.reduce((m, x) => (x.gfn < m ? x.gfn : m), slots[0].gfn);
+    if (low > 0n) attempt(translate(cur, low << 12n));
+    const order = [...cur.header.config.memslots].sort((a, b) => (a.gfn < b.gfn ? -1 : a.gfn > b.gfn ? 1 : 0)).map((x) => x.slot);
+    if (order.some((x, i) => x !== i)) attempt(renumberSlots(cur, new Map(order.map((x, i) => [x, i] as const))));
   }
   // configuration flags back to their defaults, one at a time
   const defaults = defaultConfig();

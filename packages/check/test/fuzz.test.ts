@@ -43,7 +43,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const STICKY = `msr-bitmap=${brokenMergeStickyPassthrough.name}`;
 const TRACKED = `msr-bitmap=${brokenTrackedIgnoresAddress.name}`;
 /** quick settings for tests: states at the end, little minimizing */
-const QUICK = { stateAt: 'end' as const, minimizeMs: 4000, workers: 1 };
+const QUICK = { stateAt: 'end' as const, minimizeMs: 20_000, workers: 1 };
 
 describe('the seed space', () => {
   it('shards partition the blocks; their union is the whole campaign', () => {
@@ -132,6 +132,17 @@ describe('a campaign against a broken path', () => {
     expect(s.findings).toHaveLength(1);
     expect(s.stopped).toBe('saturated');
     expect(s.runs).toBeLessThan(100);
+  });
+
+  it("with fast-check's shrinking on, the replay path names the shrunk trace and gives the same finding back", async () => {
+    const s = await runFuzz({ ...QUICK, profiles: [STICKY], seed: 42, runs: 60, maxFindings: 1, shrinkMs: 400 });
+    const f = s.findings[0];
+    expect(f.path).toMatch(/^\d+(:\d+)+$/);
+    expect(f.shrunkEvents).toBeLessThanOrEqual(f.generatedEvents);
+    const { seed, path: p } = parseReplay(f.replay);
+    const r = replayFuzz({ ...QUICK, profiles: [STICKY], seed, path: p });
+    expect(r.trace.events.length).toBe(f.shrunkEvents);
+    expect(r.finding?.hash).toBe(f.hash);
   });
 
   it('the replay path gives the same finding back', () => {

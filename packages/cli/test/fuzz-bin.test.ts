@@ -48,7 +48,7 @@ beforeAll(() => {
 afterAll(() => dir && fs.rmSync(dir, { recursive: true, force: true }));
 
 function fuzz(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [bin, 'fuzz', '--path-module', plugin, '--profiles', PROFILES, '--areas', 'msr-bitmap,evmcs', '--state-at', 'end', '--minimize-time', '3s', ...args], {
+  const r = spawnSync(process.execPath, [bin, 'fuzz', '--path-module', plugin, '--profiles', PROFILES, '--areas', 'msr-bitmap,evmcs', '--state-at', 'end', ...args], {
     cwd: dir,
     encoding: 'utf8',
     env: { ...process.env, NO_COLOR: '1' },

@@ -25,7 +25,7 @@ const COLS: [CellStatus, string][] = [
 export function registerCheckCommands(program: Command, ctx: CliContext): void {
   program
     .command('check')
-    .description('the main job: replay every corpus trace under every profile and path, check expectations and verdicts (exit 1 on anything new)')
+    .description('the main job: replay every corpus trace under every profile and path, check expectations and verdicts, then fuzz every area for a short while (exit 1 on anything new)')
     .option('-d, --dir <dir...>', 'trace directories', ['traces/scenarios', 'traces/regressions'])
     .option('-p, --profile <profile...>', 'profiles to check (default: reference, optimized and every optimized path alone)')
     .option('-v, --verbose', 'print every trace x profile result')

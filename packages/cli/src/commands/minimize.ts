@@ -6,7 +6,7 @@
  */
 import * as path from 'path';
 import type { Command } from 'commander';
-import { NoDivergence, StateCompare, describeKind, jestTest, minimizeTrace, parseDuration, writeFileAtomic } from '@nvx/check';
+import { NoDivergence, StateCompare, describeKind, describeSides, jestTest, minimizeTrace, parseDuration, writeFileAtomic } from '@nvx/check';
 import { AREAS, AREA_IDS } from '@nvx/emulator';
 import { formatEvent, formatOutcome, formatTextTrace, outputFormOf, readTraceFile, writeTraceFile } from '@nvx/trace';
 import { CliContext, EXIT, UsageError } from '../output';
@@ -34,7 +34,7 @@ export function registerMinimizeCommands(program: Command, ctx: CliContext): voi
     .option('-o, --output <file>', 'write the minimized trace here (.nvx text or .nvxt binary; written to a temporary file and renamed); default: print it')
     .option('--emit-jest <file>', 'also write a ready-to-run jest test that fails while the divergence exists')
     .option('-t, --time <duration>', 'stop improving after this long (the best trace so far is kept)', '60s')
-    .option('--state-at <when>', "compare whole architectural states after every nested 'entries' and exit (default), only at the 'end', or after 'every' event", 'entries')
+    .option('--state-at <when>', "compare whole architectural states after every nested 'entries' and exit, only at the 'end', or after 'every' event", 'entries')
     .option('--json', 'print one JSON object (the report, and the trace as text) instead of text')
     .action(async (file: string, o: MinimizeCliOptions) => {
       const before = new Set(AREA_IDS.flatMap((a) => [...AREAS[a].paths.keys()].map((p) => `${a}=${p}`)));
@@ -142,7 +142,7 @@ export function registerMinimizeCommands(program: Command, ctx: CliContext): voi
       }
       const lines = [
         `minimized ${file}: ${m.before} events (${m.beforeCut} up to the divergence) -> ${m.after} events in ${(m.ms / 1000).toFixed(1)} s (${m.tests} candidates${m.timedOut ? ', stopped at the time limit' : ''})`,
-        `  ${other.name} vs ${base.name}: ${describeKind(m.kind)} at event ${d.index}: ${formatEvent(d.event)}: ${formatOutcome(d.base)} vs ${formatOutcome(d.other)}`,
+        `  ${other.name} vs ${base.name}: ${describeKind(m.kind)} at event ${d.index}: ${formatEvent(d.event)}: ${describeSides(d)}`,
       ];
       if (o.output) lines.push(`  written to ${o.output}`);
       if (o.emitJest) lines.push(`  jest test written to ${o.emitJest} (fails while the divergence exists)`);
