@@ -462,7 +462,7 @@ export class FuzzEngine {
   }
 
   /** Found again from scratch, shrunk by fast-check, minimized by ddmin: the finding. */
-  processFailure(spec: BlockSpec, k: number, err: FuzzFailure): FuzzFinding {
+  processFailure(spec: BlockSpec, k: number, err: FuzzFailure, replayPath?: string): FuzzFinding {
     const p = this.profiles[err.profile];
     const foundAtMs = spec.startedAt !== undefined ? Date.now() - spec.startedAt : Math.round(performance.now() - this.t0);
     const foundAtRun = this.runs;
@@ -473,8 +473,8 @@ export class FuzzEngine {
     // shrink with fast-check (on this profile alone, keeping the kind), so the replay path names a short trace
     const s0 = performance.now();
     let trace = err.trace;
-    let fcPath = String(k);
-    if (this.cfg.shrinkMs > 0) {
+    let fcPath = replayPath ?? String(k);
+    if (this.cfg.shrinkMs > 0 && replayPath === undefined) {
       const prop = fc.property(this.arb, (t) => {
         const r = findDivergence(t.header, t.events, this.ref, p.profile, this.cfg.stateAt);
         if (r?.divergence && sameKind(divergenceKind(r.divergence), kind)) throw new FuzzFailure(err.profile, r, t);
@@ -526,9 +526,8 @@ export class FuzzEngine {
     if (!(d.errorInstance instanceof FuzzFailure)) throw d.errorInstance;
     const err = d.errorInstance;
     // no further shrinking: the path given is the one to keep
-    const f = this.processFailure({ block: -1, seed, runs: 1 }, 0, err);
-    const withPath = { ...f, path: fcPath, replay: `${seed}:${fcPath}` };
-    return { trace: err.trace, finding: withPath, permitted };
+    const f = this.processFailure({ block: -1, seed, runs: 1 }, 0, err, fcPath);
+    return { trace: err.trace, finding: f, permitted };
   }
 }
 

@@ -151,6 +151,7 @@ describe('a campaign against a broken path', () => {
     const r = replayFuzz({ ...QUICK, profiles: [STICKY], seed, path: p });
     expect(r.finding?.hash).toBe(f.hash);
     expect(r.trace.events.length).toBe(f.generatedEvents);
+    expect(parseTextTrace(r.finding!.text).header.provenance).toMatchObject({ seed: String(f.seed), path: f.path, replay: f.replay });
   });
 });
 

@@ -77,6 +77,9 @@ describe('nvx fuzz', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toContain(`NEW finding ${files[0].slice(0, 16)}`);
     expect(fs.readdirSync(path.join(dir, 'replayed'))).toEqual([files[0]]);
+    const again = parseTextTrace(fs.readFileSync(path.join(dir, 'replayed', files[0]), 'utf8'));
+    expect(again.header.provenance.replay).toBe(t.header.provenance.replay);
+    expect(again.events).toEqual(t.events);
   });
 
   it('a replay that does not diverge says so and exits 0', async () => {
