@@ -27,7 +27,7 @@ import { MSR, MSR_PLATFORM_INFO_CPUID_FAULT, VMCS, VMCS12_REVISION, CPU_BASED } 
 import { Profile, parseProfile } from '@nvx/emulator';
 import { Expect, TraceEvent, TraceHeader, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
-import { DivergenceFound } from './arbitraries';
+import { DivergenceFound, Digits } from './arbitraries';
 import { DiffResult, diffEvents } from './diff';
 
 // ---------------------------------------------------------------- options
@@ -85,24 +85,6 @@ const LEAVES = [0x0, 0x1, 0x7, 0xd, 0x4000000a];
 /** CPLs, user mode most often */
 const CPL_WEIGHTS = [2, 1, 1, 5];
 
-/** Reads mixed-radix digits out of one drawn number (shrinking the number picks the first options). */
-class Digits {
-  constructor(private n: number) {}
-  take(k: number): number {
-    const r = this.n % k;
-    this.n = Math.floor(this.n / k);
-    return r;
-  }
-  weighted(weights: readonly number[]): number {
-    const total = weights.reduce((a, b) => a + b, 0);
-    let r = this.take(total);
-    for (let i = 0; i < weights.length; i++) {
-      if (r < weights[i]) return i;
-      r -= weights[i];
-    }
-    return weights.length - 1;
-  }
-}
 
 // ---------------------------------------------------------------- the builder's model
 

@@ -25,7 +25,7 @@ import { CPU_BASED, EVMCS, KVM_EVMCS_VERSION, MSR, PIN_BASED, SECONDARY_EXEC, VM
 import { NESTED_PAGE, Profile, Replayer, Vcpu, World, apicPagesInUse, gfnToHva, gpaToGfn, initialState, nestedPageGpa, parseProfile, vmcs12Get, vmcs12Get32 } from '@nvx/emulator';
 import { MemslotConfig, TraceEvent, TraceHeader, formatEvent, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
-import { GeneratedTrace, checkAgainstReference } from './arbitraries';
+import { GeneratedTrace, checkAgainstReference, Digits } from './arbitraries';
 
 // ---------------------------------------------------------------- options
 
@@ -119,24 +119,6 @@ const CONTROL_PROFILES: readonly ControlProfile[] = [
   { cpu: U, secondary: 0, pin: 0 },
 ].map((p) => ({ cpu: p.cpu >>> 0, secondary: p.secondary >>> 0, pin: p.pin >>> 0 }));
 
-/** Reads mixed-radix digits out of one drawn number. */
-class Digits {
-  constructor(private n: number) {}
-  take(k: number): number {
-    const r = this.n % k;
-    this.n = Math.floor(this.n / k);
-    return r;
-  }
-  weighted(weights: readonly number[]): number {
-    const total = weights.reduce((a, b) => a + b, 0);
-    let r = this.take(total);
-    for (let i = 0; i < weights.length; i++) {
-      if (r < weights[i]) return i;
-      r -= weights[i];
-    }
-    return weights.length - 1;
-  }
-}
 
 // ---------------------------------------------------------------- the builder
 

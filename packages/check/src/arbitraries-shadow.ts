@@ -24,7 +24,7 @@ import { CPU_BASED, INVALID_GPA, MSR, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VMC
 import { Profile, Replayer, initialState, parseProfile } from '@nvx/emulator';
 import { TraceEvent, TraceHeader, WorldConfig, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
-import { Choice, GeneratedTrace, INTERESTING_U64, arbChoices } from './arbitraries';
+import { Choice, GeneratedTrace, INTERESTING_U64, arbChoices, Digits } from './arbitraries';
 import { DiffResult, diffEvents } from './diff';
 
 export interface ShadowTraceOptions {
@@ -105,27 +105,6 @@ const CPU_BASED_VALUES = [A, A | U, 0, U, A | CPU_BASED.TPR_SHADOW].map((x) => B
 const SECONDARY_VALUES = [SECONDARY_EXEC.SHADOW_VMCS, SECONDARY_EXEC.SHADOW_VMCS | SECONDARY_EXEC.VIRTUALIZE_X2APIC_MODE, 0, SECONDARY_EXEC.ENABLE_EPT].map((x) => BigInt(x));
 const AR_VALUES = [0xa09bn, 0xfffffn, 0x10093n, 0xffffffffn];
 
-/** Mixed-radix digits of one drawn number (smaller numbers pick the first options). */
-class Digits {
-  constructor(private n: number) {}
-  take(k: number): number {
-    const r = this.n % k;
-    this.n = Math.floor(this.n / k);
-    return r;
-  }
-  weighted(weights: readonly number[]): number {
-    const total = weights.reduce((a, b) => a + b, 0);
-    let r = this.take(total);
-    for (let i = 0; i < weights.length; i++) {
-      if (r < weights[i]) return i;
-      r -= weights[i];
-    }
-    return weights.length - 1;
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.take(xs.length)];
-  }
-}
 
 interface VcpuModel {
   id: number;

@@ -154,7 +154,7 @@ function mergeControls(m: { cpu: number; secondary: number }): number {
 }
 
 /** Reads mixed-radix digits out of one drawn number (shrinking the number picks the first options). */
-class Digits {
+export class Digits {
   constructor(private n: number) {}
   take(k: number): number {
     const r = this.n % k;
@@ -170,6 +170,10 @@ class Digits {
       r -= weights[i];
     }
     return weights.length - 1;
+  }
+  /** one of xs, the first most often when shrinking */
+  pick<T>(xs: readonly T[]): T {
+    return xs[this.take(xs.length)];
   }
 }
 

@@ -34,10 +34,10 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { AREA_IDS, Profile, Replayer, World, archHash, diffArch, initialState } from '@nvx/emulator';
-import { Outcome, TraceEvent, TraceForm, TraceHeader, eventVcpu, formatEvent, outcomeEquals, writeTraceFile } from '@nvx/trace';
+import { Profile, Replayer, World, archHash, diffArch, initialState } from '@nvx/emulator';
+import { Outcome, TraceEvent, TraceForm, TraceHeader, formatEvent, outcomeEquals, writeTraceFile } from '@nvx/trace';
 import { ContractMonitor, ContractViolation } from './contracts';
-import { Divergence, Lockstep } from './diff';
+import { Divergence, Lockstep, explainSide } from './diff';
 
 // ---------------------------------------------------------------------------
 // 1. checkpoints and the bisection between two profiles
@@ -144,20 +144,7 @@ export interface BisectResult {
   stats: BisectStats;
 }
 
-function explainAt(r: Replayer, e: TraceEvent): Record<string, string> {
-  const w = r.peek();
-  const vi = eventVcpu(e);
-  const v = vi === undefined ? undefined : w.vcpus[vi];
-  const out: Record<string, string> = {};
-  if (!v) return out;
-  const hint = 'msr' in e ? { msr: (e as { msr: number }).msr, write: e.kind.endsWith('wrmsr') } : {};
-  for (const a of AREA_IDS) {
-    const p = r.profile.paths[a];
-    if (!p.explain) continue;
-    for (const [k, val] of Object.entries(p.explain(w, v, hint))) out[`${a}/${p.name}: ${k}`] = val;
-  }
-  return out;
-}
+const explainAt = explainSide;
 
 /**
  * The first event where `other`'s observations differ from `base`'s: its

@@ -46,7 +46,8 @@ export interface DiffOptions {
   progressEvery?: number;
 }
 
-function explainSide(r: Replayer, e: TraceEvent): Record<string, string> {
+/** Each path's private facts that explain an event on its vCPU, keyed `area/path: fact`. */
+export function explainSide(r: Replayer, e: TraceEvent): Record<string, string> {
   const w = r.peek();
   const vi = eventVcpu(e);
   const v = vi === undefined ? undefined : w.vcpus[vi];
