@@ -66,6 +66,12 @@ export function registerCheckCommands(program: Command, ctx: CliContext): void {
           ctx.line('');
           for (const l of checkFuzzLines(ctx, fuzz)) ctx.line(l);
         }
+        ctx.line(
+          ctx.c.dim(
+            'est. cycles: summed over the corpus from the cost table (docs/costs.md). Reference paths are idealized (a `fresh` translation costs nothing),\n' +
+              'so compare optimized paths with each other; unmanaged-memory traces make the guest-pages paths\' memremaps dominate.',
+          ),
+        );
         ctx.line(ok ? `\n${ctx.c.green('ok')}: every trace gives its declared verdict under every profile${fuzz ? ', and the fuzz found nothing new' : ''}` : `\n${ctx.c.red('FAILED')}: see the lines above`);
       }
       if (!ok) ctx.exitCode = EXIT.CHECK_FAILED;
