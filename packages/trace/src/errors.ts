@@ -45,3 +45,21 @@ export class TraceError extends Error {
 export function isTraceError(e: unknown): e is TraceError {
   return e instanceof TraceError;
 }
+
+/** A file-system error in words, for a TraceError that names the file. */
+export function fsProblem(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  switch (code) {
+    case 'ENOENT':
+      return 'no such file';
+    case 'EISDIR':
+      return 'is a directory, not a trace file';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'ENOTDIR':
+      return 'a component of the path is not a directory';
+    default:
+      return code ? `cannot access (${code})` : `cannot access (${e instanceof Error ? e.message : String(e)})`;
+  }
+}

@@ -7,7 +7,7 @@
  * in the same directory that is renamed onto the final name when complete.
  */
 import * as fs from 'fs';
-import { TraceError } from './errors';
+import { TraceError, fsProblem } from './errors';
 import type { TraceEvent } from './events';
 import type { TraceHeader } from './header';
 import { BinaryTraceReader, BinaryTraceWriter, TraceWarning, isBinaryTrace } from './binary';
@@ -52,22 +52,6 @@ export function traceFormOf(path: string): TraceForm | undefined {
   return undefined;
 }
 
-function fsProblem(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException)?.code;
-  switch (code) {
-    case 'ENOENT':
-      return 'no such file';
-    case 'EISDIR':
-      return 'is a directory, not a trace file';
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    case 'ENOTDIR':
-      return 'a component of the path is not a directory';
-    default:
-      return code ? `cannot access (${code})` : `cannot access (${e instanceof Error ? e.message : String(e)})`;
-  }
-}
 
 /**
  * Turn anything thrown while reading or writing `file` into a TraceError

@@ -26,7 +26,7 @@ import { randomBytes } from 'crypto';
 import { StringDecoder } from 'string_decoder';
 import type { Readable } from 'stream';
 import { MSRS, VMCS_FIELDS, VMCS_NOT_IN_VMCS12, msrByName, msrName, vmcsFieldByName, vmcsFieldName } from '@nvx/arch';
-import { TraceError, TraceErrorWhere } from './errors';
+import { TraceError, TraceErrorWhere, fsProblem } from './errors';
 import { EVENT_KINDS, EVENT_SCHEMA, EventKind, FieldDef, FieldType, TraceEvent, isEventKind } from './events';
 import { FORMAT_VERSION, TraceHeader, WorldConfig, defaultConfig, validateHeader } from './header';
 import { Expect, formatOutcome, parseOutcome } from './outcome';
@@ -631,22 +631,6 @@ export function parseTextTrace(text: string, file?: string): { header: TraceHead
 
 // ---------------------------------------------------------------- files
 
-function fsProblem(e: unknown): string {
-  const err = e as NodeJS.ErrnoException;
-  switch (err?.code) {
-    case 'ENOENT':
-      return 'no such file';
-    case 'EISDIR':
-      return 'is a directory, not a trace file';
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    case 'ENOTDIR':
-      return 'a component of the path is not a directory';
-    default:
-      return err?.code ? `cannot access (${err.code})` : `cannot access (${String((e as Error)?.message ?? e)})`;
-  }
-}
 
 function fileError(e: unknown, file: string): TraceError {
   return e instanceof TraceError ? (e.where.file === undefined ? e.at({ file }) : e) : new TraceError(fsProblem(e), { file });
