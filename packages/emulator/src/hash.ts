@@ -9,9 +9,20 @@
  */
 import { createHash } from 'node:crypto';
 import { VMCS_FIELDS, msrName } from '@nvx/arch';
-import { vmcs12AsL1Sees } from './areas/shadow-vmcs/common';
+import { INVALID_GPA } from '@nvx/arch';
+import type { ShadowVmcsState } from './paths';
 import { gfnToHva } from './memory';
-import type { Memory, Memslot, World } from './state';
+import type { Memory, Memslot, Vcpu, World } from './state';
+
+/** vmcs12 as L1 sees it: the shadowed fields from the shadow VMCS while L1 runs with shadowing on. */
+export function vmcs12AsL1Sees(v: Vcpu): BigUint64Array {
+  const n = v.nested;
+  const s = v.areas['shadow-vmcs'] as ShadowVmcsState | undefined;
+  if (!s || !s.active || n.guestMode || n.currentVmptr === INVALID_GPA) return n.vmcs12;
+  const out = n.vmcs12.slice();
+  for (const slot of s.readSlots) out[slot] = s.shadow[slot];
+  return out;
+}
 
 function canon(v: unknown, out: string[]): void {
   if (v === null || v === undefined) out.push('n');

@@ -8,6 +8,15 @@ export * from './l2';
 export * from './reducer';
 export * from './profile';
 export * from './hash';
-export * from './areas/types';
+export * from './paths';
+export { NESTED_PAGE, PAGE_ACCESS, APIC_PAGES, PAGE_NAMES, apicPagesInUse, nestedPageGpa } from './nested-pages';
+export type { NestedPage, PageAccess } from './nested-pages';
+export { EVMCS_COPY_IN, EVMCS_COPY_OUT } from './evmcs';
+export { gpcCheck, gpcInvalidateRange } from './gpc';
+export type { Gpc } from './gpc';
+// Building blocks of the built-in paths, for plugins, fixtures and generators.
 export { mergeMsrBitmap, explainBits } from './areas/msr-bitmap/merge-common';
-export { EVMCS_COPY_IN, EVMCS_COPY_OUT } from './areas/evmcs/common';
+export { NESTED_CONTEXTS_PER_VCPU, makePfncachePath, nestedContexts } from './areas/guest-pages/pfncache';
+export type { NestedContext, NestedContextTable, PfncacheOptions, PfncacheVcpu } from './areas/guest-pages/pfncache';
+export type { KvmMapState } from './areas/guest-pages/kvm-map';
+export type { ShadowingOptions, ShadowingPath, ShadowVmcsSetup } from './areas/shadow-vmcs/common';

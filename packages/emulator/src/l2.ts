@@ -12,9 +12,9 @@
  */
 import { CPU_BASED, EXIT_REASON, MSR, SECONDARY_EXEC, VMCS } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
-import { nestedCpuHasSecondary, nestedUsesMsrBitmaps } from './areas/msr-bitmap/merge-common';
-import { NESTED_PAGE, apicAccessTarget, l0PeekPage, vapicHwRead, vapicHwWrite, vapicL0Read, vapicL0Write } from './areas/guest-pages/common';
-import { guestRdmsr, guestWrmsr, isCpuidFaultMsr } from './areas/cpuid-fault/guest';
+import { nestedCpuHasSecondary, nestedUsesMsrBitmaps } from './vmcs12';
+import { NESTED_PAGE, apicAccessTarget, l0PeekPage, vapicHwRead, vapicHwWrite, vapicL0Read, vapicL0Write } from './nested-pages';
+import { guestRdmsr, guestWrmsr, isCpuidFaultMsr } from './cpuid-fault';
 import type { Ctx } from './ctx';
 import { pfnPage, readLE, writablePfn, writeLE } from './memory';
 import { OK, ignored, nestedVmxVmexit } from './nested';

@@ -20,9 +20,9 @@ import {
   vmcsFieldByEncoding,
 } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
-import { EVMPTRLD, copyEnlightenedToVmcs12, copyVmcs12ToEnlightened, evmcsL0ReadU32, evmcsL0WriteU32, evmcsReadField, evmptrValid, handleEnlightenedVmptrld, nestedReleaseEvmcs } from './areas/evmcs/common';
-import { completePendingPostedInterrupt, nestedGetVmcs12Pages } from './areas/guest-pages/common';
-import { freeNestedCaches, nestedCacheShadowVmcs12, nestedFlushCachedShadowVmcs12, nestedVmxCheckShadowVmcsControls, nestedVmxCheckVmcsLinkPtr, vmcsLinkPtrEntryFailure } from './areas/shadow-vmcs/vmcs-link';
+import { EVMPTRLD, copyEnlightenedToVmcs12, copyVmcs12ToEnlightened, evmcsL0ReadU32, evmcsL0WriteU32, evmcsReadField, evmptrValid, handleEnlightenedVmptrld, nestedReleaseEvmcs } from './evmcs';
+import { completePendingPostedInterrupt, nestedGetVmcs12Pages } from './nested-pages';
+import { freeNestedCaches, nestedCacheShadowVmcs12, nestedFlushCachedShadowVmcs12, nestedVmxCheckShadowVmcsControls, nestedVmxCheckVmcsLinkPtr, vmcsLinkPtrEntryFailure } from './vmcs-link';
 import { Ctx, writable } from './ctx';
 import { readGuestU32, writeGuest } from './memory';
 import { NestedVmx, Vcpu, World, setBitmapBit } from './state';

@@ -20,7 +20,7 @@ import { noShadow } from './areas/shadow-vmcs/none';
 import { fresh } from './areas/guest-pages/fresh';
 import { kvmMap } from './areas/guest-pages/kvm-map';
 import { pfncache, pfncacheCtx } from './areas/guest-pages/pfncache';
-import { AREA_IDS, AreaId, AreaPath, PathOf } from './areas/types';
+import { AREA_IDS, AreaId, AreaPath, PathOf } from './paths';
 
 export interface AreaInfo {
   id: AreaId;

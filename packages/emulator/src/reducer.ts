@@ -10,15 +10,15 @@
 import { EVMCS, EXIT_REASON, HV_X64_NESTED_MSR_BITMAP, HYPERV_CPUID_NESTED_FEATURES, KVM_NESTED_FEATURES_EVMCS_VERSIONS, MSR, VMX_MISC_VMWRITE_SHADOW_RO_FIELDS, vmcsFieldByEncoding } from '@nvx/arch';
 import type { EventOf, Outcome, TraceEvent, TraceHeader, WorldConfig } from '@nvx/trace';
 import { enableMapSet, produce, setAutoFreeze } from 'immer';
-import { AREA_IDS, HostInvalidation } from './areas/types';
+import { AREA_IDS, HostInvalidation } from './paths';
 import { Costs, newCosts } from './costs';
 import type { Ctx } from './ctx';
-import { cpuidFaultChanged, guestRdmsr, guestWrmsr, hostPlatformInfo, hostSmi, isCpuidFaultMsr, l1Cpuid, l1Rsm, l2Cpuid } from './areas/cpuid-fault/guest';
-import { hostTaskCpuid, hostTaskCpuidFault, hostVcpuLoad, hostVcpuPut, hostVcpuThreadCpuidFault } from './areas/cpuid-fault/host';
-import { l2Vmread, l2Vmwrite } from './areas/shadow-vmcs/l2-vmcs';
+import { cpuidFaultChanged, guestRdmsr, guestWrmsr, hostPlatformInfo, hostSmi, isCpuidFaultMsr, l1Cpuid, l1Rsm, l2Cpuid } from './cpuid-fault';
+import { hostTaskCpuid, hostTaskCpuidFault, hostVcpuLoad, hostVcpuPut, hostVcpuThreadCpuidFault } from './cpuid-fault-host';
+import { l2Vmread, l2Vmwrite } from './l2-vmcs';
 import { l2AlwaysReflected, l2ApicAccess, l2Rdmsr, l2Wrmsr } from './l2';
 import { gpaToGfn, memslotCreate, memslotDelete, memslotFlags, memslotMove, memslotResize, pageMigrate, pageZap, readGuest, writeGuest } from './memory';
-import { notifyPostedInterrupt } from './areas/guest-pages/common';
+import { notifyPostedInterrupt } from './nested-pages';
 import {
   OK,
   changeVmcs01Intercept,

@@ -10,7 +10,7 @@
  */
 import { INVALID_GPA, MSR, MSR_BITMAP_SIZE, VMCS12_SLOT_COUNT } from '@nvx/arch';
 import type { MemslotConfig, WorldConfig } from '@nvx/trace';
-import { newGuestCpuidFault, newHost } from './areas/cpuid-fault/init';
+import { newGuestCpuidFault, newHost } from './cpuid-fault-init';
 
 export interface Memslot {
   slot: number;

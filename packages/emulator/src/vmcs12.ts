@@ -8,10 +8,10 @@
  * abort indicator (u32) at 4, launch state (u32) at 8, then slot i at
  * 0x10 + 8 * i. (The real layout is KVM's own business; L1 must not rely on it.)
  */
-import { VMCS12_SLOT_COUNT, VmcsField, vmcsFieldByEncoding } from '@nvx/arch';
+import { CPU_BASED, VMCS, VMCS12_SLOT_COUNT, VmcsField, vmcsFieldByEncoding } from '@nvx/arch';
 import { Ctx, writable } from './ctx';
 import { readGuest, writeGuest } from './memory';
-import type { NestedVmx, World } from './state';
+import type { NestedVmx, Vcpu, World } from './state';
 
 export const VMCS12_LAUNCH_STATE_OFFSET = 8n;
 export const VMCS12_DATA_OFFSET = 0x10n;
@@ -77,4 +77,33 @@ export function vmcs12LoadFromGuest(ctx: Ctx, w: World, n: NestedVmx, gpa: bigin
 export function vmcs12StoreToGuest(ctx: Ctx, w: World, n: NestedVmx, gpa: bigint): void {
   for (let i = 0; i < VMCS12_SLOT_COUNT; i++) writeGuest(ctx, w, gpa + VMCS12_DATA_OFFSET + BigInt(8 * i), 8, n.vmcs12[i]);
   writeGuest(ctx, w, gpa + VMCS12_LAUNCH_STATE_OFFSET, 4, n.launched ? 1n : 0n);
+}
+
+// ---- a VMCS held as slots (cached_shadow_vmcs12, the shadow VMCS) ----
+
+const FIELD_MASK = { 16: 0xffffn, 32: 0xffffffffn, 64: 0xffffffffffffffffn, natural: 0xffffffffffffffffn } as const;
+
+/** The CPU's VMREAD of a field of a VMCS held as slots (a _HIGH encoding reads the upper half). */
+export function slotRead(arr: BigUint64Array, f: VmcsField): bigint {
+  const x = arr[f.slot];
+  return f.isHigh ? x >> 32n : x;
+}
+
+/** The CPU's VMWRITE (a _HIGH encoding writes the upper half; narrower fields keep their low bits). */
+export function slotWrite(arr: BigUint64Array, f: VmcsField, value: bigint): void {
+  if (f.isHigh) arr[f.slot] = (arr[f.slot] & 0xffffffffn) | ((value & 0xffffffffn) << 32n);
+  else arr[f.slot] = value & FIELD_MASK[f.width];
+}
+
+// ---- nested_cpu_has* (vmx/nested.h) ----
+
+/** nested_cpu_has2: vmcs12 activates secondary controls and sets `bit` in them. */
+export function nestedCpuHasSecondary(v: Vcpu, bit: number): boolean {
+  const n = v.nested;
+  return (vmcs12Get32(n, VMCS.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED.ACTIVATE_SECONDARY_CONTROLS) !== 0 && (vmcs12Get32(n, VMCS.SECONDARY_VM_EXEC_CONTROL) & bit) !== 0;
+}
+
+/** nested_cpu_has(vmcs12, CPU_BASED_USE_MSR_BITMAPS) */
+export function nestedUsesMsrBitmaps(v: Vcpu): boolean {
+  return (vmcs12Get32(v.nested, VMCS.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED.USE_MSR_BITMAPS) !== 0;
 }

@@ -22,7 +22,7 @@ import {
   step,
 } from '@nvx/emulator';
 import { Outcome, TraceEvent, TraceHeader, makeHeader, parseEventLine } from '@nvx/trace';
-import { gpcActivate, gpcDeactivate, gpcInit, gpcLock, gpcRefresh } from '../src/areas/guest-pages/gpc';
+import { gpcActivate, gpcDeactivate, gpcInit, gpcLock, gpcRefresh } from '../src/gpc';
 
 const PATHS = ['fresh', 'kvm-map', 'pfncache', 'pfncache-ctx'] as const;
 const profileOf = (path: string): Profile => parseProfile(path === 'fresh' ? 'reference' : `guest-pages=${path}`);

@@ -1,5 +1,5 @@
 import { MSR_MISC_FEATURES_ENABLES_CPUID_FAULT as FAULT } from '@nvx/arch';
-import { guestHardwareBit } from './guest';
+import { guestHardwareBit } from '../../cpuid-fault';
 import { msrSwitchingPath } from './switching';
 
 /**

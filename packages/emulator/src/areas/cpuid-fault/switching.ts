@@ -11,8 +11,8 @@
  */
 import type { Ctx } from '../../ctx';
 import type { Vcpu, World } from '../../state';
-import type { CpuidFaultPath } from '../types';
-import { cpuidFaultApplies } from './guest';
+import type { CpuidFaultPath } from '../../paths';
+import { cpuidFaultApplies } from '../../cpuid-fault';
 
 /** Path-private state (vcpu.areas['cpuid-fault']). */
 export interface MsrSwitchState {

@@ -1,5 +1,5 @@
 import { HV_VMX_ENLIGHTENED_CLEAN_FIELD } from '@nvx/arch';
-import type { EvmcsPath } from '../types';
+import type { EvmcsPath } from '../../paths';
 
 /** KVM today (seeds 000, 003): copy only the groups whose clean bit L1 left clear. */
 export const cleanFields: EvmcsPath = {

@@ -1,5 +1,5 @@
 import { HV_VMX_ENLIGHTENED_CLEAN_FIELD } from '@nvx/arch';
-import type { EvmcsPath } from '../types';
+import type { EvmcsPath } from '../../paths';
 
 /** Reference: copy every group from the eVMCS on every nested VM-entry, whatever the clean bits say. */
 export const copyAll: EvmcsPath = {

@@ -1,6 +1,6 @@
-import type { GuestPagesPath } from '../types';
-import { APIC_PAGES, PAGE_NAMES, apicPagesInUse, currentPage, currentPfn, describeBacking, nestedPageGpa } from './common';
-import { NESTED_PAGE } from './pages';
+import type { GuestPagesPath } from '../../paths';
+import { APIC_PAGES, PAGE_NAMES, apicPagesInUse, currentPage, currentPfn, describeBacking, nestedPageGpa } from '../../nested-pages';
+import { NESTED_PAGE } from '../../nested-pages';
 
 /**
  * Reference: translate gfn -> memslot -> hva -> pfn at every access, by L0

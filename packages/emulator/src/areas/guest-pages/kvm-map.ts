@@ -1,10 +1,10 @@
 import type { Ctx } from '../../ctx';
 import { gfnToHva, gpaToGfn } from '../../memory';
 import type { Vcpu, World } from '../../state';
-import type { GuestPagesPath } from '../types';
-import { NESTED_PAGE, PAGE_ACCESS } from './pages';
-import { APIC_PAGES, PAGE_NAMES, currentPage, currentPfn, describeBacking, nestedPageGpa, pfnBytes } from './common';
-import { countMap, countUnmap } from './costs';
+import type { GuestPagesPath } from '../../paths';
+import { NESTED_PAGE, PAGE_ACCESS } from '../../nested-pages';
+import { APIC_PAGES, PAGE_NAMES, currentPage, currentPfn, describeBacking, nestedPageGpa, pfnBytes } from '../../nested-pages';
+import { countMap, countUnmap } from '../../map-costs';
 
 /**
  * Today's KVM (seed 003's "before"): kvm_vcpu_map at nested VM-entry for the

@@ -24,10 +24,10 @@
  */
 import type { Ctx } from '../../ctx';
 import type { Vcpu, World } from '../../state';
-import type { GuestPagesPath, HostInvalidation } from '../types';
-import { NESTED_PAGE, PAGE_ACCESS } from './pages';
-import { APIC_PAGES, PAGE_NAMES, apicPagesInUse, nestedPageGpa, pfnBytes } from './common';
-import { Gpc, gpcActivate, gpcCheck, gpcDeactivate, gpcInit, gpcInvalidateRange } from './gpc';
+import type { GuestPagesPath, HostInvalidation } from '../../paths';
+import { NESTED_PAGE, PAGE_ACCESS } from '../../nested-pages';
+import { APIC_PAGES, PAGE_NAMES, apicPagesInUse, nestedPageGpa, pfnBytes } from '../../nested-pages';
+import { Gpc, gpcActivate, gpcCheck, gpcDeactivate, gpcInit, gpcInvalidateRange } from '../../gpc';
 
 /** KVM_NESTED_OVERSUB_RATIO: contexts per online vCPU */
 export const NESTED_CONTEXTS_PER_VCPU = 8;

@@ -1,6 +1,6 @@
 import { EVMCS, HV_ENLIGHTENMENTS_CONTROL, HV_VMX_ENLIGHTENED_CLEAN_FIELD } from '@nvx/arch';
-import { evmcsReadU32, evmptrValid } from '../evmcs/common';
-import type { MsrBitmapPath } from '../types';
+import { evmcsReadU32, evmptrValid } from '../../evmcs';
+import type { MsrBitmapPath } from '../../paths';
 import { explainBits, mergeMsrBitmap, nestedUsesMsrBitmaps } from './merge-common';
 
 /**

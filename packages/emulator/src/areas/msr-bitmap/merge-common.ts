@@ -2,26 +2,19 @@
  * The merge itself (nested_vmx_prepare_msr_bitmap after its early-outs),
  * shared by every path that builds a real vmcs02 bitmap.
  */
-import { CPU_BASED, MSR, NESTED_MERGED_MSRS, SECONDARY_EXEC, VMCS, msrBitmapPosition } from '@nvx/arch';
+import { MSR, NESTED_MERGED_MSRS, SECONDARY_EXEC, VMCS, msrBitmapPosition } from '@nvx/arch';
 import { Ctx, writable } from '../../ctx';
 import { gpaToGfn, guestPage } from '../../memory';
-import { NESTED_PAGE, l0ReadPage } from '../guest-pages/common';
+import { NESTED_PAGE, l0ReadPage } from '../../nested-pages';
 import { Vcpu, World, setBitmapBit, testBitmapBit } from '../../state';
-import { vmcs12Get, vmcs12Get32 } from '../../vmcs12';
+import { nestedCpuHasSecondary, nestedUsesMsrBitmaps, vmcs12Get } from '../../vmcs12';
 
 /** x2APIC MSRs 0x800-0x8ff: their read bits are bytes 0x100-0x11f of the bitmap, write bits 0x900-0x91f. */
 const X2APIC_READ_BYTE = 0x800 >> 3;
 const X2APIC_BYTES = 0x100 >> 3;
 const WRITE_OFFSET = 0x800;
 
-export function nestedCpuHasSecondary(v: Vcpu, bit: number): boolean {
-  const n = v.nested;
-  return (vmcs12Get32(n, VMCS.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED.ACTIVATE_SECONDARY_CONTROLS) !== 0 && (vmcs12Get32(n, VMCS.SECONDARY_VM_EXEC_CONTROL) & bit) !== 0;
-}
-
-export function nestedUsesMsrBitmaps(v: Vcpu): boolean {
-  return (vmcs12Get32(v.nested, VMCS.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED.USE_MSR_BITMAPS) !== 0;
-}
+export { nestedCpuHasSecondary, nestedUsesMsrBitmaps };
 
 /** L1's bitmap page as it is in guest memory now, or null if it cannot be mapped. */
 export function l1BitmapPage(w: World, v: Vcpu): Uint8Array | null {

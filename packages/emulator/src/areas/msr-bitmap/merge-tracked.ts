@@ -2,7 +2,7 @@ import { CPU_BASED, INVALID_GPA, VMCS } from '@nvx/arch';
 import { gpaToGfn } from '../../memory';
 import type { Vcpu } from '../../state';
 import { vmcs12Get, vmcs12Get32 } from '../../vmcs12';
-import type { MsrBitmapPath } from '../types';
+import type { MsrBitmapPath } from '../../paths';
 import { explainBits, mergeMsrBitmap, nestedUsesMsrBitmaps } from './merge-common';
 
 /**

@@ -1,4 +1,4 @@
-import type { MsrBitmapPath } from '../types';
+import type { MsrBitmapPath } from '../../paths';
 import { explainBits, mergeMsrBitmap, nestedUsesMsrBitmaps } from './merge-common';
 
 /** KVM's merge on every nested VM-entry (nested_vmx_prepare_msr_bitmap without the eVMCS shortcut). */

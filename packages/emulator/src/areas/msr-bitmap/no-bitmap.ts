@@ -1,4 +1,4 @@
-import type { MsrBitmapPath } from '../types';
+import type { MsrBitmapPath } from '../../paths';
 import { explainBits } from './merge-common';
 
 /**

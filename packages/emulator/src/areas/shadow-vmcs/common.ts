@@ -35,7 +35,9 @@ import {
 import type { Outcome, WorldConfig } from '@nvx/trace';
 import { Ctx, writable } from '../../ctx';
 import type { Vcpu, World } from '../../state';
-import type { ShadowVmcsPath } from '../types';
+import type { ShadowVmcsPath, ShadowVmcsState } from '../../paths';
+import { slotRead, slotWrite } from '../../vmcs12';
+import { vmcs12AsL1Sees } from '../../hash';
 
 /** The size of a VMREAD or VMWRITE bitmap (one bit per encoding 0..0x7fff). */
 export const VMX_BITMAP_SIZE = 4096;
@@ -128,32 +130,13 @@ export function vmxBitmapExits(bm: Uint8Array, field: number): boolean {
 
 // ---- the shadow VMCS: vmcs01.shadow_vmcs, kept in the path's private state ----
 
-export interface ShadowVmcsState {
-  /** vmcs01 has SECONDARY_EXEC_SHADOW_VMCS set and VMCS_LINK_POINTER at the shadow VMCS (set_current_vmptr .. vmx_disable_shadow_vmcs) */
-  active: boolean;
-  /** the shadow VMCS contents, one 64-bit slot per vmcs12 field (only the shadowed ones are ever used) */
-  shadow: BigUint64Array;
-  /** vmcs12 slots L1 reads from the shadow VMCS without exit (for the architectural view) */
-  readSlots: number[];
-}
+export type { ShadowVmcsState };
 
 export function shadowState(v: Vcpu): ShadowVmcsState | undefined {
   return v.areas['shadow-vmcs'] as ShadowVmcsState | undefined;
 }
 
-const FIELD_MASK = { 16: 0xffffn, 32: 0xffffffffn, 64: 0xffffffffffffffffn, natural: 0xffffffffffffffffn } as const;
-
-/** The CPU's VMREAD of a field of a VMCS held as slots (a _HIGH encoding reads the upper half). */
-export function slotRead(arr: BigUint64Array, f: VmcsField): bigint {
-  const x = arr[f.slot];
-  return f.isHigh ? x >> 32n : x;
-}
-
-/** The CPU's VMWRITE (a _HIGH encoding writes the upper half; narrower fields keep their low bits). */
-export function slotWrite(arr: BigUint64Array, f: VmcsField, value: bigint): void {
-  if (f.isHigh) arr[f.slot] = (arr[f.slot] & 0xffffffffn) | ((value & 0xffffffffn) << 32n);
-  else arr[f.slot] = value & FIELD_MASK[f.width];
-}
+export { slotRead, slotWrite };
 
 /**
  * The CPU drops the reserved bits of the AR_BYTES fields on VMWRITE (some
@@ -164,15 +147,7 @@ function hardwareValue(field: number, value: bigint): bigint {
   return isArBytesField(field) ? value & BigInt(VMX_AR_BYTES_MASK) : value;
 }
 
-/** vmcs12 as L1 sees it: the shadowed fields from the shadow VMCS while L1 runs with shadowing on. */
-export function vmcs12AsL1Sees(v: Vcpu): BigUint64Array {
-  const n = v.nested;
-  const s = shadowState(v);
-  if (!s || !s.active || n.guestMode || n.currentVmptr === INVALID_GPA) return n.vmcs12;
-  const out = n.vmcs12.slice();
-  for (const slot of s.readSlots) out[slot] = s.shadow[slot];
-  return out;
-}
+export { vmcs12AsL1Sees };
 
 // ---- one path, from a few choices ----
 

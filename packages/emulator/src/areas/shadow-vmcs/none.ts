@@ -1,4 +1,4 @@
-import type { ShadowVmcsPath } from '../types';
+import type { ShadowVmcsPath } from '../../paths';
 
 /**
  * Reference: no VMCS shadowing (KVM with enable_shadow_vmcs=0). Every L1

@@ -25,10 +25,10 @@
  */
 import { EXIT_REASON, MSR, MSR_MISC_FEATURES_ENABLES_CPUID_FAULT, MSR_PLATFORM_INFO_CPUID_FAULT, VMCS } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
-import type { Ctx } from '../../ctx';
-import { GP, OK, UD, ignored, nestedVmxVmexit } from '../../nested';
-import type { Vcpu, World } from '../../state';
-import { vmcs12Get32, vmcs12Set } from '../../vmcs12';
+import type { Ctx } from './ctx';
+import { GP, OK, UD, ignored, nestedVmxVmexit } from './nested';
+import type { Vcpu, World } from './state';
+import { vmcs12Get32, vmcs12Set } from './vmcs12';
 
 export const PLATFORM_INFO_CPUID_FAULT = BigInt(MSR_PLATFORM_INFO_CPUID_FAULT);
 export const MISC_FEATURES_CPUID_FAULT = BigInt(MSR_MISC_FEATURES_ENABLES_CPUID_FAULT);

@@ -3,8 +3,8 @@
  * pfncache's own mappings) are a kmap/kunmap for memory with struct page,
  * and a memremap/memunmap for memory without (config.unmanagedMemory).
  */
-import type { Ctx } from '../../ctx';
-import type { World } from '../../state';
+import type { Ctx } from './ctx';
+import type { World } from './state';
 
 export function countMap(ctx: Ctx, w: World): void {
   ctx.cost.maps++;

@@ -17,14 +17,13 @@
  */
 import { EXIT_REASON, INVALID_GPA, VMCS, VMXERR, VMX_AR_BYTES_MASK, isArBytesField, vmcsFieldByEncoding } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
-import type { Ctx } from '../../ctx';
-import { writable } from '../../ctx';
-import { readGuest } from '../../memory';
-import { OK, VMFAIL_INVALID, nestedVmxFail, nestedVmxVmexit } from '../../nested';
-import type { Vcpu, World } from '../../state';
-import { vmcs12Get } from '../../vmcs12';
-import { evmptrValid } from '../evmcs/common';
-import { slotRead, slotWrite } from './common';
+import type { Ctx } from './ctx';
+import { writable } from './ctx';
+import { readGuest } from './memory';
+import { OK, VMFAIL_INVALID, nestedVmxFail, nestedVmxVmexit } from './nested';
+import type { Vcpu, World } from './state';
+import { slotRead, slotWrite, vmcs12Get } from './vmcs12';
+import { evmptrValid } from './evmcs';
 import { nestedCpuHasShadowVmcs } from './vmcs-link';
 
 /** nested_vmx_exit_handled_vmcs_access: does L1 want this VMREAD/VMWRITE exit of L2? */

@@ -12,10 +12,10 @@
  * refresh that finds the same pfn, or only a new generation with the same
  * uhva, maps nothing.
  */
-import type { Ctx } from '../../ctx';
-import { gfnToHva, gpaToGfn, hvaToPfnFault } from '../../memory';
-import type { World } from '../../state';
-import { countMap, countUnmap } from './costs';
+import type { Ctx } from './ctx';
+import { gfnToHva, gpaToGfn, hvaToPfnFault } from './memory';
+import type { World } from './state';
+import { countMap, countUnmap } from './map-costs';
 
 export interface Gpc {
   active: boolean;

@@ -14,12 +14,12 @@
  */
 import { EXIT_REASON, INVALID_GPA, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VMCS12_SLOT_COUNT, VMCS_HDR_SHADOW_VMCS, VMX_EXIT_REASONS_FAILED_VMENTRY } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
-import { Ctx, writable } from '../../ctx';
-import { readGuest, readGuestU32, writeGuest } from '../../memory';
-import type { NestedVmx, Vcpu, World } from '../../state';
-import { VMCS12_DATA_OFFSET, vmcs12Get, vmcs12Set } from '../../vmcs12';
-import { evmptrValid } from '../evmcs/common';
-import { nestedCpuHasSecondary } from '../msr-bitmap/merge-common';
+import { Ctx, writable } from './ctx';
+import { readGuest, readGuestU32, writeGuest } from './memory';
+import type { NestedVmx, Vcpu, World } from './state';
+import { VMCS12_DATA_OFFSET, vmcs12Get, vmcs12Set } from './vmcs12';
+import { evmptrValid } from './evmcs';
+import { nestedCpuHasSecondary } from './vmcs12';
 
 /** enum vm_entry_failure_code: ENTRY_FAIL_VMCS_LINK_PTR, the exit qualification of a failed entry due to the link pointer. */
 export const ENTRY_FAIL_VMCS_LINK_PTR = 4n;

@@ -7,8 +7,8 @@
  */
 import type { VmcsField } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
-import type { Ctx } from '../ctx';
-import type { Vcpu, World } from '../state';
+import type { Ctx } from './ctx';
+import type { Vcpu, World } from './state';
 
 export type AreaId = 'msr-bitmap' | 'evmcs' | 'shadow-vmcs' | 'guest-pages' | 'cpuid-fault';
 export const AREA_IDS: readonly AreaId[] = ['msr-bitmap', 'evmcs', 'shadow-vmcs', 'guest-pages', 'cpuid-fault'];
@@ -73,14 +73,30 @@ export interface ShadowVmcsPath extends PathBase {
 }
 
 // The L1 pages L0 uses for a nested guest, and how it touches them (guest-pages area).
-import type { NestedPage, PageAccess } from './guest-pages/pages';
-export { NESTED_PAGE, PAGE_ACCESS } from './guest-pages/pages';
-export type { NestedPage, PageAccess };
+import type { NestedPage, PageAccess } from './nested-pages';
 
 /** An mmu-notifier invalidation: host virtual pages [start, end) (a migration or a zap). */
 export interface HostInvalidation {
   start: number;
   end: number;
+}
+
+/**
+ * The shadow-vmcs area's private state as the core reads it: the
+ * architectural view (hash.ts) shows L1 the fields it reads from the shadow
+ * VMCS without an exit.
+ */
+export interface ShadowVmcsState {
+  /** vmcs01 has SECONDARY_EXEC_SHADOW_VMCS set and VMCS_LINK_POINTER at the shadow VMCS (set_current_vmptr .. vmx_disable_shadow_vmcs) */
+  active: boolean;
+  /** the shadow VMCS contents, one 64-bit slot per vmcs12 field (only the shadowed ones are ever used) */
+  shadow: BigUint64Array;
+  /** vmcs12 slots L1 reads from the shadow VMCS without exit (for the architectural view) */
+  readSlots: number[];
+}
+
+export function shadowState(v: Vcpu): ShadowVmcsState | undefined {
+  return v.areas['shadow-vmcs'] as ShadowVmcsState | undefined;
 }
 
 export interface GuestPagesPath extends PathBase {
@@ -143,7 +159,6 @@ export interface CpuidFaultPath extends PathBase {
   wanted?(w: World, v: Vcpu, host: number): number;
 }
 
-export type { ShadowingOptions, ShadowingPath, ShadowVmcsSetup, ShadowVmcsState } from './shadow-vmcs/common';
 
 export type AreaPath = MsrBitmapPath | EvmcsPath | ShadowVmcsPath | GuestPagesPath | CpuidFaultPath;
 export interface PathOf {
@@ -194,12 +209,3 @@ type AssertNever<T extends never> = T;
 export type RequiredMethodsListed = AssertNever<{ [A in AreaId]: Exclude<RequiredMethodOf<A>, (typeof REQUIRED_METHODS)[A][number]> }[AreaId]>;
 /** Compile-time check: every optional method of every interface is in OPTIONAL_METHODS. */
 export type OptionalMethodsListed = AssertNever<{ [A in AreaId]: Exclude<OptionalMethodOf<A>, (typeof OPTIONAL_METHODS)[A][number]> }[AreaId]>;
-
-// The guest-pages area's building blocks, for plugins, fixtures and generators (re-exported last:
-// these modules import this one).
-export { APIC_PAGES, PAGE_NAMES, apicPagesInUse, nestedPageGpa } from './guest-pages/common';
-export { NESTED_CONTEXTS_PER_VCPU, makePfncachePath, nestedContexts } from './guest-pages/pfncache';
-export type { NestedContext, NestedContextTable, PfncacheOptions, PfncacheVcpu } from './guest-pages/pfncache';
-export type { KvmMapState } from './guest-pages/kvm-map';
-export { gpcCheck, gpcInvalidateRange } from './guest-pages/gpc';
-export type { Gpc } from './guest-pages/gpc';

@@ -3,7 +3,7 @@
  * modules so that state.ts can build it).
  */
 import { MSR_PLATFORM_INFO_CPUID_FAULT } from '@nvx/arch';
-import type { GuestCpuidFault, Host } from '../../state';
+import type { GuestCpuidFault, Host } from './state';
 
 /** Pcpu.current when nothing but the idle task runs. */
 export const IDLE = -1;

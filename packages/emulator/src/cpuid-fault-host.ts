@@ -18,10 +18,10 @@
  */
 import { MSR_MISC_FEATURES_ENABLES_CPUID_FAULT as FAULT } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
-import type { Ctx } from '../../ctx';
-import { GP, OK, ignored } from '../../nested';
-import type { HostTask, Vcpu, World } from '../../state';
-import { IDLE, vcpuThreadRef } from './init';
+import type { Ctx } from './ctx';
+import { GP, OK, ignored } from './nested';
+import type { HostTask, Vcpu, World } from './state';
+import { IDLE, vcpuThreadRef } from './cpuid-fault-init';
 
 const threadOfRef = (ref: number): number => -2 - ref;
 

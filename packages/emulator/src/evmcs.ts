@@ -12,12 +12,12 @@ import {
   VMCS_FIELDS,
   VmcsField,
 } from '@nvx/arch';
-import { Ctx, writable } from '../../ctx';
-import { gpaOffset, gpaToGfn, gfnToPfn, guestPage, readLE, writablePfn, writeLE } from '../../memory';
-import type { NestedVmx, Vcpu, World } from '../../state';
-import { NESTED_PAGE } from '../guest-pages/pages';
-import { l0ReadPage, l0WritePage } from '../guest-pages/common';
-import { vmcs12Clear, vmcs12WriteField } from '../../vmcs12';
+import { Ctx, writable } from './ctx';
+import { gpaOffset, gpaToGfn, gfnToPfn, guestPage, readLE, writablePfn, writeLE } from './memory';
+import type { NestedVmx, Vcpu, World } from './state';
+import { NESTED_PAGE } from './nested-pages';
+import { l0ReadPage, l0WritePage } from './nested-pages';
+import { vmcs12Clear, vmcs12WriteField } from './vmcs12';
 
 interface EvmcsSlot {
   field: VmcsField;

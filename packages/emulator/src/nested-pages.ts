@@ -16,14 +16,18 @@
  *   reads and writes the descriptor (vmx_complete_nested_posted_interrupt).
  */
 import { CPU_BASED, PIN_BASED, SECONDARY_EXEC, VMCS } from '@nvx/arch';
-import type { Ctx } from '../../ctx';
-import { gfnToHva, gpaToGfn, guestPage, hvaToPfnFault, pfnPage, readLE, writablePfn, writeLE } from '../../memory';
-import type { Vcpu, World } from '../../state';
-import { vmcs12Get, vmcs12Get32 } from '../../vmcs12';
-import type { GuestPagesPath } from '../types';
-import { NESTED_PAGE, NestedPage, PAGE_ACCESS, PageAccess } from './pages';
+import type { Ctx } from './ctx';
+import { gfnToHva, gpaToGfn, guestPage, hvaToPfnFault, pfnPage, readLE, writablePfn, writeLE } from './memory';
+import type { Vcpu, World } from './state';
+import { vmcs12Get, vmcs12Get32 } from './vmcs12';
+import type { GuestPagesPath } from './paths';
+/** The L1 pages L0 uses for a nested guest: the index of each in a path's per-page state, and its bit in `inUse` masks. */
+export const NESTED_PAGE = { MSR_BITMAP: 0, EVMCS: 1, APIC_ACCESS: 2, VAPIC: 3, PI_DESC: 4 } as const;
+export type NestedPage = (typeof NESTED_PAGE)[keyof typeof NESTED_PAGE];
 
-export { NESTED_PAGE, PAGE_ACCESS };
+/** How L0 touches a nested page: READ and WRITE through its mapping; PEEK a one-off read (kvm_vcpu_read_guest). */
+export const PAGE_ACCESS = { READ: 0, WRITE: 1, PEEK: 2 } as const;
+export type PageAccess = (typeof PAGE_ACCESS)[keyof typeof PAGE_ACCESS];
 export const PAGE_NAMES: readonly string[] = ['MSR bitmap', 'eVMCS', 'APIC-access page', 'virtual-APIC page', 'posted-interrupt descriptor'];
 
 /** The APIC pages the CPU uses through vmcs02. */
