@@ -1,0 +1,319 @@
+/**
+ * The bug-history set: real bugs from KVM's history in nested VMX, the
+ * enlightened VMCS, the merged MSR bitmaps, shadow VMCS, the gfn-to-pfn
+ * caches and CPUID faulting, each with the commit that fixed it and, where
+ * nvx can express it, a plugin that puts the bug back into nvx's model and a
+ * short trace on which it diverges from `reference`.
+ *
+ * `test/bug-history.test.ts` checks every entry whose status is 'diverges':
+ * the plugin loads, its profile diverges from reference on the trace (a bug
+ * divergence, not a permitted one), and the trace runs clean, every `expect`
+ * holding, under each correct profile listed beside it. README.md is the
+ * same list as a table.
+ */
+
+export type Status =
+  /** plugin and trace exist; the test checks both */
+  | 'diverges'
+  /** expressible once the operations table lets a plugin patch this KVM function; the plan is in `plan` */
+  | 'planned'
+  /** the model has nothing the bug could change; `why` says what is missing */
+  | 'not-expressible';
+
+export interface BugEntry {
+  /** the fixing commit, 12 hex digits, as it appears in Fixes: tags */
+  commit: string;
+  /** the fixing commit's subject */
+  subject: string;
+  /** false when the id could not be confirmed in the sources consulted (the subject is) */
+  idConfirmed: boolean;
+  /** what went wrong, in one or two sentences */
+  what: string;
+  /** the KVM function the bug lived in */
+  kvmFunction: string;
+  /** where nvx's model has it: an area (area path plugin) or an operation of the common code */
+  where: string;
+  status: Status;
+  /** the plugin module, relative to tools/bug-history */
+  plugin?: string;
+  /** the profile that selects the plugin */
+  profile?: string;
+  /** the witness trace, relative to tools/bug-history */
+  trace?: string;
+  /** profiles that must run the trace clean (no divergence from reference, every expect holding) */
+  correct?: readonly string[];
+  /** for 'planned': how the plugin will put the bug back */
+  plan?: string;
+  /** for 'not-expressible': what the model lacks */
+  why?: string;
+}
+
+export const BUG_HISTORY: readonly BugEntry[] = [
+  // ---- merged MSR bitmaps (nested_vmx_prepare_msr_bitmap) ----
+  {
+    commit: 'acff78477b9b',
+    subject: "KVM: x86: nVMX: close leak of L0's x2APIC MSRs (CVE-2019-3887)",
+    idConfirmed: true,
+    what: "The merge copied L1's x2APIC read intercepts into vmcs02 under APIC-register virtualization without checking virtualize-x2APIC mode, so L2 read L0's x2APIC MSRs directly.",
+    kvmFunction: 'nested_vmx_prepare_msr_bitmap',
+    where: 'msr-bitmap',
+    status: 'diverges',
+    plugin: 'plugins/cve-2019-3887-x2apic-reg-virt.ts',
+    profile: 'msr-bitmap=bug-acff78477b9b',
+    trace: 'traces/cve-2019-3887-x2apic-reg-virt.nvx',
+    correct: ['msr-bitmap=merge', 'msr-bitmap=merge-tracked', 'optimized'],
+  },
+  {
+    commit: 'd048c098218e',
+    subject: 'KVM: nVMX: fix msr bitmaps to prevent L2 from accessing L0 x2APIC',
+    idConfirmed: false,
+    what: 'The merge only ever disabled x2APIC intercepts: after L1 turned its APIC virtualization controls off again, the intercepts opened for an earlier entry stayed open and L2 reached L0\'s x2APIC.',
+    kvmFunction: 'nested_vmx_merge_msr_bitmap',
+    where: 'msr-bitmap',
+    status: 'diverges',
+    plugin: 'plugins/x2apic-intercepts-only-cleared.ts',
+    profile: 'msr-bitmap=bug-d048c098218e',
+    trace: 'traces/x2apic-intercepts-only-cleared.nvx',
+    correct: ['msr-bitmap=merge', 'msr-bitmap=merge-tracked', 'optimized'],
+  },
+  {
+    commit: '67f4b9969c30',
+    subject: 'KVM: nVMX: Handle dynamic MSR intercept toggling',
+    idConfirmed: true,
+    what: 'The merge of the pass-through MSRs only disabled intercepts, so an intercept L1 or L0 added after an MSR had been passed through was never merged into vmcs02.',
+    kvmFunction: 'nested_vmx_prepare_msr_bitmap',
+    where: 'msr-bitmap',
+    status: 'diverges',
+    plugin: 'plugins/msr-intercepts-only-cleared.ts',
+    profile: 'msr-bitmap=bug-67f4b9969c30',
+    trace: 'traces/msr-intercepts-only-cleared.nvx',
+    correct: ['msr-bitmap=merge', 'msr-bitmap=merge-tracked', 'optimized'],
+  },
+  {
+    commit: 'c73f4c998e1f',
+    subject: 'KVM: x86: nVMX: fix x2APIC VTPR read intercept',
+    idConfirmed: true,
+    what: 'The merge opened only the write intercept of the x2APIC TPR, so an L2 read of VTPR exited to L0, which answered from L1\'s APIC instead of L2\'s virtual-APIC page.',
+    kvmFunction: 'nested_vmx_prepare_msr_bitmap',
+    where: 'msr-bitmap',
+    status: 'not-expressible',
+    why: "The model's L0 emulates an x2APIC access L1 does not intercept against vmcs12's virtual-APIC page (l2MsrRead), so an extra exit is only a cost; L1's own APIC, which KVM read, is not modelled.",
+  },
+  {
+    commit: '7dfbc624eb57',
+    subject: 'KVM: nVMX: Query current VMCS when determining if MSR bitmaps are in use',
+    idConfirmed: true,
+    what: 'vmx_{enable,disable}_intercept_for_msr looked at the loaded VMCS (vmcs02 while L2 runs) to decide whether MSR bitmaps are in use, so a vmcs01 intercept change made while L2 ran without bitmaps was dropped.',
+    kvmFunction: 'vmx_disable_intercept_for_msr / vmx_enable_intercept_for_msr',
+    where: 'operation: the host.msr-intercept handler (vmcs01 intercept change)',
+    status: 'planned',
+    plan: 'patch the vmcs01 intercept change to drop changes made while L2 runs and vmcs02 does not use MSR bitmaps; trace: L1 without MSR bitmaps, host.msr-intercept while L2 runs, nested exit, L1 RDMSR.',
+  },
+
+  // ---- enlightened VMCS (hyperv.c / nested.c eVMCS handling) ----
+  {
+    commit: 'b7685cfd5e96',
+    subject: 'KVM: nVMX: Force enlightened VMCS sync from nested_vmx_failValid()',
+    idConfirmed: true,
+    what: 'A VMfailValid wrote VM_INSTRUCTION_ERROR to vmcs12 only; with an eVMCS in use nothing copied it to the eVMCS, so L1 read a stale error there.',
+    kvmFunction: 'nested_vmx_fail',
+    where: 'operation nested_vmx_fail',
+    status: 'planned',
+    plan: 'wrap nested_vmx_fail so it does not request the vmcs12 -> eVMCS sync; trace: eVMCS, VMRESUME before VMLAUNCH (VMfailValid 5), L1 reads the error field of the eVMCS.',
+  },
+  {
+    commit: '3b19b81acf30',
+    subject: 'KVM: nVMX: Release enlightened VMCS on VMCLEAR',
+    idConfirmed: true,
+    what: 'VMCLEAR of the eVMCS in use left it mapped and current, so the next enlightened entry used it without treating it as a new eVMCS.',
+    kvmFunction: 'nested_evmcs_handle_vmclear',
+    where: 'operation handle_vmclear',
+    status: 'planned',
+    plan: 'patch handle_vmclear to keep the eVMCS current; trace: eVMCS entry, VMCLEAR of it, VMLAUNCH again with stale clean bits.',
+  },
+  {
+    commit: '02761716801d',
+    subject: 'KVM: nVMX: Release eVMCS when enlightened VMENTRY was disabled',
+    idConfirmed: true,
+    what: 'When L1 stopped naming an eVMCS in its VP assist page, KVM kept the old eVMCS current and entered with it.',
+    kvmFunction: 'nested_vmx_handle_enlightened_vmptrld',
+    where: 'operation nested_vmx_handle_enlightened_vmptrld',
+    status: 'planned',
+    plan: 'wrap nested_vmx_handle_enlightened_vmptrld so a cleared VP-assist pointer keeps the previous eVMCS; trace: eVMCS entry, l1.evmcs-ptr all-ones, VMRESUME (reference: VMfailInvalid).',
+  },
+  {
+    commit: 'dc313385529f',
+    subject: 'KVM: nVMX: Reset eVMCS clean fields data from prepare_vmcs02()',
+    idConfirmed: true,
+    what: "KVM set the eVMCS clean fields at a point where L1 owns the eVMCS (for instance when nested state is saved during L1's execution), changing data under a running Hyper-V.",
+    kvmFunction: 'nested_sync_vmcs12_to_shadow / prepare_vmcs02',
+    where: 'nested state (save/restore)',
+    status: 'not-expressible',
+    why: 'The difference shows only when nested state is saved while L1 runs; this model has no KVM_GET_NESTED_STATE event (the migration issue adds it).',
+  },
+  {
+    commit: 'd6bf71a18c74',
+    subject: "KVM: nVMX: Ignore 'hv_clean_fields' data when eVMCS data is copied in vmx_get_nested_state()",
+    idConfirmed: true,
+    what: 'Saving nested state copied the eVMCS to vmcs12 honouring the clean fields, which L1 need not keep up to date between entries, so the saved vmcs12 missed L1\'s latest changes.',
+    kvmFunction: 'vmx_get_nested_state',
+    where: 'nested state (save/restore)',
+    status: 'not-expressible',
+    why: 'Needs KVM_GET/SET_NESTED_STATE events, which this model does not have yet.',
+  },
+  {
+    commit: '8629b625e015',
+    subject: 'KVM: nVMX: Request to sync eVMCS from VMCS12 after migration',
+    idConfirmed: true,
+    what: 'After restoring nested state with an eVMCS, KVM did not request the vmcs12 -> eVMCS sync, so L1 read stale eVMCS fields after migration.',
+    kvmFunction: 'vmx_set_nested_state / nested_get_evmcs_page',
+    where: 'nested state (save/restore)',
+    status: 'not-expressible',
+    why: 'Needs KVM_SET_NESTED_STATE events, which this model does not have yet.',
+  },
+
+  // ---- VMREAD / VMWRITE and shadow VMCS ----
+  {
+    commit: 'b643780562af',
+    subject: 'KVM: nVMX: Intercept VMWRITEs to GUEST_{CS,SS}_AR_BYTES',
+    idConfirmed: true,
+    what: 'CPUs that drop the reserved AR-byte bits on VMWRITE made L1 see the stripped value through the shadow VMCS while emulated VMWRITEs kept the full value; KVM now masks every emulated AR_BYTES write.',
+    kvmFunction: 'handle_vmwrite',
+    where: 'operation handle_vmwrite',
+    status: 'planned',
+    plan: 'patch handle_vmwrite without the 0x1f0ff mask; trace: VMWRITE of GUEST_ES_AR_BYTES with reserved bits, VMREAD back.',
+  },
+  {
+    commit: '693e02cc2409',
+    subject: 'kvm: nVMX: VMWRITE checks unsupported field before read-only field',
+    idConfirmed: true,
+    what: 'handle_vmwrite failed a VMWRITE to an unsupported field whose encoding says read-only with error 13 (read-only component) instead of 12 (unsupported component).',
+    kvmFunction: 'handle_vmwrite',
+    where: 'operation handle_vmwrite',
+    status: 'planned',
+    plan: 'patch handle_vmwrite to test the encoding\'s read-only type before looking the field up; trace: VMWRITE of an unknown exit-information encoding.',
+  },
+  {
+    commit: 'dd2d6042b7f4',
+    subject: 'kvm: nVMX: VMWRITE checks VMCS-link pointer before VMCS field',
+    idConfirmed: true,
+    what: 'For a VMWRITE in L2 with an invalid VMCS-link pointer, KVM checked the field first and gave VMfailValid where the SDM gives VMfailInvalid.',
+    kvmFunction: 'handle_vmwrite',
+    where: 'operation handle_vmwrite (L2, through the VMCS-link pointer)',
+    status: 'planned',
+    plan: 'patch the L2 VMWRITE handler to check the field before the link pointer; trace: L1 shadows VMCS for L2 with link pointer -1 (entry fails) or invalidates it, L2 VMWRITE of an unsupported field.',
+  },
+  {
+    commit: '6d894f498f5d',
+    subject: 'KVM: nVMX: vmread/vmwrite: Use shadow vmcs12 if running L2',
+    idConfirmed: true,
+    what: 'VMREAD and VMWRITE executed by L2 under L1\'s VMCS shadowing were emulated against vmcs12 instead of the shadow vmcs12 at the VMCS-link pointer.',
+    kvmFunction: 'handle_vmread / handle_vmwrite',
+    where: 'operation handle_vmread (L2)',
+    status: 'planned',
+    plan: 'patch the L2 VMREAD handler to read vmcs12; trace: L1 shadows VMCS for L2, L2 VMREAD of a field whose values differ in vmcs12 and the shadow vmcs12.',
+  },
+
+  // ---- VMX instructions ----
+  {
+    commit: '587d7e72aedc',
+    subject: 'kvm: nVMX: VMCLEAR should not cause the vCPU to shut down',
+    idConfirmed: true,
+    what: 'A VMCLEAR whose launch-state write to guest memory failed made KVM shut the vCPU down (triple fault) instead of completing the instruction.',
+    kvmFunction: 'handle_vmclear',
+    where: 'operation handle_vmclear',
+    status: 'not-expressible',
+    why: 'Outcomes have no vCPU shutdown (triple fault); the fidelity issue adds userspace-exit outcomes, after which this becomes a patch of handle_vmclear.',
+  },
+
+  // ---- nested pages (nested_get_vmcs12_pages, kvm_vcpu_map) ----
+  {
+    commit: '671ddc700fd0',
+    subject: "KVM: nVMX: Don't leak L1 MMIO regions to L2",
+    idConfirmed: true,
+    what: 'When vmcs12\'s APIC-access address was not backed by memory, KVM cleared APIC-access virtualization in vmcs02 and ran L2 anyway, so L2 reached whatever MMIO L1 had at that address; now the entry fails with KVM_EXIT_INTERNAL_ERROR.',
+    kvmFunction: 'nested_get_vmcs12_pages',
+    where: 'operation nested_get_vmcs12_pages',
+    status: 'planned',
+    plan: 'patch nested_get_vmcs12_pages to skip the memslot check for the APIC-access page; trace: APIC_ACCESS_ADDR outside every memslot, VMLAUNCH (reference: internal error, ignored).',
+  },
+
+  // ---- gfn-to-pfn caches (virt/kvm/pfncache.c) ----
+  {
+    commit: '58cd407ca4c6',
+    subject: 'KVM: Fix multiple races in gfn=>pfn cache refresh',
+    idConfirmed: true,
+    what: 'A refresh could resolve a pfn while an mmu-notifier invalidation of that page was in progress and install it as valid, so the cache used a page the host was taking away.',
+    kvmFunction: 'hva_to_pfn_retry / kvm_gpc_refresh',
+    where: 'operation gpc refresh (pfncache), with host.mmu-invalidate-start/end',
+    status: 'planned',
+    plan: 'patch the pfncache refresh to skip the mmu_notifier retry check; trace: invalidate-start on the cached page, L0 access (refresh), invalidate-end with the page migrated, L0 access again.',
+  },
+  {
+    commit: '3ba2c95ea180',
+    subject: 'KVM: Do not incorporate page offset into gfn=>pfn cache user address',
+    idConfirmed: true,
+    what: 'The cache kept the in-page offset in its user address, so the address compared at refresh and invalidation was not the page\'s.',
+    kvmFunction: '__kvm_gpc_refresh',
+    where: 'operation gpc refresh (in-page offsets)',
+    status: 'planned',
+    plan: 'needs the in-page offsets of the operations work: patch the refresh to keep gpa offset in uhva; trace: a posted-interrupt descriptor at a non-zero offset, page migrated.',
+  },
+  {
+    commit: '93984f19e7bc',
+    subject: 'KVM: Fully serialize gfn=>pfn cache refresh via mutex',
+    idConfirmed: true,
+    what: 'Two refreshes of one cache could interleave; one could see a fresh memslot generation left by the other and skip the hva-to-pfn update.',
+    kvmFunction: 'kvm_gpc_refresh',
+    where: 'gpc refresh (concurrency)',
+    status: 'not-expressible',
+    why: 'Each event is applied whole; two refreshes of one cache never interleave in the model.',
+  },
+  {
+    commit: '3dddf65b4f4c',
+    subject: 'KVM: Put the extra pfn reference when reusing a pfn in the gpc cache',
+    idConfirmed: true,
+    what: 'A refresh that found the same pfn again kept the extra page reference hva_to_pfn took, leaking the page.',
+    kvmFunction: 'hva_to_pfn_retry',
+    where: 'gpc refresh (page references)',
+    status: 'not-expressible',
+    why: 'Host page reference counts are not modelled: a leaked reference changes nothing L1, L2 or the host can read.',
+  },
+  {
+    commit: '85165781c5d9',
+    subject: 'KVM: Do not pin pages tracked by gfn=>pfn caches',
+    idConfirmed: true,
+    what: 'The caches pinned the pages they tracked although the mmu notifier already invalidates them, keeping pages from being migrated.',
+    kvmFunction: 'hva_to_pfn_retry',
+    where: 'guest-pages (pins)',
+    status: 'not-expressible',
+    why: 'A pinned page is not migrated, but a zap still invalidates the cache, so L1 and L2 see the same values either way: only host page placement differs, which the model does not compare.',
+  },
+
+  // ---- CPUID faulting ----
+  {
+    commit: '690dc03859e7',
+    subject: 'KVM: x86: Ignore cpuid faulting in SMM',
+    idConfirmed: true,
+    what: 'KVM injected #GP for a CPUID the guest executed at CPL > 0 in SMM when it had CPUID faulting enabled; faulting does not apply in SMM.',
+    kvmFunction: 'kvm_emulate_cpuid',
+    where: 'cpuid-fault',
+    status: 'diverges',
+    plugin: 'plugins/cpuid-fault-in-smm.ts',
+    profile: 'cpuid-fault=bug-690dc03859e7',
+    trace: 'traces/cpuid-fault-in-smm.nvx',
+    correct: ['reference', 'cpuid-fault=hardware', 'cpuid-fault=hardware-lazy'],
+  },
+
+  // ---- nested state and timers ----
+  {
+    commit: 'ecec76885bcf',
+    subject: 'KVM: nVMX: unconditionally cancel preemption timer in free_nested (CVE-2019-7221)',
+    idConfirmed: true,
+    what: 'free_nested left the emulated VMX-preemption timer armed, so it could fire after the nested state was freed.',
+    kvmFunction: 'free_nested',
+    where: 'VMXOFF / vCPU teardown',
+    status: 'not-expressible',
+    why: 'The VMX-preemption timer and host timers are not modelled.',
+  },
+];
