@@ -17,12 +17,20 @@
  * runs, so a plugin that reuses the emulator's helpers shares its state;
  * relative imports of other `.ts`/`.js` files are loaded the same way.
  * Loading the same unchanged file again returns the same paths.
+ *
+ * A module may also export patches of the operations table
+ * (`packages/emulator/src/ops.ts`), alongside paths or instead of them:
+ * `{ kind: 'patch', name, summary, ops: { nested_vmx_run: (orig) => (ctx, w, v, launch) => ... } }`.
+ * Each is checked (the operation names, with the closest ones when a name
+ * is unknown; every entry a function of `orig` returning a function of the
+ * operation's parameters) and registered with `registerPatch`, after which
+ * a profile can name it (`patch=my-fix`, `patch=a+b`).
  */
 import * as fs from 'fs';
 import { createRequire } from 'module';
 import * as path from 'path';
 import { pathToFileURL } from 'url';
-import { AREAS, AREA_IDS, AreaId, AreaPath, OPTIONAL_METHODS, REQUIRED_MEMBERS, REQUIRED_METHODS, registerPath } from '@nvx/emulator';
+import { AREAS, AREA_IDS, AreaId, AreaPath, KVM_OPS, OPTIONAL_METHODS, OP_PARAMS, OpName, PATCHES, Patch, REQUIRED_MEMBERS, REQUIRED_METHODS, closestOps, registerPatch, registerPath, unregisterPatch } from '@nvx/emulator';
 
 /** A module that cannot be loaded or does not fit the interface; the message names the file. */
 export class PluginError extends Error {
@@ -53,11 +61,12 @@ interface Loaded {
   mtimeMs: number;
   size: number;
   paths: AreaPath[];
+  patches: Patch[];
 }
 
 /** Files loaded so far (absolute), with their paths: a reload of an unchanged file returns these. */
 const loaded = new Map<string, Loaded>();
-/** `area=name` -> the module file that registered that path */
+/** `area=name` (a path) or `patch=name` -> the module file that registered it */
 const owners = new Map<string, string>();
 
 /** The absolute names of the modules loaded so far, in load order (for handing to worker threads). */
@@ -86,10 +95,34 @@ export async function loadPathModule(file: string, opts: LoadPathModuleOptions =
   }
   const prev = loaded.get(abs);
   if (prev && prev.mtimeMs === st.mtimeMs && prev.size === st.size) return prev.paths;
+  return (await loadPluginModuleAt(file, abs, st, opts)).paths;
+}
 
+/**
+ * Load a plugin module: its paths and its patches, each checked and
+ * registered (see loadPathModule). Resolves to both lists.
+ */
+export async function loadPluginModule(file: string, opts: LoadPathModuleOptions = {}): Promise<{ paths: AreaPath[]; patches: Patch[] }> {
+  await loadPathModule(file, opts);
+  const now = loaded.get(path.resolve(file))!;
+  return { paths: now.paths, patches: now.patches };
+}
+
+async function loadPluginModuleAt(file: string, abs: string, st: fs.Stats, opts: LoadPathModuleOptions): Promise<{ paths: AreaPath[]; patches: Patch[] }> {
+  const prev = loaded.get(abs);
   const exported = new ModuleLoader(file).load(abs);
   const candidates = pathsOf(exported, file);
-  const paths = candidates.map(({ value, label }) => validatePath(value, file, label, opts.warn));
+  const paths = candidates.filter((c) => !isPatchLike(c.value)).map(({ value, label }) => validatePath(value, file, label, opts.warn));
+  const patches = candidates.filter((c) => isPatchLike(c.value)).map(({ value, label }) => validatePatch(value, file, label));
+  const patchNames = new Set<string>();
+  for (const p of patches) {
+    if (patchNames.has(p.name)) throw new PluginError(`${file}: two patches are named '${p.name}'`, file);
+    patchNames.add(p.name);
+    const owner = owners.get(`patch=${p.name}`);
+    if (PATCHES.has(p.name) && owner !== abs) {
+      throw new PluginError(`${file}: there is already a patch named '${p.name}' (${owner ? `registered by ${owner}` : 'registered by the program'}); give the patch another name`, file);
+    }
+  }
   const names = new Set<string>();
   for (const p of paths) {
     const key = `${p.area}=${p.name}`;
@@ -112,6 +145,11 @@ export async function loadPathModule(file: string, opts: LoadPathModuleOptions =
     AREAS[p.area].paths.delete(p.name);
     owners.delete(key);
   }
+  for (const p of prev?.patches ?? []) {
+    if (owners.get(`patch=${p.name}`) !== abs) continue;
+    unregisterPatch(p.name);
+    owners.delete(`patch=${p.name}`);
+  }
   for (const p of paths) {
     try {
       registerPath(p);
@@ -120,8 +158,60 @@ export async function loadPathModule(file: string, opts: LoadPathModuleOptions =
     }
     owners.set(`${p.area}=${p.name}`, abs);
   }
-  loaded.set(abs, { mtimeMs: st.mtimeMs, size: st.size, paths });
-  return paths;
+  for (const p of patches) {
+    try {
+      registerPatch(p);
+    } catch (e) {
+      throw new PluginError(`${file}: ${e instanceof Error ? e.message : String(e)}`, file);
+    }
+    owners.set(`patch=${p.name}`, abs);
+  }
+  loaded.set(abs, { mtimeMs: st.mtimeMs, size: st.size, paths, patches });
+  return { paths, patches };
+}
+
+/** Does an exported value present itself as a patch (rather than a path)? */
+function isPatchLike(v: unknown): boolean {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && (v as { kind?: unknown }).kind === 'patch';
+}
+
+/**
+ * Check one exported patch: name, summary, and every entry of `ops` an
+ * operation of the table, a function of `orig` (called once here with the
+ * built-in operation, as it is when a profile is resolved) that returns a
+ * function taking the operation's parameters (or `...args`). Throws a
+ * PluginError naming the file, the patch, the operation and the problem.
+ */
+export function validatePatch(value: unknown, file: string, label = 'the patch'): Patch {
+  const o = value as Record<string, unknown>;
+  const name = o.name;
+  if (typeof name !== 'string' || !name) throw new PluginError(`${file}: ${label} (kind 'patch') has no name (a string such as 'my-fix')`, file);
+  if (!NAME_RE.test(name)) throw new PluginError(`${file}: patch '${name}': a name is letters, digits, '.', '_' and '-' (profiles read ',', '=' and '+')`, file);
+  const who = `patch '${name}'`;
+  if (typeof o.summary !== 'string') throw new PluginError(`${file}: ${who} has no summary (a string: one line on what the patch changes)`, file);
+  const ops = o.ops;
+  if (ops === null || typeof ops !== 'object' || Array.isArray(ops)) throw new PluginError(`${file}: ${who}: ops is ${describe(ops)}, not an object of operation wrappers ({ nested_vmx_run: (orig) => (ctx, w, v, launch) => ... })`, file);
+  const entries = Object.entries(ops as Record<string, unknown>);
+  if (!entries.length) throw new PluginError(`${file}: ${who}: ops is empty (name at least one operation; \`nvx paths\` lists them)`, file);
+  for (const [op, wrap] of entries) {
+    if (!(op in OP_PARAMS)) throw new PluginError(`${file}: ${who}: no operation '${op}'${closestOps(op)}`, file);
+    const params = OP_PARAMS[op as OpName];
+    const shape = `(orig) => (${params.join(', ')}) => ...`;
+    if (typeof wrap !== 'function') throw new PluginError(`${file}: ${who}: ${op} is ${describe(wrap)}, not a function ${shape}`, file);
+    if (wrap.length > 1) throw new PluginError(`${file}: ${who}: ${op} takes ${wrap.length} parameters; it is a function of the original operation only: ${shape}`, file);
+    let fn: unknown;
+    try {
+      fn = (wrap as (orig: unknown) => unknown)(KVM_OPS[op as OpName]);
+    } catch (e) {
+      throw new PluginError(`${file}: ${who}: ${op}(orig) threw: ${e instanceof Error ? e.message : String(e)}`, file);
+    }
+    if (typeof fn !== 'function') throw new PluginError(`${file}: ${who}: ${op}(orig) returned ${describe(fn)}, not the operation to use: ${shape}`, file);
+    const n = (fn as (...a: unknown[]) => unknown).length;
+    if (n !== 0 && n !== params.length) {
+      throw new PluginError(`${file}: ${who}: the function ${op}(orig) returns declares ${n} parameter${n === 1 ? '' : 's'}; ${op} takes ${params.length}: (${params.join(', ')})`, file);
+    }
+  }
+  return value as Patch;
 }
 
 /** The path objects a module exports, with a label for messages. */
@@ -130,15 +220,15 @@ function pathsOf(exported: unknown, file: string): { value: unknown; label: stri
   const list = (v: unknown, label: string) => (Array.isArray(v) ? v.map((x, i) => ({ value: x, label: `${label}[${i}]` })) : [{ value: v, label }]);
   let out: { value: unknown; label: string }[];
   if (ns && typeof ns === 'object' && !Array.isArray(ns) && 'default' in ns && ns.default !== undefined) out = list(ns.default, 'default export');
-  else if (Array.isArray(ns) || (ns && typeof ns === 'object' && 'area' in ns)) out = list(ns, 'module.exports');
+  else if (Array.isArray(ns) || (ns && typeof ns === 'object' && ('area' in ns || isPatchLike(ns)))) out = list(ns, 'module.exports');
   else if (ns && typeof ns === 'object') {
     out = Object.entries(ns)
-      .filter(([, v]) => v !== null && typeof v === 'object' && 'area' in (v as object))
+      .filter(([, v]) => v !== null && typeof v === 'object' && ('area' in (v as object) || isPatchLike(v)))
       .map(([k, v]) => ({ value: v, label: `export '${k}'` }));
   } else out = [];
   if (!out.length) {
     throw new PluginError(
-      `${file}: exports no path (export one path object, an array of them, or either as default: module.exports = path, or export default path)`,
+      `${file}: exports no path or patch (export one path or patch object, an array of them, or either as default: module.exports = path, or export default path)`,
       file,
     );
   }

@@ -47,6 +47,11 @@ function setCpuidFaulting(ctx: Ctx, w: World, cpu: number, on: boolean): void {
 
 /** kvm_arch_vcpu_put, whoever asks for it (the vCPU's thread leaves KVM_RUN, or is preempted). */
 export function vcpuPut(ctx: Ctx, w: World, v: Vcpu): void {
+  ctx.profile.ops.vcpu_put(ctx, w, v);
+}
+
+/** vcpu_put: the cpuid-fault path leaves MSR 0x140 as the host had it; the vCPU is then not loaded. */
+export function vmxVcpuPut(ctx: Ctx, w: World, v: Vcpu): void {
   ctx.profile.paths['cpuid-fault'].put(ctx, w, v);
   v.cpu = -1;
 }
@@ -95,7 +100,7 @@ export function hostVcpuLoad(ctx: Ctx, w: World, vcpu: number, cpu: number): Out
   if (v.cpu >= 0) vcpuPut(ctx, w, v);
   scheduleOn(ctx, w, cpu, vcpuThreadRef(vcpu));
   v.cpu = cpu;
-  ctx.profile.paths['cpuid-fault'].load(ctx, w, v);
+  ctx.profile.ops.vcpu_load(ctx, w, v);
   return OK;
 }
 

@@ -26,7 +26,7 @@
 import { EXIT_REASON, MSR, MSR_MISC_FEATURES_ENABLES_CPUID_FAULT, MSR_PLATFORM_INFO_CPUID_FAULT, VMCS } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
 import type { Ctx } from './ctx';
-import { GP, OK, UD, ignored, nestedVmxVmexit } from './nested';
+import { GP, OK, UD, ignored } from './nested';
 import type { Vcpu, World } from './state';
 import { vmcs12Get32, vmcs12Set } from './vmcs12';
 
@@ -140,7 +140,7 @@ function l2Gp(ctx: Ctx, w: World, v: Vcpu, fromHardware: boolean): Outcome {
   if (vmcs12Get32(v.nested, VMCS.EXCEPTION_BITMAP) & (1 << GP_VECTOR)) {
     // vmcs02's exception bitmap has vmcs12's bits: the hardware #GP exits to L0 first.
     if (fromHardware) ctx.cost.l0Exits++;
-    const out = nestedVmxVmexit(ctx, w, v, EXIT_REASON.EXCEPTION_NMI, 0n);
+    const out = ctx.profile.ops.nested_vmx_vmexit(ctx, w, v, EXIT_REASON.EXCEPTION_NMI, 0n);
     vmcs12Set(ctx, v.nested, VMCS.VM_EXIT_INTR_INFO, GP_EXIT_INTR_INFO);
     vmcs12Set(ctx, v.nested, VMCS.VM_EXIT_INTR_ERROR_CODE, 0n);
     return out;
@@ -160,5 +160,5 @@ export function l2Cpuid(ctx: Ctx, w: World, v: Vcpu, cpl: number): Outcome {
   ctx.cost.l0Exits++;
   ctx.cost.cpuidExits++;
   if (w.config.l2CpuidFaultArchitectural && ctx.profile.paths['cpuid-fault'].cpuidExitFaults(w, v, cpl)) return l2Gp(ctx, w, v, false);
-  return nestedVmxVmexit(ctx, w, v, EXIT_REASON.CPUID, 0n);
+  return ctx.profile.ops.nested_vmx_vmexit(ctx, w, v, EXIT_REASON.CPUID, 0n);
 }

@@ -8,7 +8,7 @@
  * private mutable working copy, where writing in place is safe and fast.
  */
 import type { Costs } from './costs';
-import type { Profile } from './profile';
+import type { Profile } from './ops';
 
 export interface Ctx {
   /** true on a private mutable working copy; false inside immer's produce */

@@ -94,13 +94,13 @@ export function handleEnlightenedVmptrld(ctx: Ctx, w: World, v: Vcpu, fromLaunch
   const gpa = n.vpAssistEvmcs;
   if (gpa === INVALID_GPA) {
     // The VP assist page no longer names an eVMCS: stop using the old one (nested_release_evmcs).
-    nestedReleaseEvmcs(ctx, w, v);
+    ctx.profile.ops.nested_release_evmcs(ctx, w, v);
     return EVMPTRLD.DISABLED;
   }
   let changed = false;
   if (gpa !== n.hvEvmcsVmptr) {
     n.currentVmptr = INVALID_GPA;
-    nestedReleaseEvmcs(ctx, w, v);
+    ctx.profile.ops.nested_release_evmcs(ctx, w, v);
     if ((gpa & 0xfffn) !== 0n) return EVMPTRLD.ERROR;
     // kvm_vcpu_map (or the cache) of the new eVMCS, through the guest-pages path
     const page = ctx.profile.paths['guest-pages'].mapEvmcs(ctx, w, v, gpa);
@@ -213,6 +213,11 @@ function loadMember(page: Uint8Array, pw: Uint32Array | null, s: CopyInWords, wo
   }
   words[s.word] = lo & s.maskLo;
   words[s.word + 1] = hi & s.maskHi;
+}
+
+/** copy_enlightened_to_vmcs12 given L1's hv_clean_fields: the evmcs path picks the groups to copy. */
+export function copyEnlightenedToVmcs12Clean(ctx: Ctx, w: World, v: Vcpu, hvCleanFields: number): void {
+  copyEnlightenedToVmcs12(ctx, w, v, ctx.profile.paths.evmcs.groupsToCopy(hvCleanFields));
 }
 
 /** copy_enlightened_to_vmcs12 for the groups in `groups` (fields tagged NONE always). */

@@ -83,7 +83,7 @@ function gpcDropMapping(ctx: Ctx, w: World, c: Gpc): void {
 /** kvm_gpc_activate: put the cache on the list (active), then refresh it to gpa. */
 export function gpcActivate(ctx: Ctx, w: World, c: Gpc, gpa: bigint): boolean {
   c.active = true;
-  return gpcRefresh(ctx, w, c, gpa);
+  return ctx.profile.ops.kvm_gpc_refresh(ctx, w, c, gpa);
 }
 
 /** kvm_gpc_deactivate: off the list, mapping dropped (gpa, uhva and generation kept). */
@@ -98,8 +98,9 @@ export function gpcDeactivate(ctx: Ctx, w: World, c: Gpc): void {
  * and refreshing (activating) as needed; -1 when it cannot be mapped.
  */
 export function gpcLock(ctx: Ctx, w: World, c: Gpc, gpa: bigint): number {
-  if (c.gpa === gpa && gpcCheck(w, c)) return c.pfn;
-  return gpcActivate(ctx, w, c, gpa) ? c.pfn : -1;
+  const ops = ctx.profile.ops;
+  if (c.gpa === gpa && ops.kvm_gpc_check(ctx, w, c)) return c.pfn;
+  return ops.kvm_gpc_activate(ctx, w, c, gpa) ? c.pfn : -1;
 }
 
 /**

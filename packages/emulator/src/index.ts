@@ -20,3 +20,6 @@ export { NESTED_CONTEXTS_PER_VCPU, makePfncachePath, nestedContexts } from './ar
 export type { NestedContext, NestedContextTable, PfncacheOptions, PfncacheVcpu } from './areas/guest-pages/pfncache';
 export type { KvmMapState } from './areas/guest-pages/kvm-map';
 export type { ShadowingOptions, ShadowingPath, ShadowVmcsSetup } from './areas/shadow-vmcs/common';
+// The operations table (the wide way in) and its built-in entries.
+export * from './ops';
+export { KVM_OPS } from './kvm-ops';

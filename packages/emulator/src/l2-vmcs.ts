@@ -15,19 +15,19 @@
  *    error number of a VMfailValid goes to vmcs12 (KVM's get_vmcs12), the
  *    value to the shadow vmcs12.
  */
-import { EXIT_REASON, INVALID_GPA, VMCS, VMXERR, VMX_AR_BYTES_MASK, isArBytesField, vmcsFieldByEncoding } from '@nvx/arch';
+import { EXIT_REASON, INVALID_GPA, VMCS, VMXERR, vmcsFieldByEncoding } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
 import type { Ctx } from './ctx';
 import { writable } from './ctx';
 import { readGuest } from './memory';
-import { OK, VMFAIL_INVALID, nestedVmxFail, nestedVmxVmexit } from './nested';
+import { OK, VMFAIL_INVALID } from './nested';
 import type { Vcpu, World } from './state';
 import { slotRead, slotWrite, vmcs12Get } from './vmcs12';
 import { evmptrValid } from './evmcs';
 import { nestedCpuHasShadowVmcs } from './vmcs-link';
 
 /** nested_vmx_exit_handled_vmcs_access: does L1 want this VMREAD/VMWRITE exit of L2? */
-export function nestedVmxExitHandledVmcsAccess(w: World, v: Vcpu, field: number, bitmapField: number): boolean {
+export function nestedVmxExitHandledVmcsAccess(_ctx: Ctx, w: World, v: Vcpu, field: number, bitmapField: number): boolean {
   if (!nestedCpuHasShadowVmcs(v)) return true;
   // Out-of-range fields always cause a VM exit from L2 to L1.
   if (!(field >= 0 && field < 0x8000)) return true;
@@ -48,23 +48,25 @@ function guestModeVmcsAccessFails(v: Vcpu): Outcome | null {
 
 export function l2Vmread(ctx: Ctx, w: World, v: Vcpu, field: number): Outcome {
   ctx.cost.l0Exits++;
-  if (nestedVmxExitHandledVmcsAccess(w, v, field, VMCS.VMREAD_BITMAP)) return nestedVmxVmexit(ctx, w, v, EXIT_REASON.VMREAD, 0n);
+  const ops = ctx.profile.ops;
+  if (ops.nested_vmx_exit_handled_vmcs_access(ctx, w, v, field, VMCS.VMREAD_BITMAP)) return ops.nested_vmx_vmexit(ctx, w, v, EXIT_REASON.VMREAD, 0n);
   const fail = guestModeVmcsAccessFails(v);
   if (fail) return fail;
   const f = vmcsFieldByEncoding(field);
-  if (!f) return nestedVmxFail(ctx, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT);
+  if (!f) return ops.nested_vmx_fail(ctx, w, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT);
   return { k: 'value', value: slotRead(v.nested.cachedShadowVmcs12, f) };
 }
 
 export function l2Vmwrite(ctx: Ctx, w: World, v: Vcpu, field: number, value: bigint): Outcome {
   ctx.cost.l0Exits++;
-  if (nestedVmxExitHandledVmcsAccess(w, v, field, VMCS.VMWRITE_BITMAP)) return nestedVmxVmexit(ctx, w, v, EXIT_REASON.VMWRITE, 0n);
+  const ops = ctx.profile.ops;
+  if (ops.nested_vmx_exit_handled_vmcs_access(ctx, w, v, field, VMCS.VMWRITE_BITMAP)) return ops.nested_vmx_vmexit(ctx, w, v, EXIT_REASON.VMWRITE, 0n);
   const fail = guestModeVmcsAccessFails(v);
   if (fail) return fail;
   const f = vmcsFieldByEncoding(field);
-  if (!f) return nestedVmxFail(ctx, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT);
-  if (f.readOnly && !w.config.vmwriteAnyField) return nestedVmxFail(ctx, v, VMXERR.VMWRITE_READ_ONLY_VMCS_COMPONENT);
-  const val = isArBytesField(field) ? value & BigInt(VMX_AR_BYTES_MASK) : value;
+  if (!f) return ops.nested_vmx_fail(ctx, w, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT);
+  if (f.readOnly && !w.config.vmwriteAnyField) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMWRITE_READ_ONLY_VMCS_COMPONENT);
+  const val = ops.handle_vmwrite_mask_ar_bytes(ctx, w, v, field, value);
   slotWrite(writable(ctx, v.nested, 'cachedShadowVmcs12'), f, val);
   return OK;
 }

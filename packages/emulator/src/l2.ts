@@ -17,7 +17,7 @@ import { NESTED_PAGE, apicAccessTarget, l0PeekPage, vapicHwRead, vapicHwWrite, v
 import { guestRdmsr, guestWrmsr, isCpuidFaultMsr } from './cpuid-fault';
 import type { Ctx } from './ctx';
 import { pfnPage, readLE, writablePfn, writeLE } from './memory';
-import { OK, ignored, nestedVmxVmexit } from './nested';
+import { OK, ignored } from './nested';
 import { Vcpu, World, testBitmapBit } from './state';
 import { vmcs12Get, vmcs12Get32 } from './vmcs12';
 
@@ -90,7 +90,8 @@ function vmcs02Intercepts(v: Vcpu, msr: number, write: boolean): boolean {
 export function l2Rdmsr(ctx: Ctx, w: World, v: Vcpu, msr: number): Outcome {
   if (!vmcs02Intercepts(v, msr, false)) return { k: 'value', value: nativeMsrRead(ctx, w, v, msr) };
   ctx.cost.l0Exits++;
-  if (nestedVmxExitHandledMsr(ctx, w, v, msr, false)) return nestedVmxVmexit(ctx, w, v, EXIT_REASON.MSR_READ, 0n);
+  const ops = ctx.profile.ops;
+  if (ops.nested_vmx_exit_handled_msr(ctx, w, v, msr, false)) return ops.nested_vmx_vmexit(ctx, w, v, EXIT_REASON.MSR_READ, 0n);
   // MSR_PLATFORM_INFO and MISC_FEATURES_ENABLES are the vCPU's, shared with L1 (cpuid-fault)
   if (isCpuidFaultMsr(msr)) return guestRdmsr(v, msr);
   return { k: 'value', value: l2MsrRead(ctx, w, v, msr) };
@@ -102,17 +103,18 @@ export function l2Wrmsr(ctx: Ctx, w: World, v: Vcpu, msr: number, value: bigint)
     return OK;
   }
   ctx.cost.l0Exits++;
-  if (nestedVmxExitHandledMsr(ctx, w, v, msr, true)) return nestedVmxVmexit(ctx, w, v, EXIT_REASON.MSR_WRITE, 0n);
+  const ops = ctx.profile.ops;
+  if (ops.nested_vmx_exit_handled_msr(ctx, w, v, msr, true)) return ops.nested_vmx_vmexit(ctx, w, v, EXIT_REASON.MSR_WRITE, 0n);
   if (isCpuidFaultMsr(msr)) return guestWrmsr(ctx, w, v, msr, value);
   l2MsrWrite(ctx, w, v, msr, value);
   return OK;
 }
 
-/** Exits L1 always wants (CPUID, VMCALL; VMREAD/VMWRITE see areas/shadow-vmcs/l2-vmcs.ts). */
+/** nested_vmx_reflect_vmexit for exits L1 always wants (CPUID, VMCALL; VMREAD/VMWRITE see l2-vmcs.ts). */
 export function l2AlwaysReflected(ctx: Ctx, w: World, v: Vcpu, reason: number, qual = 0n): Outcome {
   ctx.cost.l0Exits++;
   if (reason === EXIT_REASON.CPUID) ctx.cost.cpuidExits++;
-  return nestedVmxVmexit(ctx, w, v, reason, qual);
+  return ctx.profile.ops.nested_vmx_vmexit(ctx, w, v, reason, qual);
 }
 
 const APIC_TASKPRI = 0x80;
@@ -150,5 +152,5 @@ export function l2ApicAccess(ctx: Ctx, w: World, v: Vcpu, offset: number, write:
     return { k: 'value', value: vapicHwRead(ctx, w, v, off) };
   }
   ctx.cost.l0Exits++;
-  return nestedVmxVmexit(ctx, w, v, EXIT_REASON.APIC_ACCESS, BigInt(offset & 0xfff) | (write ? 0x1000n : 0n));
+  return ctx.profile.ops.nested_vmx_vmexit(ctx, w, v, EXIT_REASON.APIC_ACCESS, BigInt(offset & 0xfff) | (write ? 0x1000n : 0n));
 }

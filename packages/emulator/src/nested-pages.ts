@@ -153,15 +153,17 @@ function vapicOffset(_v: Vcpu, off: number): number {
 // ---- nested VM-entry
 
 /**
- * nested_get_vmcs12_pages (the APIC-page part): every page vmcs12 uses must
- * be backed by a memslot, or KVM fails the entry with
- * KVM_EXIT_INTERNAL_ERROR (APIC-access page; the model treats the
- * virtual-APIC page and the descriptor alike). Then the path makes the
- * pages usable and puts their host addresses in vmcs02, and a posted
- * interrupt L1 was notified of while L2 was not running is completed
- * (vmx_complete_nested_posted_interrupt). Returns an error string, or null.
+ * nested_get_vmcs12_pages: vmcs02's MSR bitmap (nested_vmx_prepare_msr_bitmap),
+ * then the APIC pages: every page vmcs12 uses must be backed by a memslot,
+ * or KVM fails the entry with KVM_EXIT_INTERNAL_ERROR (APIC-access page; the
+ * model treats the virtual-APIC page and the descriptor alike). Then the
+ * path makes the pages usable and puts their host addresses in vmcs02.
+ * Returns an error string, or null.
  */
 export function nestedGetVmcs12Pages(ctx: Ctx, w: World, v: Vcpu): string | null {
+  // nested_vmx_prepare_msr_bitmap (KVM calls it last; the model first: the APIC-page failure below
+  // is a userspace exit, after which the run does not go on)
+  v.nested.vmcs02UseMsrBitmaps = ctx.profile.ops.nested_vmx_prepare_msr_bitmap(ctx, w, v);
   const inUse = apicPagesInUse(v);
   for (const p of APIC_PAGES) {
     if (!(inUse & (1 << p))) continue;

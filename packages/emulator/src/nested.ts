@@ -3,6 +3,11 @@
  * arch/x86/kvm/vmx/nested.c. Function names follow KVM's where the model does
  * what that KVM function does. Everything an optimization changes is behind
  * a path (ctx.profile.paths[area]); the rest is common to every profile.
+ *
+ * These are the built-in operations (ops.ts, KVM_OPS in kvm-ops.ts): one KVM
+ * function calls another through the profile's table
+ * (`ctx.profile.ops.<kvm_name>`), never directly, so a patch that wraps an
+ * operation sees every call of it.
  */
 import {
   CPU_BASED,
@@ -20,9 +25,8 @@ import {
   vmcsFieldByEncoding,
 } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
-import { EVMPTRLD, copyEnlightenedToVmcs12, copyVmcs12ToEnlightened, evmcsL0ReadU32, evmcsL0WriteU32, evmcsReadField, evmptrValid, handleEnlightenedVmptrld, nestedReleaseEvmcs } from './evmcs';
-import { completePendingPostedInterrupt, nestedGetVmcs12Pages } from './nested-pages';
-import { freeNestedCaches, nestedCacheShadowVmcs12, nestedFlushCachedShadowVmcs12, nestedVmxCheckShadowVmcsControls, nestedVmxCheckVmcsLinkPtr, vmcsLinkPtrEntryFailure } from './vmcs-link';
+import { EVMPTRLD, evmcsL0ReadU32, evmcsL0WriteU32, evmcsReadField, evmptrValid } from './evmcs';
+import { ENTRY_FAIL_VMCS_LINK_PTR, freeNestedCaches } from './vmcs-link';
 import { Ctx, writable } from './ctx';
 import { readGuestU32, writeGuest } from './memory';
 import { NestedVmx, Vcpu, World, setBitmapBit } from './state';
@@ -64,7 +68,7 @@ export function nestedVmxFail(ctx: Ctx, v: Vcpu, error: number): Outcome {
 export function syncVmcs12ToShadow(ctx: Ctx, w: World, v: Vcpu): void {
   const n = v.nested;
   if (!n.needVmcs12ToShadowSync) return;
-  if (evmptrValid(n)) copyVmcs12ToEnlightened(ctx, w, v);
+  if (evmptrValid(n)) ctx.profile.ops.copy_vmcs12_to_enlightened(ctx, w, v);
   else if (w.config.shadowVmcs) ctx.profile.paths['shadow-vmcs'].copyVmcs12ToShadow(ctx, w, v);
   n.needVmcs12ToShadowSync = false;
 }
@@ -73,7 +77,7 @@ export function syncVmcs12ToShadow(ctx: Ctx, w: World, v: Vcpu): void {
 
 export function handleVmxon(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome {
   const n = v.nested;
-  if (n.vmxon) return nestedVmxFail(ctx, v, VMXERR.VMXON_IN_VMX_ROOT_OPERATION);
+  if (n.vmxon) return ctx.profile.ops.nested_vmx_fail(ctx, w, v, VMXERR.VMXON_IN_VMX_ROOT_OPERATION);
   if (!pageAddressValid(gpa)) return VMFAIL_INVALID;
   if (readGuestU32(w, gpa) !== VMCS12_REVISION) return VMFAIL_INVALID;
   n.vmxon = true;
@@ -86,27 +90,32 @@ export function handleVmxon(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome {
   return OK;
 }
 
-/** free_nested: no write-back of vmcs12 */
+/** handle_vmxoff: free_nested, no write-back of vmcs12 */
 export function handleVmxoff(ctx: Ctx, w: World, v: Vcpu): Outcome {
+  if (!v.nested.vmxon) return UD;
+  ctx.profile.ops.free_nested(ctx, w, v);
+  return OK;
+}
+
+/** free_nested */
+export function freeNested(ctx: Ctx, w: World, v: Vcpu): void {
   const n = v.nested;
-  if (!n.vmxon) return UD;
   n.vmxon = false;
   n.vmxonPtr = INVALID_GPA;
   n.currentVmptr = INVALID_GPA;
-  nestedReleaseEvmcs(ctx, w, v);
+  ctx.profile.ops.nested_release_evmcs(ctx, w, v);
   ctx.profile.paths['guest-pages'].freeNested?.(ctx, w, v);
   // vmx_disable_shadow_vmcs and the shadow VMCS freed; cached_vmcs12 and cached_shadow_vmcs12 freed
   ctx.profile.paths['shadow-vmcs'].free(ctx, w, v);
   freeNestedCaches(ctx, n);
   n.dirtyVmcs12 = false;
   n.needVmcs12ToShadowSync = false;
-  return OK;
 }
 
 // ---- current VMCS ----
 
 /** nested_release_vmcs12: pull L1's shadow VMCS writes in, turn shadowing off, write the cached vmcs12 back to L1 memory. */
-function nestedReleaseVmcs12(ctx: Ctx, w: World, v: Vcpu): void {
+export function nestedReleaseVmcs12(ctx: Ctx, w: World, v: Vcpu): void {
   const n = v.nested;
   if (n.currentVmptr === INVALID_GPA) return;
   ctx.profile.paths['shadow-vmcs'].release(ctx, w, v);
@@ -117,16 +126,17 @@ function nestedReleaseVmcs12(ctx: Ctx, w: World, v: Vcpu): void {
 export function handleVmptrld(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome {
   const n = v.nested;
   if (!n.vmxon) return UD;
-  if (!pageAddressValid(gpa)) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
-  if (gpa === n.vmxonPtr) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_VMXON_POINTER);
+  const ops = ctx.profile.ops;
+  if (!pageAddressValid(gpa)) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
+  if (gpa === n.vmxonPtr) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMPTRLD_VMXON_POINTER);
   // KVM ignores a normal VMPTRLD while an enlightened VMCS is in use (and does not skip the instruction).
   if (evmptrValid(n)) return ignored('VMPTRLD while an enlightened VMCS is in use');
   if (n.currentVmptr === gpa) return OK;
   const rev = readGuestU32(w, gpa);
-  if (rev === null) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
-  if ((rev & 0x7fffffff) !== VMCS12_REVISION || rev & 0x80000000) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INCORRECT_VMCS_REVISION_ID);
-  nestedReleaseVmcs12(ctx, w, v);
-  if (!vmcs12LoadFromGuest(ctx, w, n, gpa)) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
+  if (rev === null) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
+  if ((rev & 0x7fffffff) !== VMCS12_REVISION || rev & 0x80000000) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMPTRLD_INCORRECT_VMCS_REVISION_ID);
+  ops.nested_release_vmcs12(ctx, w, v);
+  if (!vmcs12LoadFromGuest(ctx, w, n, gpa)) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
   // set_current_vmptr
   n.currentVmptr = gpa;
   n.dirtyVmcs12 = true;
@@ -140,16 +150,17 @@ export function handleVmptrld(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome
 export function handleVmclear(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome {
   const n = v.nested;
   if (!n.vmxon) return UD;
-  if (!pageAddressValid(gpa)) return nestedVmxFail(ctx, v, VMXERR.VMCLEAR_INVALID_ADDRESS);
-  if (gpa === n.vmxonPtr) return nestedVmxFail(ctx, v, VMXERR.VMCLEAR_VMXON_POINTER);
+  const ops = ctx.profile.ops;
+  if (!pageAddressValid(gpa)) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMCLEAR_INVALID_ADDRESS);
+  if (gpa === n.vmxonPtr) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMCLEAR_VMXON_POINTER);
   // nested_evmcs_handle_vmclear: while the VP assist page names an eVMCS, the region is taken to be
   // an eVMCS, which has no launch state to clear: VMCLEAR writes nothing and only releases the eVMCS
   // in use if that is the one named.
   if (w.config.evmcs && n.vpAssistEvmcs !== INVALID_GPA) {
-    if (gpa === n.hvEvmcsVmptr) nestedReleaseEvmcs(ctx, w, v);
+    if (gpa === n.hvEvmcsVmptr) ops.nested_release_evmcs(ctx, w, v);
     return OK;
   }
-  if (gpa === n.currentVmptr) nestedReleaseVmcs12(ctx, w, v);
+  if (gpa === n.currentVmptr) ops.nested_release_vmcs12(ctx, w, v);
   // VMCLEAR clears the launch state in the region itself (a write to L1 memory).
   writeLaunchState(ctx, w, gpa);
   ctx.profile.paths['guest-pages'].vmclear?.(ctx, w, v, gpa);
@@ -181,11 +192,11 @@ export function handleVmread(ctx: Ctx, w: World, v: Vcpu, field: number): Outcom
     // Allowed for some Windows builds although the TLFS forbids it: read the eVMCS itself.
     const f = vmcsFieldByEncoding(field);
     const val = f ? evmcsReadField(ctx, w, v, f) : null;
-    return val === null ? nestedVmxFail(ctx, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT) : { k: 'value', value: val };
+    return val === null ? ctx.profile.ops.nested_vmx_fail(ctx, w, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT) : { k: 'value', value: val };
   }
   if (n.currentVmptr === INVALID_GPA) return VMFAIL_INVALID;
   const f = vmcsFieldByEncoding(field);
-  if (!f) return nestedVmxFail(ctx, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT);
+  if (!f) return ctx.profile.ops.nested_vmx_fail(ctx, w, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT);
   return { k: 'value', value: vmcs12ReadField(n, f) };
 }
 
@@ -197,11 +208,11 @@ export function handleVmwrite(ctx: Ctx, w: World, v: Vcpu, field: number, value:
   if (!n.vmxon) return UD;
   ctx.cost.vmwriteExits++;
   if (n.currentVmptr === INVALID_GPA) return VMFAIL_INVALID;
+  const ops = ctx.profile.ops;
   const f = vmcsFieldByEncoding(field);
-  if (!f) return nestedVmxFail(ctx, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT);
-  if (f.readOnly && !w.config.vmwriteAnyField) return nestedVmxFail(ctx, v, VMXERR.VMWRITE_READ_ONLY_VMCS_COMPONENT);
-  // Some CPUs drop the reserved AR-byte bits on VMWRITE; KVM does so for everyone.
-  const val = isArBytesField(field) ? value & BigInt(VMX_AR_BYTES_MASK) : value;
+  if (!f) return ops.nested_vmx_fail(ctx, w, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT);
+  if (f.readOnly && !w.config.vmwriteAnyField) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMWRITE_READ_ONLY_VMCS_COMPONENT);
+  const val = ops.handle_vmwrite_mask_ar_bytes(ctx, w, v, field, value);
   vmcs12WriteField(ctx, n, f, val);
   if (f.shadow !== 'rw' || !w.config.shadowVmcs) n.dirtyVmcs12 = true;
   // a read-only-shadowed field L1 reads without exit: the shadow VMCS must see the write too (seed 002)
@@ -211,67 +222,108 @@ export function handleVmwrite(ctx: Ctx, w: World, v: Vcpu, field: number, value:
 
 // ---- nested VM-entry ----
 
-/** nested_vmx_check_msr_bitmap_controls (the part of nested_vmx_check_controls the model has). */
-function nestedVmxCheckControls(n: NestedVmx): boolean {
-  const cpu = Number(vmcs12Get(n, VMCS.CPU_BASED_VM_EXEC_CONTROL) & 0xffffffffn);
-  if (cpu & CPU_BASED.USE_MSR_BITMAPS && !pageAddressValid(vmcs12Get(n, VMCS.MSR_BITMAP))) return false;
-  // nested_vmx_check_{tpr_shadow,apic_access,apicv}_controls: the addresses of the APIC pages
-  if (cpu & CPU_BASED.TPR_SHADOW && !pageAddressValid(vmcs12Get(n, VMCS.VIRTUAL_APIC_PAGE_ADDR))) return false;
-  if (
-    cpu & CPU_BASED.ACTIVATE_SECONDARY_CONTROLS &&
-    Number(vmcs12Get(n, VMCS.SECONDARY_VM_EXEC_CONTROL) & 0xffffffffn) & SECONDARY_EXEC.VIRTUALIZE_APIC_ACCESSES &&
-    !pageAddressValid(vmcs12Get(n, VMCS.APIC_ACCESS_ADDR))
-  )
-    return false;
-  if (Number(vmcs12Get(n, VMCS.PIN_BASED_VM_EXEC_CONTROL) & 0xffffffffn) & PIN_BASED.POSTED_INTR) {
-    const desc = vmcs12Get(n, VMCS.POSTED_INTR_DESC_ADDR);
-    if ((desc & 0x3fn) !== 0n || desc >= PHYS_LIMIT) return false;
-  }
-  return true;
+/** handle_vmwrite: some CPUs drop the reserved AR-byte bits on VMWRITE; KVM does so for everyone (GUEST_ES_AR_BYTES .. GUEST_TR_AR_BYTES). */
+export function handleVmwriteMaskArBytes(_ctx: Ctx, _w: World, _v: Vcpu, field: number, value: bigint): bigint {
+  return isArBytesField(field) ? value & BigInt(VMX_AR_BYTES_MASK) : value;
+}
+
+/** nested_vmx_check_controls: the checks of vmcs12's controls the model has (each a KVM function of its own). */
+export function nestedVmxCheckControls(ctx: Ctx, w: World, v: Vcpu): boolean {
+  const ops = ctx.profile.ops;
+  return (
+    ops.nested_vmx_check_msr_bitmap_controls(ctx, w, v) &&
+    ops.nested_vmx_check_tpr_shadow_controls(ctx, w, v) &&
+    ops.nested_vmx_check_apic_access_controls(ctx, w, v) &&
+    ops.nested_vmx_check_apicv_controls(ctx, w, v) &&
+    ops.nested_vmx_check_shadow_vmcs_controls(ctx, w, v)
+  );
+}
+
+const cpuBased = (n: NestedVmx): number => Number(vmcs12Get(n, VMCS.CPU_BASED_VM_EXEC_CONTROL) & 0xffffffffn);
+
+/** nested_vmx_check_msr_bitmap_controls: with MSR bitmaps on, a legal page address */
+export function nestedVmxCheckMsrBitmapControls(_ctx: Ctx, _w: World, v: Vcpu): boolean {
+  const n = v.nested;
+  return !(cpuBased(n) & CPU_BASED.USE_MSR_BITMAPS) || pageAddressValid(vmcs12Get(n, VMCS.MSR_BITMAP));
+}
+
+/** nested_vmx_check_tpr_shadow_controls: the virtual-APIC page address */
+export function nestedVmxCheckTprShadowControls(_ctx: Ctx, _w: World, v: Vcpu): boolean {
+  const n = v.nested;
+  return !(cpuBased(n) & CPU_BASED.TPR_SHADOW) || pageAddressValid(vmcs12Get(n, VMCS.VIRTUAL_APIC_PAGE_ADDR));
+}
+
+/** nested_vmx_check_apic_access_controls: the APIC-access page address */
+export function nestedVmxCheckApicAccessControls(_ctx: Ctx, _w: World, v: Vcpu): boolean {
+  const n = v.nested;
+  return (
+    !(cpuBased(n) & CPU_BASED.ACTIVATE_SECONDARY_CONTROLS) ||
+    !(Number(vmcs12Get(n, VMCS.SECONDARY_VM_EXEC_CONTROL) & 0xffffffffn) & SECONDARY_EXEC.VIRTUALIZE_APIC_ACCESSES) ||
+    pageAddressValid(vmcs12Get(n, VMCS.APIC_ACCESS_ADDR))
+  );
+}
+
+/** nested_vmx_check_apicv_controls (the part the model has): the posted-interrupt descriptor, 64-byte aligned below MAXPHYADDR */
+export function nestedVmxCheckApicvControls(_ctx: Ctx, _w: World, v: Vcpu): boolean {
+  const n = v.nested;
+  if (!(Number(vmcs12Get(n, VMCS.PIN_BASED_VM_EXEC_CONTROL) & 0xffffffffn) & PIN_BASED.POSTED_INTR)) return true;
+  const desc = vmcs12Get(n, VMCS.POSTED_INTR_DESC_ADDR);
+  return (desc & 0x3fn) === 0n && desc < PHYS_LIMIT;
 }
 
 /** nested_vmx_run: VMLAUNCH (launch) or VMRESUME from L1. */
 export function nestedVmxRun(ctx: Ctx, w: World, v: Vcpu, launch: boolean): Outcome {
   const n = v.nested;
   if (!n.vmxon) return UD;
-  const evmptrld = handleEnlightenedVmptrld(ctx, w, v, launch);
+  const ops = ctx.profile.ops;
+  const evmptrld = ops.nested_vmx_handle_enlightened_vmptrld(ctx, w, v, launch);
   if (evmptrld === EVMPTRLD.ERROR) return UD;
   if (evmptrld === EVMPTRLD.VMFAIL) return VMFAIL_INVALID;
   if (!evmptrValid(n) && n.currentVmptr === INVALID_GPA) return VMFAIL_INVALID;
 
   if (evmptrValid(n)) {
-    const clean = evmcsL0ReadU32(ctx, w, v, EVMCS.HV_CLEAN_FIELDS_OFFSET) ?? 0;
-    copyEnlightenedToVmcs12(ctx, w, v, ctx.profile.paths.evmcs.groupsToCopy(clean));
+    ops.copy_enlightened_to_vmcs12(ctx, w, v, evmcsL0ReadU32(ctx, w, v, EVMCS.HV_CLEAN_FIELDS_OFFSET) ?? 0);
     // An eVMCS has no launch state.
     n.launched = !launch;
   } else if (w.config.shadowVmcs) {
     ctx.profile.paths['shadow-vmcs'].copyShadowToVmcs12(ctx, w, v);
   }
 
-  if (launch && n.launched) return nestedVmxFail(ctx, v, VMXERR.VMLAUNCH_NONCLEAR_VMCS);
-  if (!launch && !n.launched) return nestedVmxFail(ctx, v, VMXERR.VMRESUME_NONLAUNCHED_VMCS);
-  if (!nestedVmxCheckControls(n) || !nestedVmxCheckShadowVmcsControls(v)) return nestedVmxFail(ctx, v, VMXERR.ENTRY_INVALID_CONTROL_FIELD);
+  if (launch && n.launched) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMLAUNCH_NONCLEAR_VMCS);
+  if (!launch && !n.launched) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMRESUME_NONLAUNCHED_VMCS);
+  if (!ops.nested_vmx_check_controls(ctx, w, v)) return ops.nested_vmx_fail(ctx, w, v, VMXERR.ENTRY_INVALID_CONTROL_FIELD);
+  return ops.nested_vmx_enter_non_root_mode(ctx, w, v);
+}
 
-  // nested_vmx_enter_non_root_mode -> nested_get_vmcs12_pages
-  n.vmcs02UseMsrBitmaps = ctx.profile.paths['msr-bitmap'].prepare(ctx, w, v);
-  // ... and the APIC-access page, the virtual-APIC page and the posted-interrupt descriptor
-  const pagesError = nestedGetVmcs12Pages(ctx, w, v);
+/** nested_vmx_enter_non_root_mode, after the control checks: the pages, the guest-state check, prepare_vmcs02, into guest mode. */
+export function nestedVmxEnterNonRootMode(ctx: Ctx, w: World, v: Vcpu): Outcome {
+  const n = v.nested;
+  const ops = ctx.profile.ops;
+  const pagesError = ops.nested_get_vmcs12_pages(ctx, w, v);
   if (pagesError !== null) return ignored(pagesError);
   // nested_vmx_check_guest_state: the VMCS-link pointer (checked when L1 shadows VMCS for L2)
-  if (!nestedVmxCheckVmcsLinkPtr(w, v)) return vmcsLinkPtrEntryFailure(ctx, w, v);
-  // prepare_vmcs02: the rare fields are consumed; an eVMCS is then all clean
-  // (genuine Hyper-V only ever sets dirty bits).
+  if (!ops.nested_vmx_check_vmcs_link_ptr(ctx, w, v)) return ops.vmentry_fail_vmexit(ctx, w, v, EXIT_REASON.INVALID_STATE, ENTRY_FAIL_VMCS_LINK_PTR);
+  ops.prepare_vmcs02(ctx, w, v);
+  n.guestMode = true;
+  n.launched = true;
+  ops.nested_cache_shadow_vmcs12(ctx, w, v);
+  ops.vmx_complete_nested_posted_interrupt(ctx, w, v);
+  ctx.cost.nestedEntries++;
+  return ENTERED;
+}
+
+/**
+ * prepare_vmcs02, what the model does of it: the rare fields are consumed
+ * (dirty_vmcs12), and an eVMCS is then all clean: genuine Hyper-V only ever
+ * clears clean bits when it changes a field, so KVM sets them all here.
+ */
+export function prepareVmcs02(ctx: Ctx, w: World, v: Vcpu): void {
+  const n = v.nested;
   n.dirtyVmcs12 = false;
   if (evmptrValid(n)) {
     const clean = evmcsL0ReadU32(ctx, w, v, EVMCS.HV_CLEAN_FIELDS_OFFSET) ?? 0;
     evmcsL0WriteU32(ctx, w, v, EVMCS.HV_CLEAN_FIELDS_OFFSET, clean | HV_VMX_ENLIGHTENED_CLEAN_FIELD.ALL);
   }
-  n.guestMode = true;
-  n.launched = true;
-  nestedCacheShadowVmcs12(ctx, w, v);
-  completePendingPostedInterrupt(ctx, w, v);
-  ctx.cost.nestedEntries++;
-  return ENTERED;
 }
 
 // ---- nested VM-exit ----
@@ -286,7 +338,7 @@ const INSTRUCTION_LEN: Record<number, bigint> = {
   [EXIT_REASON.VMWRITE]: 3n,
 };
 
-/** Apply one vmcs01 intercept change (vmx_{enable,disable}_intercept_for_msr + vmx_msr_bitmap_l01_changed). */
+/** Apply one vmcs01 intercept change (vmx_set_intercept_for_msr + vmx_msr_bitmap_l01_changed). */
 export function changeVmcs01Intercept(ctx: Ctx, v: Vcpu, msr: number, write: boolean, intercept: boolean): void {
   setBitmapBit(writable(ctx, v, 'vmcs01MsrBitmap'), msr, write, intercept);
   // No check whether a bit really flipped: false positives are accepted.
@@ -300,22 +352,29 @@ export function changeVmcs01Intercept(ctx: Ctx, v: Vcpu, msr: number, write: boo
  */
 export function nestedVmxVmexit(ctx: Ctx, w: World, v: Vcpu, reason: number, qual: bigint): Outcome {
   const n = v.nested;
+  const ops = ctx.profile.ops;
   n.guestMode = false;
   // the APIC pages: unmapped (kvm-map) or kept (the caches)
   ctx.profile.paths['guest-pages'].nestedVmexit(ctx, w, v);
+  ops.sync_vmcs02_to_vmcs12(ctx, w, v, reason, qual);
+  // vmcs01 changes L0 made while L2 ran take effect now that vmcs01 is loaded again.
+  if (v.pendingL01.length) {
+    for (const p of v.pendingL01) ops.vmx_set_intercept_for_msr(ctx, w, v, p.msr, p.write, p.intercept);
+    v.pendingL01 = [];
+  }
+  ops.nested_flush_cached_shadow_vmcs12(ctx, w, v);
+  if (w.config.shadowVmcs || evmptrValid(n)) n.needVmcs12ToShadowSync = true;
+  ctx.cost.nestedExits++;
+  return { k: 'exit', reason, qual };
+}
+
+/** The exit information in vmcs12 (KVM: prepare_vmcs12, with sync_vmcs02_to_vmcs12 for the guest state). */
+export function syncVmcs02ToVmcs12(ctx: Ctx, _w: World, v: Vcpu, reason: number, qual: bigint): void {
+  const n = v.nested;
   vmcs12Set(ctx, n, VMCS.VM_EXIT_REASON, BigInt(reason));
   vmcs12Set(ctx, n, VMCS.EXIT_QUALIFICATION, qual);
   vmcs12Set(ctx, n, VMCS.VM_EXIT_INTR_INFO, 0n);
   vmcs12Set(ctx, n, VMCS.VM_EXIT_INSTRUCTION_LEN, INSTRUCTION_LEN[reason] ?? 0n);
-  // vmcs01 changes L0 made while L2 ran take effect now that vmcs01 is loaded again.
-  if (v.pendingL01.length) {
-    for (const p of v.pendingL01) changeVmcs01Intercept(ctx, v, p.msr, p.write, p.intercept);
-    v.pendingL01 = [];
-  }
-  nestedFlushCachedShadowVmcs12(ctx, w, v);
-  if (w.config.shadowVmcs || evmptrValid(n)) n.needVmcs12ToShadowSync = true;
-  ctx.cost.nestedExits++;
-  return { k: 'exit', reason, qual };
 }
 
 function writeGuestU32(ctx: Ctx, w: World, gpa: bigint, v: number): boolean {

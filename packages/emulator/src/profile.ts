@@ -1,9 +1,13 @@
 /**
- * Paths and profiles. Each area has a reference path and optimized ones; a
- * profile picks one path per area. Built-in profiles are `reference` and
+ * Paths, patches and profiles: the wiring module, where the areas' paths
+ * meet the core (the core never imports an area; docs/design.md, Layers).
+ *
+ * Each area has a reference path and optimized ones; a profile picks one
+ * path per area, and may apply patches to the operations table (ops.ts). Built-in profiles are `reference` and
  * `optimized`; on the command line a profile is a name or
- * `area=path,area=path` (areas left out take their reference path). Users
- * can register paths of their own (plugins) before resolving a profile.
+ * `area=path,area=path,patch=a+b` (areas left out take their reference
+ * path). Users can register paths and patches of their own (plugins) before
+ * resolving a profile.
  */
 import { emulate } from './areas/cpuid-fault/emulate';
 import { hardware } from './areas/cpuid-fault/hardware';
@@ -20,7 +24,11 @@ import { noShadow } from './areas/shadow-vmcs/none';
 import { fresh } from './areas/guest-pages/fresh';
 import { kvmMap } from './areas/guest-pages/kvm-map';
 import { pfncache, pfncacheCtx } from './areas/guest-pages/pfncache';
+import { KVM_OPS } from './kvm-ops';
+import { OP_NAMES, OP_PARAMS, OpName, Patch, Profile, applyPatches } from './ops';
 import { AREA_IDS, AreaId, AreaPath, PathOf } from './paths';
+
+export type { Profile };
 
 export interface AreaInfo {
   id: AreaId;
@@ -44,11 +52,6 @@ export const AREAS: Record<AreaId, AreaInfo> = {
   'cpuid-fault': area('cpuid-fault', 'CPUID faulting for the guest: emulated at every CPUID exit, or in hardware with MSR 0x140 switched at load and put, or only when the host needs it (seed 004)', emulate, 'hardware-lazy', hardware, hardwareLazy),
 };
 
-export interface Profile {
-  /** the name it was given by, or its canonical spelling */
-  name: string;
-  paths: PathOf;
-}
 
 /** Register a user's path (a plugin); its name must be new within its area. */
 export function registerPath(p: AreaPath): void {
@@ -56,6 +59,53 @@ export function registerPath(p: AreaPath): void {
   if (!a) throw new Error(`unknown area '${String(p.area)}' (known: ${AREA_IDS.join(', ')})`);
   if (a.paths.has(p.name) && a.paths.get(p.name) !== p) throw new Error(`area ${p.area} already has a path named '${p.name}'`);
   a.paths.set(p.name, p);
+}
+
+/** Patches by name (plugins register theirs): `patch=<name>` in a profile. */
+export const PATCHES = new Map<string, Patch>();
+
+/** A name a profile spec can carry (`,`, `=` and `+` separate its parts). */
+const PATCH_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/**
+ * Register a patch (a plugin's); its name must be new. Throws naming what is
+ * wrong: an operation the table does not have (with the closest names), or
+ * a wrapper that is not a function.
+ */
+export function registerPatch(p: Patch): void {
+  if (!PATCH_NAME_RE.test(p.name)) throw new Error(`patch name '${p.name}': letters, digits, '.', '_' and '-'`);
+  if (PATCHES.has(p.name) && PATCHES.get(p.name) !== p) throw new Error(`there is already a patch named '${p.name}'`);
+  for (const name of Object.keys(p.ops)) {
+    if (!(name in OP_PARAMS)) throw new Error(`patch '${p.name}': no operation '${name}'${closestOps(name)}`);
+    if (typeof (p.ops as Record<string, unknown>)[name] !== 'function') throw new Error(`patch '${p.name}': ${name} is not a function (orig) => (${OP_PARAMS[name as OpName].join(', ')}) => ...`);
+  }
+  PATCHES.set(p.name, p);
+}
+
+/** Forget a patch (a reloaded plugin replaces its own). */
+export function unregisterPatch(name: string): void {
+  PATCHES.delete(name);
+}
+
+/** " (did you mean a, b?)" for a name that is not an operation, or "". */
+export function closestOps(name: string): string {
+  const near = OP_NAMES.map((n) => [n, editDistance(n, name)] as const)
+    .filter(([, d]) => d <= Math.max(3, Math.floor(name.length / 4)))
+    .sort((a, b) => a[1] - b[1])
+    .slice(0, 3)
+    .map(([n]) => n);
+  const part = OP_NAMES.filter((n) => name.length >= 4 && (n.includes(name) || name.includes(n)) && !near.includes(n)).slice(0, 3 - near.length);
+  const all = [...near, ...part];
+  return all.length ? ` (did you mean ${all.join(', ')}?)` : ' (see `nvx paths` for the operations)';
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+  }
+  return d[a.length][b.length];
 }
 
 export const BUILTIN_PROFILES: Record<string, string> = {
@@ -73,33 +123,61 @@ export function defineProfile(name: string, spec: string): void {
 
 export class ProfileError extends Error {}
 
-/** Resolve a profile name or an `area=path,...` spec. Throws ProfileError naming what is wrong. */
+/** Resolve a profile name or an `area=path,...,patch=a+b` spec. Throws ProfileError naming what is wrong. */
 export function parseProfile(spec: string): Profile {
   const named = BUILTIN_PROFILES[spec] ?? userProfiles.get(spec);
   const body = named ?? spec;
   const picks: Partial<Record<AreaId, string>> = {};
+  let patchNames: string[] | null = null;
+  let afterPatch = false;
   for (const part of body.split(',').map((s) => s.trim()).filter(Boolean)) {
     const eq = part.indexOf('=');
+    // `--profiles` lists write a profile's parts joined by '+' and turn them into ',': `patch=a+b` arrives
+    // as `patch=a,b`, so a bare name right after the patch part is one more patch.
+    if (eq < 0 && afterPatch && patchNames !== null) {
+      patchNames.push(part);
+      checkPatch(part);
+      continue;
+    }
+    afterPatch = false;
     if (eq < 0) {
       const known = [...Object.keys(BUILTIN_PROFILES), ...userProfiles.keys()];
-      throw new ProfileError(`unknown profile '${part}' (profiles: ${known.join(', ')}; or area=path,...)`);
+      throw new ProfileError(`unknown profile '${part}' (profiles: ${known.join(', ')}; or area=path,...,patch=name)`);
     }
-    const a = part.slice(0, eq).trim() as AreaId;
+    const key = part.slice(0, eq).trim();
     const p = part.slice(eq + 1).trim();
+    if (key === 'patch') {
+      if (patchNames !== null) throw new ProfileError(`patch given twice (several patches: patch=a+b)`);
+      patchNames = p.split('+').map((x) => x.trim());
+      for (const name of patchNames) checkPatch(name);
+      afterPatch = true;
+      continue;
+    }
+    const a = key as AreaId;
     const info = AREAS[a];
-    if (!info) throw new ProfileError(`unknown area '${a}' (areas: ${AREA_IDS.join(', ')})`);
+    if (!info) throw new ProfileError(`unknown area '${a}' (areas: ${AREA_IDS.join(', ')}; or patch=name)`);
     if (!info.paths.has(p)) throw new ProfileError(`area ${a} has no path '${p}' (paths: ${[...info.paths.keys()].join(', ')})`);
     if (picks[a] !== undefined && picks[a] !== p) throw new ProfileError(`area ${a} given twice`);
     picks[a] = p;
   }
   const paths = {} as Record<AreaId, AreaPath>;
   for (const a of AREA_IDS) paths[a] = AREAS[a].paths.get(picks[a] ?? AREAS[a].reference)!;
-  return { name: named !== undefined ? spec : canonicalName(paths as unknown as PathOf), paths: paths as unknown as PathOf };
+  const patches = patchNames ?? [];
+  // Each wrapper bound once, here: the hot loop calls the resulting functions directly.
+  const ops = patches.length ? applyPatches(KVM_OPS, patches.map((n) => PATCHES.get(n)!)) : KVM_OPS;
+  return { name: named !== undefined ? spec : canonicalName(paths as unknown as PathOf, patches), paths: paths as unknown as PathOf, patches, ops };
 }
 
-/** `area=path,...` listing only the areas that differ from the reference. */
-export function canonicalName(paths: PathOf): string {
+function checkPatch(name: string): void {
+  if (PATCHES.has(name)) return;
+  const known = [...PATCHES.keys()];
+  throw new ProfileError(`no patch '${name}' (${known.length ? `patches: ${known.join(', ')}` : 'no patch is loaded: --path-module <file> loads one'})`);
+}
+
+/** `area=path,...` listing only the areas that differ from the reference, then `patch=a+b`. */
+export function canonicalName(paths: PathOf, patches: readonly string[] = []): string {
   const parts = AREA_IDS.filter((a) => paths[a].name !== AREAS[a].reference).map((a) => `${a}=${paths[a].name}`);
+  if (patches.length) parts.push(`patch=${patches.join('+')}`);
   return parts.length ? parts.join(',') : 'reference';
 }
 

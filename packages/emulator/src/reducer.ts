@@ -13,27 +13,11 @@ import { enableMapSet, produce, setAutoFreeze } from 'immer';
 import { AREA_IDS, HostInvalidation } from './paths';
 import { Costs, newCosts } from './costs';
 import type { Ctx } from './ctx';
-import { cpuidFaultChanged, guestRdmsr, guestWrmsr, hostPlatformInfo, hostSmi, isCpuidFaultMsr, l1Cpuid, l1Rsm, l2Cpuid } from './cpuid-fault';
+import { cpuidFaultChanged, guestRdmsr, guestWrmsr, hostPlatformInfo, hostSmi, isCpuidFaultMsr, l1Cpuid, l1Rsm } from './cpuid-fault';
 import { hostTaskCpuid, hostTaskCpuidFault, hostVcpuLoad, hostVcpuPut, hostVcpuThreadCpuidFault } from './cpuid-fault-host';
-import { l2Vmread, l2Vmwrite } from './l2-vmcs';
-import { l2AlwaysReflected, l2ApicAccess, l2Rdmsr, l2Wrmsr } from './l2';
 import { gpaToGfn, memslotCreate, memslotDelete, memslotFlags, memslotMove, memslotResize, pageMigrate, pageZap, readGuest, writeGuest } from './memory';
-import { notifyPostedInterrupt } from './nested-pages';
-import {
-  OK,
-  changeVmcs01Intercept,
-  handleVmclear,
-  handleVmptrld,
-  handleVmptrst,
-  handleVmread,
-  handleVmwrite,
-  handleVmxoff,
-  handleVmxon,
-  ignored,
-  nestedVmxRun,
-  syncVmcs12ToShadow,
-} from './nested';
-import type { Profile } from './profile';
+import { OK, ignored } from './nested';
+import type { Profile } from './ops';
 import { Vcpu, World, cloneWorld, initialWorld, msrBitmapBit } from './state';
 
 enableMapSet();
@@ -112,7 +96,7 @@ function l1PostedIntr(ctx: Ctx, w: World, e: EventOf<'l1.posted-intr'>): Outcome
   l1Store(ctx, w, pirGpa, 1, pir | (1n << BigInt(e.vector & 7)));
   l1Store(ctx, w, e.gpa + 32n, 1, readGuest(w, e.gpa + 32n, 1)! | 1n);
   const target = vcpuOf(w, e.target);
-  if (target) notifyPostedInterrupt(ctx, w, target);
+  if (target) ctx.profile.ops.vmx_deliver_nested_posted_interrupt(ctx, w, target);
   return OK;
 }
 
@@ -159,7 +143,7 @@ export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
     const out = applyL1(ctx, w, v, e);
     // a nested VM-entry: MSR 0x140 may have to change for L2 (cpuid-fault)
     if (v.nested.guestMode) cpuidFaultChanged(ctx, w, v);
-    if (v.nested.needVmcs12ToShadowSync && !v.nested.guestMode) syncVmcs12ToShadow(ctx, w, v);
+    if (v.nested.needVmcs12ToShadowSync && !v.nested.guestMode) ctx.profile.ops.nested_sync_vmcs12_to_shadow(ctx, w, v);
     return out;
   }
   if (kind.charCodeAt(1) === 0x32 /* l2. */) {
@@ -170,32 +154,33 @@ export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
     const out = applyL2(ctx, w, v, e);
     // a nested VM-exit: back to L1's MSR 0x140 (cpuid-fault)
     if (!v.nested.guestMode) cpuidFaultChanged(ctx, w, v);
-    if (v.nested.needVmcs12ToShadowSync && !v.nested.guestMode) syncVmcs12ToShadow(ctx, w, v);
+    if (v.nested.needVmcs12ToShadowSync && !v.nested.guestMode) ctx.profile.ops.nested_sync_vmcs12_to_shadow(ctx, w, v);
     return out;
   }
   return applyHost(ctx, w, e);
 }
 
 function applyL1(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
+  const ops = ctx.profile.ops;
   switch (e.kind) {
     case 'l1.vmxon':
-      return handleVmxon(ctx, w, v, e.gpa);
+      return ops.handle_vmxon(ctx, w, v, e.gpa);
     case 'l1.vmxoff':
-      return handleVmxoff(ctx, w, v);
+      return ops.handle_vmxoff(ctx, w, v);
     case 'l1.vmptrld':
-      return handleVmptrld(ctx, w, v, e.gpa);
+      return ops.handle_vmptrld(ctx, w, v, e.gpa);
     case 'l1.vmclear':
-      return handleVmclear(ctx, w, v, e.gpa);
+      return ops.handle_vmclear(ctx, w, v, e.gpa);
     case 'l1.vmptrst':
-      return handleVmptrst(ctx, w, v);
+      return ops.handle_vmptrst(ctx, w, v);
     case 'l1.vmread':
-      return handleVmread(ctx, w, v, e.field);
+      return ops.handle_vmread(ctx, w, v, e.field);
     case 'l1.vmwrite':
-      return handleVmwrite(ctx, w, v, e.field, e.value);
+      return ops.handle_vmwrite(ctx, w, v, e.field, e.value);
     case 'l1.vmlaunch':
-      return nestedVmxRun(ctx, w, v, true);
+      return ops.nested_vmx_run(ctx, w, v, true);
     case 'l1.vmresume':
-      return nestedVmxRun(ctx, w, v, false);
+      return ops.nested_vmx_run(ctx, w, v, false);
     case 'l1.rdmsr':
       return isCpuidFaultMsr(e.msr) ? guestRdmsr(v, e.msr) : l1Rdmsr(w, v, e.msr);
     case 'l1.wrmsr':
@@ -230,23 +215,24 @@ function applyL1(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
 }
 
 function applyL2(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
+  const ops = ctx.profile.ops;
   switch (e.kind) {
     case 'l2.rdmsr':
-      return l2Rdmsr(ctx, w, v, e.msr);
+      return ops.l2_rdmsr(ctx, w, v, e.msr);
     case 'l2.wrmsr':
-      return l2Wrmsr(ctx, w, v, e.msr, e.value);
+      return ops.l2_wrmsr(ctx, w, v, e.msr, e.value);
     case 'l2.cpuid':
-      return l2Cpuid(ctx, w, v, e.cpl);
+      return ops.l2_cpuid(ctx, w, v, e.cpl);
     case 'l2.vmcall':
-      return l2AlwaysReflected(ctx, w, v, EXIT_REASON.VMCALL);
+      return ops.nested_vmx_reflect_vmexit(ctx, w, v, EXIT_REASON.VMCALL, 0n);
     case 'l2.vmread':
-      return l2Vmread(ctx, w, v, e.field);
+      return ops.l2_vmread(ctx, w, v, e.field);
     case 'l2.vmwrite':
-      return l2Vmwrite(ctx, w, v, e.field, e.value);
+      return ops.l2_vmwrite(ctx, w, v, e.field, e.value);
     case 'l2.apic-read':
-      return l2ApicAccess(ctx, w, v, e.offset, false, 0n);
+      return ops.l2_apic_access(ctx, w, v, e.offset, false, 0n);
     case 'l2.apic-write':
-      return l2ApicAccess(ctx, w, v, e.offset, true, BigInt(e.value));
+      return ops.l2_apic_access(ctx, w, v, e.offset, true, BigInt(e.value));
     default:
       return ignored(`unhandled L2 event ${e.kind}`);
   }
@@ -290,7 +276,7 @@ function applyHost(ctx: Ctx, w: World, e: TraceEvent): Outcome {
       const write = e.access === 'write';
       // While L2 runs, vmcs02 is loaded: the vmcs01 change waits for the next nested VM-exit.
       if (v.nested.guestMode) v.pendingL01.push({ msr: e.msr, write, intercept: e.intercept });
-      else changeVmcs01Intercept(ctx, v, e.msr, write, e.intercept);
+      else ctx.profile.ops.vmx_set_intercept_for_msr(ctx, w, v, e.msr, write, e.intercept);
       return OK;
     }
     case 'host.task-cpuid-fault':

@@ -12,7 +12,7 @@
  * revision id with the shadow-VMCS indicator (bit 31) at 0, field slot i at
  * 0x10 + 8i.
  */
-import { EXIT_REASON, INVALID_GPA, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VMCS12_SLOT_COUNT, VMCS_HDR_SHADOW_VMCS, VMX_EXIT_REASONS_FAILED_VMENTRY } from '@nvx/arch';
+import { INVALID_GPA, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VMCS12_SLOT_COUNT, VMCS_HDR_SHADOW_VMCS, VMX_EXIT_REASONS_FAILED_VMENTRY } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
 import { Ctx, writable } from './ctx';
 import { readGuest, readGuestU32, writeGuest } from './memory';
@@ -34,7 +34,7 @@ export function nestedCpuHasShadowVmcs(v: Vcpu): boolean {
 const pageAddressValid = (gpa: bigint) => (gpa & 0xfffn) === 0n && gpa < PHYS_LIMIT;
 
 /** nested_vmx_check_shadow_vmcs_controls: with shadowing on, both bitmaps must be legal page addresses (else VMfailValid 7). */
-export function nestedVmxCheckShadowVmcsControls(v: Vcpu): boolean {
+export function nestedVmxCheckShadowVmcsControls(_ctx: Ctx, _w: World, v: Vcpu): boolean {
   if (!nestedCpuHasShadowVmcs(v)) return true;
   const n = v.nested;
   return pageAddressValid(vmcs12Get(n, VMCS.VMREAD_BITMAP)) && pageAddressValid(vmcs12Get(n, VMCS.VMWRITE_BITMAP));
@@ -48,7 +48,7 @@ export function nestedVmxCheckShadowVmcsControls(v: Vcpu): boolean {
  * off; the model leaves that case unchecked, so vmcs12s that never set the
  * link pointer keep entering.)
  */
-export function nestedVmxCheckVmcsLinkPtr(w: World, v: Vcpu): boolean {
+export function nestedVmxCheckVmcsLinkPtr(_ctx: Ctx, w: World, v: Vcpu): boolean {
   if (!nestedCpuHasShadowVmcs(v)) return true;
   const link = vmcs12Get(v.nested, VMCS.VMCS_LINK_POINTER);
   if (link === INVALID_GPA) return true;
@@ -70,11 +70,6 @@ export function nestedVmxEntryFailVmexit(ctx: Ctx, w: World, v: Vcpu, reason: nu
   if (w.config.shadowVmcs || evmptrValid(n)) n.needVmcs12ToShadowSync = true;
   ctx.cost.nestedExits++;
   return { k: 'exit', reason: full, qual };
-}
-
-/** The failed entry for a bad link pointer. */
-export function vmcsLinkPtrEntryFailure(ctx: Ctx, w: World, v: Vcpu): Outcome {
-  return nestedVmxEntryFailVmexit(ctx, w, v, EXIT_REASON.INVALID_STATE, ENTRY_FAIL_VMCS_LINK_PTR);
 }
 
 function linkPointerInUse(v: Vcpu): bigint | null {

@@ -27,7 +27,7 @@ import type { Vcpu, World } from '../../state';
 import type { GuestPagesPath, HostInvalidation } from '../../paths';
 import { NESTED_PAGE, PAGE_ACCESS } from '../../nested-pages';
 import { APIC_PAGES, PAGE_NAMES, apicPagesInUse, nestedPageGpa, pfnBytes } from '../../nested-pages';
-import { Gpc, gpcActivate, gpcCheck, gpcDeactivate, gpcInit, gpcInvalidateRange } from '../../gpc';
+import { Gpc, gpcInit } from '../../gpc';
 
 /** KVM_NESTED_OVERSUB_RATIO: contexts per online vCPU */
 export const NESTED_CONTEXTS_PER_VCPU = 8;
@@ -99,8 +99,13 @@ function table(w: World): NestedContextTable {
 }
 
 export function makePfncachePath(o: PfncacheOptions): GuestPagesPath {
-  const check = o.check ?? gpcCheck;
-  const invalidate = o.invalidate ?? gpcInvalidateRange;
+  // kvm_gpc_check and gfn_to_pfn_cache_invalidate_start through the operations table, unless the options replace them
+  const oCheck = o.check;
+  const oInvalidate = o.invalidate;
+  const check = oCheck ? (_ctx: Ctx, w: World, c: Gpc) => oCheck(w, c) : (ctx: Ctx, w: World, c: Gpc) => ctx.profile.ops.kvm_gpc_check(ctx, w, c);
+  const invalidate = oInvalidate
+    ? (ctx: Ctx, _w: World, c: Gpc, start: number, end: number) => oInvalidate(ctx, c, start, end)
+    : (ctx: Ctx, w: World, c: Gpc, start: number, end: number) => ctx.profile.ops.gfn_to_pfn_cache_invalidate_start(ctx, w, c, start, end);
   const kick = o.kick ?? true;
   const reResolve = o.reResolve ?? true;
   const reassign = o.reassignVcpu ?? true;
@@ -108,8 +113,8 @@ export function makePfncachePath(o: PfncacheOptions): GuestPagesPath {
 
   /** nested_gpc_lock with this path's check */
   function lock(ctx: Ctx, w: World, c: Gpc, gpa: bigint): number {
-    if (c.gpa === gpa && check(w, c)) return c.pfn;
-    return gpcActivate(ctx, w, c, gpa) ? c.pfn : -1;
+    if (c.gpa === gpa && check(ctx, w, c)) return c.pfn;
+    return ctx.profile.ops.kvm_gpc_activate(ctx, w, c, gpa) ? c.pfn : -1;
   }
 
   function cachesOf(w: World, v: Vcpu): Gpc[] {
@@ -167,7 +172,7 @@ export function makePfncachePath(o: PfncacheOptions): GuestPagesPath {
     for (let i = 0; i < cs.length; i++) if (cs[i].owner < 0 && (lru < 0 || cs[i].freedAt < cs[lru].freedAt)) lru = i;
     ctx.cost.nestedContextRecycle++;
     const c = cs[lru];
-    if (resetOnRecycle) for (const g of c.caches) gpcDeactivate(ctx, w, g);
+    if (resetOnRecycle) for (const g of c.caches) ctx.profile.ops.kvm_gpc_deactivate(ctx, w, g);
     c.gpa = gpa;
     pickUp(w, v, lru);
   }
@@ -190,7 +195,7 @@ export function makePfncachePath(o: PfncacheOptions): GuestPagesPath {
     let kicked = 0; // bit per vCPU
     if (inv) {
       for (const c of allCaches(w)) {
-        if (invalidate(ctx, c, inv.start, inv.end) && c.vcpu >= 0 && kick) {
+        if (invalidate(ctx, w, c, inv.start, inv.end) && c.vcpu >= 0 && kick) {
           const t = w.vcpus[c.vcpu];
           if (t && t.nested.guestMode) kicked |= 1 << t.id;
         }
@@ -202,7 +207,7 @@ export function makePfncachePath(o: PfncacheOptions): GuestPagesPath {
         if (!v.nested.guestMode) continue;
         const inUse = apicPagesInUse(v);
         const caches = cachesOf(w, v);
-        for (const p of APIC_PAGES) if (inUse & (1 << p) && !check(w, caches[p])) kicked |= 1 << v.id;
+        for (const p of APIC_PAGES) if (inUse & (1 << p) && !check(ctx, w, caches[p])) kicked |= 1 << v.id;
       }
     }
     for (const v of w.vcpus) {
@@ -234,7 +239,7 @@ export function makePfncachePath(o: PfncacheOptions): GuestPagesPath {
     },
     releaseEvmcs(ctx, w, v) {
       if (o.contexts) clear(w, v, v.nested.hvEvmcsVmptr);
-      else gpcDeactivate(ctx, w, st(v).caches[NESTED_PAGE.EVMCS]);
+      else ctx.profile.ops.kvm_gpc_deactivate(ctx, w, st(v).caches[NESTED_PAGE.EVMCS]);
     },
     vmptrld(ctx, w, v, gpa) {
       if (o.contexts) load(ctx, w, v, gpa);
@@ -244,7 +249,7 @@ export function makePfncachePath(o: PfncacheOptions): GuestPagesPath {
     },
     freeNested(ctx, w, v) {
       if (o.contexts) detach(w, v);
-      else for (const c of st(v).caches) gpcDeactivate(ctx, w, c);
+      else for (const c of st(v).caches) ctx.profile.ops.kvm_gpc_deactivate(ctx, w, c);
     },
     onHostMemory,
     explain(w, v) {
