@@ -8,7 +8,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { parseProfile } from '@nvx/emulator';
+import { PATCHES, Patch, parseProfile, registerPatch } from '@nvx/emulator';
 import { parseTextTrace } from '@nvx/trace';
 import { checkExpects, diffEvents, loadPathModule } from '@nvx/check';
 import { BUG_HISTORY, BugEntry } from '../catalog';
@@ -18,6 +18,20 @@ const DIR = path.resolve(__dirname, '..');
 const at = (rel: string) => path.join(DIR, rel);
 const load = (rel: string) => parseTextTrace(fs.readFileSync(at(rel), 'utf8'), rel);
 const diverging = BUG_HISTORY.filter((b) => b.status === 'diverges');
+
+/**
+ * Load a plugin: an area path through the plugin loader (which validates it
+ * against its area's interface and registers it); a patch of the operations
+ * table through registerPatch (which validates its operation names).
+ */
+async function loadPlugin(rel: string): Promise<void> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mod = require(at(rel)) as { default?: { kind?: string } };
+  const p = mod.default;
+  if (p?.kind === 'patch') {
+    if (PATCHES.get((p as Patch).name) !== p) registerPatch(p as Patch);
+  } else await loadPathModule(at(rel));
+}
 
 describe('catalog', () => {
   test('commit ids are 12 hex digits and unique; every entry says what, where and its status details', () => {
@@ -48,7 +62,7 @@ describe('catalog', () => {
 
 describe.each(diverging.map((b) => [`${b.commit} ${b.subject}`, b] as [string, BugEntry]))('%s', (_name, b) => {
   beforeAll(async () => {
-    await loadPathModule(at(b.plugin!));
+    await loadPlugin(b.plugin!);
   });
 
   test('the trace names its commit and plugin', () => {
