@@ -31,8 +31,6 @@ const FILES = fs
  * header (`meta known-failure`), which `nvx check` reads.
  */
 const KNOWN_FAILURES: Record<string, string> = {
-  'apic-access-unbacked.nvx': 'an unmappable APIC-access page at nested VM-entry is not KVM_EXIT_INTERNAL_ERROR',
-  'platform-info-disabled.nvx': 'KVM_CAP_MSR_PLATFORM_INFO not modelled',
   'vmx-controls-posted-intr-ctls.nvx': 'posted-interrupt control checks (nested_vmx_check_posted_intr_controls) not modelled',
 };
 
