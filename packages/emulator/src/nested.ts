@@ -22,10 +22,12 @@ import {
 import type { Outcome } from '@nvx/trace';
 import { EVMPTRLD, copyEnlightenedToVmcs12, copyVmcs12ToEnlightened, evmcsL0ReadU32, evmcsL0WriteU32, evmcsReadField, evmptrValid, handleEnlightenedVmptrld, nestedReleaseEvmcs } from './areas/evmcs/common';
 import { completePendingPostedInterrupt, nestedGetVmcs12Pages } from './areas/guest-pages/common';
+import { NESTED_PAGE } from './areas/guest-pages/pages';
 import { freeNestedCaches, nestedCacheShadowVmcs12, nestedFlushCachedShadowVmcs12, nestedVmxCheckShadowVmcsControls, nestedVmxCheckVmcsLinkPtr, vmcsLinkPtrEntryFailure } from './areas/shadow-vmcs/vmcs-link';
 import { Ctx, writable } from './ctx';
 import { readGuestU32, writeGuest } from './memory';
 import { NestedVmx, Vcpu, World, setBitmapBit } from './state';
+import { nestedCpuHasVmwriteAnyField, nestedCpuHasVmxShadowVmcs } from './vmx-msrs';
 import { vmcs12Get, vmcs12LoadFromGuest, vmcs12ReadField, vmcs12Set, vmcs12StoreToGuest, vmcs12WriteField } from './vmcs12';
 
 /** The guest's MAXPHYADDR as CPUID reports it to L1. */
@@ -122,12 +124,17 @@ export function handleVmptrld(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome
   // KVM ignores a normal VMPTRLD while an enlightened VMCS is in use (and does not skip the instruction).
   if (evmptrValid(n)) return ignored('VMPTRLD while an enlightened VMCS is in use');
   if (n.currentVmptr === gpa) return OK;
+  // handle_vmptrld: reads from an unbacked page return all ones, which is not VMCS12_REVISION, so
+  // KVM reports a bad revision id; a region whose bit 31 says "shadow VMCS" is refused only when
+  // L1 lacks VMCS shadowing (nested_cpu_has_vmx_shadow_vmcs).
   const rev = readGuestU32(w, gpa);
-  if (rev === null) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
-  if ((rev & 0x7fffffff) !== VMCS12_REVISION || rev & 0x80000000) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INCORRECT_VMCS_REVISION_ID);
+  if (rev === null) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INCORRECT_VMCS_REVISION_ID);
+  if ((rev & 0x7fffffff) !== VMCS12_REVISION || (rev & 0x80000000 && !nestedCpuHasVmxShadowVmcs(w, v))) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INCORRECT_VMCS_REVISION_ID);
   nestedReleaseVmcs12(ctx, w, v);
-  if (!vmcs12LoadFromGuest(ctx, w, n, gpa)) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
-  // set_current_vmptr
+  if (!vmcs12LoadFromGuest(ctx, w, n, gpa)) return nestedVmxFail(ctx, v, VMXERR.VMPTRLD_INCORRECT_VMCS_REVISION_ID);
+  // set_current_vmptr; the cached vmcs12 keeps the header (hdr.shadow_vmcs)
+  if (rev & 0x80000000) n.hdrShadowVmcs = true;
+  else delete n.hdrShadowVmcs;
   n.currentVmptr = gpa;
   n.dirtyVmcs12 = true;
   if (w.config.shadowVmcs) n.needVmcs12ToShadowSync = true;
@@ -199,7 +206,7 @@ export function handleVmwrite(ctx: Ctx, w: World, v: Vcpu, field: number, value:
   if (n.currentVmptr === INVALID_GPA) return VMFAIL_INVALID;
   const f = vmcsFieldByEncoding(field);
   if (!f) return nestedVmxFail(ctx, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT);
-  if (f.readOnly && !w.config.vmwriteAnyField) return nestedVmxFail(ctx, v, VMXERR.VMWRITE_READ_ONLY_VMCS_COMPONENT);
+  if (f.readOnly && !nestedCpuHasVmwriteAnyField(w, v)) return nestedVmxFail(ctx, v, VMXERR.VMWRITE_READ_ONLY_VMCS_COMPONENT);
   // Some CPUs drop the reserved AR-byte bits on VMWRITE; KVM does so for everyone.
   const val = isArBytesField(field) ? value & BigInt(VMX_AR_BYTES_MASK) : value;
   vmcs12WriteField(ctx, n, f, val);
@@ -230,6 +237,25 @@ function nestedVmxCheckControls(n: NestedVmx): boolean {
   return true;
 }
 
+/**
+ * nested_get_vmcs12_pages could not map a page vmcs12 names. The APIC-access
+ * page: KVM_RUN returns KVM_EXIT_INTERNAL_ERROR, L1's instruction is not
+ * completed. The virtual-APIC page: vmcs02 gets an illegal address, the
+ * hardware entry fails and nested_vmx_vmexit turns that into VMfailValid
+ * ENTRY_INVALID_CONTROL_FIELD for L1 (unless CR8 loads and stores exit
+ * without APIC-access virtualization: KVM then drops the TPR shadow, which
+ * the model does not follow). The descriptor: not modelled.
+ */
+function unbackedVmcs12Page(ctx: Ctx, v: Vcpu, page: number, why: string): Outcome {
+  if (page === NESTED_PAGE.APIC_ACCESS) return USERSPACE_INTERNAL_ERROR;
+  const cpu = Number(vmcs12Get(v.nested, VMCS.CPU_BASED_VM_EXEC_CONTROL) & 0xffffffffn);
+  const cr8Exits = (cpu & CPU_BASED.CR8_LOAD_EXITING) !== 0 && (cpu & CPU_BASED.CR8_STORE_EXITING) !== 0;
+  if (page === NESTED_PAGE.VAPIC && !cr8Exits) return nestedVmxFail(ctx, v, VMXERR.ENTRY_INVALID_CONTROL_FIELD);
+  return ignored(`not modelled: ${why}`);
+}
+
+export const USERSPACE_INTERNAL_ERROR: Outcome = Object.freeze({ k: 'userspace', exit: 'internal-error' });
+
 /** nested_vmx_run: VMLAUNCH (launch) or VMRESUME from L1. */
 export function nestedVmxRun(ctx: Ctx, w: World, v: Vcpu, launch: boolean): Outcome {
   const n = v.nested;
@@ -238,6 +264,8 @@ export function nestedVmxRun(ctx: Ctx, w: World, v: Vcpu, launch: boolean): Outc
   if (evmptrld === EVMPTRLD.ERROR) return UD;
   if (evmptrld === EVMPTRLD.VMFAIL) return VMFAIL_INVALID;
   if (!evmptrValid(n) && n.currentVmptr === INVALID_GPA) return VMFAIL_INVALID;
+  // nested_vmx_run: a shadow VMCS cannot be launched or resumed; VMfailInvalid although there is a current VMCS
+  if (n.hdrShadowVmcs && !evmptrValid(n)) return VMFAIL_INVALID;
 
   if (evmptrValid(n)) {
     const clean = evmcsL0ReadU32(ctx, w, v, EVMCS.HV_CLEAN_FIELDS_OFFSET) ?? 0;
@@ -255,8 +283,8 @@ export function nestedVmxRun(ctx: Ctx, w: World, v: Vcpu, launch: boolean): Outc
   // nested_vmx_enter_non_root_mode -> nested_get_vmcs12_pages
   n.vmcs02UseMsrBitmaps = ctx.profile.paths['msr-bitmap'].prepare(ctx, w, v);
   // ... and the APIC-access page, the virtual-APIC page and the posted-interrupt descriptor
-  const pagesError = nestedGetVmcs12Pages(ctx, w, v);
-  if (pagesError !== null) return ignored(pagesError);
+  const unbacked = nestedGetVmcs12Pages(ctx, w, v);
+  if (unbacked !== null) return unbackedVmcs12Page(ctx, v, unbacked.page, unbacked.why);
   // nested_vmx_check_guest_state: the VMCS-link pointer (checked when L1 shadows VMCS for L2)
   if (!nestedVmxCheckVmcsLinkPtr(w, v)) return vmcsLinkPtrEntryFailure(ctx, w, v);
   // prepare_vmcs02: the rare fields are consumed; an eVMCS is then all clean
@@ -276,7 +304,14 @@ export function nestedVmxRun(ctx: Ctx, w: World, v: Vcpu, launch: boolean): Outc
 
 // ---- nested VM-exit ----
 
-/** Instruction lengths KVM reports in VM_EXIT_INSTRUCTION_LEN for the exits the model delivers. */
+/**
+ * Instruction lengths in VM_EXIT_INSTRUCTION_LEN for the exits the model
+ * delivers (prepare_vmcs12 copies vmcs02's field, which the CPU filled at the
+ * hardware VM-exit): CPUID 0F A2, RDMSR 0F 32, WRMSR 0F 30, VMCALL 0F 01 C1,
+ * VMREAD 0F 78 /r and VMWRITE 0F 79 /r with register operands. The SDM
+ * leaves the field undefined for APIC-access and hardware-exception exits;
+ * the model gives 0 there.
+ */
 const INSTRUCTION_LEN: Record<number, bigint> = {
   [EXIT_REASON.CPUID]: 2n,
   [EXIT_REASON.MSR_READ]: 2n,
@@ -298,7 +333,7 @@ export function changeVmcs01Intercept(ctx: Ctx, v: Vcpu, msr: number, write: boo
  * The sync to the shadow VMCS or eVMCS happens before L1 runs
  * (syncVmcs12ToShadow, called by the reducer after the event).
  */
-export function nestedVmxVmexit(ctx: Ctx, w: World, v: Vcpu, reason: number, qual: bigint): Outcome {
+export function nestedVmxVmexit(ctx: Ctx, w: World, v: Vcpu, reason: number, qual: bigint, insnLen?: bigint): Outcome {
   const n = v.nested;
   n.guestMode = false;
   // the APIC pages: unmapped (kvm-map) or kept (the caches)
@@ -306,7 +341,7 @@ export function nestedVmxVmexit(ctx: Ctx, w: World, v: Vcpu, reason: number, qua
   vmcs12Set(ctx, n, VMCS.VM_EXIT_REASON, BigInt(reason));
   vmcs12Set(ctx, n, VMCS.EXIT_QUALIFICATION, qual);
   vmcs12Set(ctx, n, VMCS.VM_EXIT_INTR_INFO, 0n);
-  vmcs12Set(ctx, n, VMCS.VM_EXIT_INSTRUCTION_LEN, INSTRUCTION_LEN[reason] ?? 0n);
+  vmcs12Set(ctx, n, VMCS.VM_EXIT_INSTRUCTION_LEN, insnLen ?? INSTRUCTION_LEN[reason] ?? 0n);
   // vmcs01 changes L0 made while L2 ran take effect now that vmcs01 is loaded again.
   if (v.pendingL01.length) {
     for (const p of v.pendingL01) changeVmcs01Intercept(ctx, v, p.msr, p.write, p.intercept);

@@ -166,6 +166,11 @@ export const EVENT_SCHEMA = {
     fields: [['slot', 'u16']],
     doc: 'the VMM creates again a memslot it deleted, at its previous gfn, size, flags and userspace address: the same host pages, contents kept',
   },
+  'host.set-msr': {
+    code: 107,
+    fields: [['vcpu', 'vcpu'], ['msr', 'msr'], ['value', 'u64']],
+    doc: 'the VMM sets one of the vCPU\'s MSRs (KVM_SET_MSRS, host-initiated): the VMX capability MSRs 0x480-0x491 (vmx_set_vmx_msr), MSR_PLATFORM_INFO, MSR_MISC_FEATURES_ENABLES; a write KVM refuses is ignored',
+  },
 } as const satisfies Record<string, KindDef>;
 
 export type EventKind = keyof typeof EVENT_SCHEMA;

@@ -119,14 +119,16 @@ describe('events: INVEPT, INVVPID, host writes into guest memory, memslot re-add
       'host.guest-copy 0x3000 0x2000 0x1000',
       'host.memslot-delete 1',
       'host.memslot-readd 1',
+      '@1 host.set-msr MSR_IA32_VMX_PROCBASED_CTLS2 0x6137bff00000000',
     ];
-    const evs = lines.map((l) => parseEventLine(l));
+    const evs = lines.map((l) => parseEventLine(l, makeHeader({ vcpus: 2 }).config));
     expect(evs[0]).toEqual({ kind: 'l1.invept', vcpu: 0, type: 1n, eptp: 0x5en, expect: { k: 'ok' } });
     expect(evs[1]).toEqual({ kind: 'l1.invvpid', vcpu: 0, type: 0n, vpid: 1n, gla: 0xffff800000000000n, expect: { k: 'vmfail-valid', error: 28 } });
     expect(evs[2]).toEqual({ kind: 'host.guest-write', gpa: 0x2000n, size: 8, value: 0xffffffff81000000n });
     expect(evs[3]).toEqual({ kind: 'host.guest-copy', dst: 0x3000n, src: 0x2000n, bytes: 0x1000 });
     expect(evs[5]).toEqual({ kind: 'host.memslot-readd', slot: 1 });
-    roundTrip(evs);
+    expect(evs[6]).toEqual({ kind: 'host.set-msr', vcpu: 1, msr: 0x48b, value: 0x6137bff00000000n });
+    roundTrip(evs, { vcpus: 2 });
   });
 
   test('validation names the field', () => {
