@@ -68,8 +68,11 @@ test(`the ${CONFORMANCE_PROFILE} profile is built in`, () => {
 });
 
 describe.each(FILES)('%s', (file) => {
-  test('names its source, test and commit, and declares a verdict', () => {
+  test('explains itself, names its source, test and commit, and declares a verdict', () => {
     const { header, events } = load(file);
+    // a comment first: what the test checks and how the trace maps it
+    expect(fs.readFileSync(path.join(DIR, file), 'utf8')).toMatch(/^# \S/);
+    expect(header.provenance.source).toMatch(/^(kvm-unit-tests\/kvm-unit-tests x86\/|torvalds\/linux tools\/testing\/selftests\/kvm\/)\S+\.c$/);
     for (const k of CONFORMANCE_META) expect({ [k]: header.provenance[k] ?? '' }).not.toEqual({ [k]: '' });
     expect(header.provenance.commit).toMatch(/^[0-9a-f]{40}$/);
     expect(events.some((e) => e.expect !== undefined)).toBe(true);
