@@ -10,3 +10,4 @@ export * from './exits';
 export * from './msr';
 export * from './bitmap';
 export * from './evmcs';
+export * from './vmx-caps';

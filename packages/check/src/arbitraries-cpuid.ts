@@ -257,9 +257,9 @@ class CpuidBuilder {
 
   private platformInfo(v: VcpuModel, p: Digits): void {
     const val = PLATFORM_VALUES[p.take(PLATFORM_VALUES.length)];
-    const refused = !(val & SUPPORT) && v.misc;
-    this.emit({ kind: 'host.platform-info', vcpu: v.id, value: val }, refused ? ignoredAny : ok);
-    if (!refused) v.platformInfo = val;
+    // KVM (v6.13) accepts the VMM's write whatever the guest's faulting state
+    this.emit({ kind: 'host.platform-info', vcpu: v.id, value: val }, ok);
+    v.platformInfo = val;
   }
 
   private smi(v: VcpuModel): void {

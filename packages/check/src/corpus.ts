@@ -74,11 +74,17 @@ export function checkExpects(header: TraceHeader, events: readonly TraceEvent[],
   return { mismatches, costs: r.cost };
 }
 
-/** Judge one trace under one profile against its declared verdict. */
-export function judge(header: TraceHeader, events: readonly TraceEvent[], file: string, profileSpec: string): CorpusCell {
+/**
+ * Judge one trace under one profile against its declared verdict. With
+ * `expects: false` only the differential verdict is judged (a conformance
+ * trace's expectations are KVM's, checked under the `kvm` profile alone).
+ */
+export function judge(header: TraceHeader, events: readonly TraceEvent[], file: string, profileSpec: string, opts: { expects?: boolean } = {}): CorpusCell {
   const profile = parseProfile(profileSpec);
   const decl = declaredVerdict(header);
-  const { mismatches, costs } = checkExpects(header, events, profile);
+  const checked = checkExpects(header, events, profile);
+  const costs = checked.costs;
+  const mismatches = opts.expects === false ? [] : checked.mismatches;
   const cell = (status: CellStatus, detail?: string): CorpusCell => ({ file, profile: profileSpec, status, detail, costs });
   const expectDiverge = decl.verdict !== 'pass' && decl.diverges.includes(profileSpec);
   // Expectations describe the reference behaviour: a profile expected to diverge may break them.
@@ -114,4 +120,89 @@ export function corpusCosts(r: CorpusReport): Map<string, Costs> {
   const m = new Map<string, Costs>();
   for (const c of r.cells) addCosts(m.get(c.profile) ?? m.set(c.profile, newCosts()).get(c.profile)!, c.costs);
   return m;
+}
+
+// ---- the conformance corpus: KVM's own tests as traces ----
+
+/** The profile conformance traces are checked under: upstream KVM's paths. */
+export const CONFORMANCE_PROFILE = 'kvm';
+
+/** The profiles each conformance trace must also run clean under, in lockstep with reference. */
+export const CONFORMANCE_LOCKSTEP = ['optimized', CONFORMANCE_PROFILE];
+
+/**
+ * pass: every expectation holds under `kvm`; known-failure: some do not, and
+ * the trace says why (`meta known-failure "<reason>"`); failed: some do not
+ * and the trace does not say so; fixed: the trace declares a known failure
+ * but every expectation holds (the declaration is stale).
+ */
+export type ConformanceStatus = 'pass' | 'known-failure' | 'failed' | 'fixed';
+
+export interface ConformanceResult {
+  file: string;
+  /** `meta test`: the KVM test (or step) the trace translates */
+  test: string;
+  status: ConformanceStatus;
+  /** the first mismatches under `kvm`, or the declared reason */
+  detail?: string;
+  /** the differential verdict under each of CONFORMANCE_LOCKSTEP */
+  lockstep: CorpusCell[];
+}
+
+export interface ConformanceReport {
+  dir: string;
+  results: ConformanceResult[];
+  /** no new failure, no stale known failure, every lockstep verdict as declared */
+  ok: boolean;
+}
+
+/** Provenance a conformance trace must carry: where the test is and what it expects. */
+export const CONFORMANCE_META = ['source', 'test', 'commit', 'verdict'] as const;
+
+/** Judge one conformance trace: KVM's expectations under `kvm`, the declared differential verdict in lockstep. */
+export function judgeConformance(header: TraceHeader, events: readonly TraceEvent[], file: string): ConformanceResult {
+  const missing = CONFORMANCE_META.filter((k) => !header.provenance[k]);
+  const test = header.provenance.test ?? '';
+  if (missing.length) return { file, test, status: 'failed', detail: `header lacks meta ${missing.join(', ')}`, lockstep: [] };
+  const known = header.provenance['known-failure'];
+  const { mismatches } = checkExpects(header, events, parseProfile(CONFORMANCE_PROFILE));
+  const lockstep = CONFORMANCE_LOCKSTEP.map((p) => judge(header, events, file, p, { expects: false }));
+  let status: ConformanceStatus;
+  let detail: string | undefined;
+  if (mismatches.length === 0) {
+    status = known ? 'fixed' : 'pass';
+    if (known) detail = `declared a known failure (${known}) but every expectation holds under ${CONFORMANCE_PROFILE}`;
+  } else {
+    status = known ? 'known-failure' : 'failed';
+    detail = known ? `${known}; first: ${mismatches[0]}` : mismatches.join('; ');
+  }
+  return { file, test, status, detail, lockstep };
+}
+
+export function conformanceOk(r: ConformanceResult): boolean {
+  return (r.status === 'pass' || r.status === 'known-failure') && r.lockstep.every((c) => c.status === 'pass' || c.status === 'expected-divergence');
+}
+
+export async function checkConformance(dir: string, onResult?: (r: ConformanceResult) => void): Promise<ConformanceReport> {
+  const results: ConformanceResult[] = [];
+  for (const file of listTraces([dir])) {
+    const { header, events } = await readTraceFile(file);
+    const r = judgeConformance(header, events, file);
+    results.push(r);
+    onResult?.(r);
+  }
+  return { dir, results, ok: results.every(conformanceOk) };
+}
+
+/** Counts for the conformance row of `nvx check`. */
+export function conformanceCounts(r: ConformanceReport): Record<ConformanceStatus | 'traces' | 'lockstepBad', number> {
+  const n = (s: ConformanceStatus) => r.results.filter((x) => x.status === s).length;
+  return {
+    traces: r.results.length,
+    pass: n('pass'),
+    'known-failure': n('known-failure'),
+    failed: n('failed'),
+    fixed: n('fixed'),
+    lockstepBad: r.results.filter((x) => x.lockstep.some((c) => c.status !== 'pass' && c.status !== 'expected-divergence')).length,
+  };
 }

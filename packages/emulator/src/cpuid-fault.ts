@@ -64,8 +64,13 @@ export function cpuidFaultChanged(ctx: Ctx, w: World, v: Vcpu): void {
   if (v.cpu >= 0) ctx.profile.paths['cpuid-fault'].update(ctx, w, v);
 }
 
-/** RDMSR of MSR_PLATFORM_INFO or MSR_MISC_FEATURES_ENABLES (L1's, or L2's that L0 handles). */
-export function guestRdmsr(v: Vcpu, msr: number): Outcome {
+/**
+ * RDMSR of MSR_PLATFORM_INFO or MSR_MISC_FEATURES_ENABLES (L1's, or L2's that L0 handles).
+ * kvm_get_msr_common: with KVM_CAP_MSR_PLATFORM_INFO disabled the guest's read of
+ * MSR_PLATFORM_INFO is #GP (platform_info_test.c).
+ */
+export function guestRdmsr(w: World, v: Vcpu, msr: number): Outcome {
+  if (msr === MSR.MSR_PLATFORM_INFO && !w.config.msrPlatformInfo) return GP;
   const f = v.cpuidFault;
   return { k: 'value', value: msr === MSR.MSR_PLATFORM_INFO ? f.platformInfo : f.miscFeaturesEnables };
 }
@@ -82,13 +87,31 @@ export function guestWrmsr(ctx: Ctx, w: World, v: Vcpu, msr: number, value: bigi
   return OK;
 }
 
-/** host.platform-info: the VMM writes MSR_PLATFORM_INFO (KVM_SET_MSRS, host-initiated). */
+/**
+ * host.platform-info: the VMM writes MSR_PLATFORM_INFO (KVM_SET_MSRS,
+ * host-initiated). Accepted whatever the guest's faulting state: KVM used to
+ * refuse clearing bit 31 while MISC_FEATURES_ENABLES bit 0 was set, and
+ * dropped that ordering rule in v6.13 ("KVM: x86: Remove ordering check b/w
+ * MSR_PLATFORM_INFO and MISC_FEATURES_ENABLES", 9d2dcfb82db1 in kvm-x86).
+ * The same series makes the MSR immutable once the vCPU has run
+ * (kvm_is_immutable_feature_msr); the model does not track KVM_RUN and lets
+ * the VMM change it at any point, which the cpuid-fault paths rely on.
+ */
 export function hostPlatformInfo(w: World, vcpu: number, value: bigint): Outcome {
   const v = w.vcpus[vcpu];
   if (!v) return ignored('no such vCPU');
-  if (!(value & PLATFORM_INFO_CPUID_FAULT) && cpuidFaultEnabled(v)) return ignored(`KVM refuses to clear MSR_PLATFORM_INFO bit 31 while vCPU ${vcpu}'s CPUID faulting is on`);
   v.cpuidFault.platformInfo = value;
   return OK;
+}
+
+/**
+ * KVM_SET_MSRS of MSR_MISC_FEATURES_ENABLES (host-initiated): the same rules
+ * as the guest's write in kvm_set_msr_common (bit 0 only, and only with
+ * MSR_PLATFORM_INFO bit 31); a refused write is reported as ignored.
+ */
+export function hostMiscFeaturesEnables(ctx: Ctx, w: World, v: Vcpu, value: bigint): Outcome {
+  const out = guestWrmsr(ctx, w, v, MSR.MSR_MISC_FEATURES_ENABLES, value);
+  return out.k === 'gp' ? ignored(`KVM refuses MSR_MISC_FEATURES_ENABLES = 0x${value.toString(16)}: bit 0 only, and only with MSR_PLATFORM_INFO bit 31`) : out;
 }
 
 /** host.smi: the vCPU takes an SMI and L1 enters SMM (KVM's enter_smm). */
@@ -141,6 +164,9 @@ function l2Gp(ctx: Ctx, w: World, v: Vcpu, fromHardware: boolean): Outcome {
     // vmcs02's exception bitmap has vmcs12's bits: the hardware #GP exits to L0 first.
     if (fromHardware) ctx.cost.l0Exits++;
     const out = ctx.profile.ops.nested_vmx_vmexit(ctx, w, v, EXIT_REASON.EXCEPTION_NMI, 0n);
+    // A #GP L0 injected while emulating L2's CPUID (nested_vmx_inject_exception_vmexit) reports
+    // vmcs02's instruction length, which the CPUID VM-exit set (2); a hardware #GP leaves it undefined (0).
+    vmcs12Set(ctx, v.nested, VMCS.VM_EXIT_INSTRUCTION_LEN, fromHardware ? 0n : 2n);
     vmcs12Set(ctx, v.nested, VMCS.VM_EXIT_INTR_INFO, GP_EXIT_INTR_INFO);
     vmcs12Set(ctx, v.nested, VMCS.VM_EXIT_INTR_ERROR_CODE, 0n);
     return out;

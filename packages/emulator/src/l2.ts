@@ -17,7 +17,7 @@ import { NESTED_PAGE, apicAccessTarget, l0PeekPage, vapicHwRead, vapicHwWrite, v
 import { guestRdmsr, guestWrmsr, isCpuidFaultMsr } from './cpuid-fault';
 import type { Ctx } from './ctx';
 import { pfnPage, readLE, writablePfn, writeLE } from './memory';
-import { OK, ignored } from './nested';
+import { OK } from './nested';
 import { Vcpu, World, testBitmapBit } from './state';
 import { vmcs12Get, vmcs12Get32 } from './vmcs12';
 
@@ -93,7 +93,7 @@ export function l2Rdmsr(ctx: Ctx, w: World, v: Vcpu, msr: number): Outcome {
   const ops = ctx.profile.ops;
   if (ops.nested_vmx_exit_handled_msr(ctx, w, v, msr, false)) return ops.nested_vmx_vmexit(ctx, w, v, EXIT_REASON.MSR_READ, 0n);
   // MSR_PLATFORM_INFO and MISC_FEATURES_ENABLES are the vCPU's, shared with L1 (cpuid-fault)
-  if (isCpuidFaultMsr(msr)) return guestRdmsr(v, msr);
+  if (isCpuidFaultMsr(msr)) return guestRdmsr(w, v, msr);
   return { k: 'value', value: l2MsrRead(ctx, w, v, msr) };
 }
 
@@ -129,13 +129,21 @@ const APIC_TASKPRI = 0x80;
  * host page backing the APIC-access gfn now, and only if that is the page
  * vmcs02's APIC_ACCESS_ADDR names is it virtualized; otherwise it is a plain
  * memory access (a write lands in that page, a read returns its bytes).
+ * When no memslot backs the gfn any more, the access takes an EPT violation
+ * to L0, which finds nothing to map and emulates it as MMIO: KVM_RUN returns
+ * KVM_EXIT_MMIO to userspace and L1 sees nothing (kvm_mmu_page_fault ->
+ * emulation; vmx_apic_access_test.c covers the entry-time side).
  */
 export function l2ApicAccess(ctx: Ctx, w: World, v: Vcpu, offset: number, write: boolean, value: bigint): Outcome {
   const n = v.nested;
-  const virt = nestedCpuHasSecondary(v, SECONDARY_EXEC.VIRTUALIZE_APIC_ACCESSES) && (vmcs12Get32(n, VMCS.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED.TPR_SHADOW) !== 0;
-  if (virt) {
+  const apicAccess = nestedCpuHasSecondary(v, SECONDARY_EXEC.VIRTUALIZE_APIC_ACCESSES);
+  const virt = apicAccess && (vmcs12Get32(n, VMCS.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED.TPR_SHADOW) !== 0;
+  if (apicAccess) {
     const target = apicAccessTarget(ctx, w, v);
-    if (target === null) return ignored(`L2's APIC page (gpa 0x${vmcs12Get(n, VMCS.APIC_ACCESS_ADDR).toString(16)}) is not in a memslot`);
+    if (target === null) {
+      ctx.cost.l0Exits++;
+      return { k: 'userspace', exit: 'mmio', gpa: vmcs12Get(n, VMCS.APIC_ACCESS_ADDR) + BigInt(offset & 0xfff) };
+    }
     if (target !== 'virtualized') {
       const at = (offset & 0xffc);
       if (!write) return { k: 'value', value: readLE(pfnPage(w.mem, target), at, 4) };

@@ -214,8 +214,54 @@ export function memslotMove(mem: Memory, slot: number, gfn: number): string | nu
 export function memslotDelete(mem: Memory, slot: number): string | null {
   const i = mem.slots.findIndex((x) => x.slot === slot);
   if (i < 0) return `no memslot ${slot}`;
+  // The VMM's mapping of the slot's memory outlives the slot (KVM never unmaps userspace memory):
+  // remember where it was, for host.memslot-readd.
+  (mem.removed ??= {})[slot] = { ...mem.slots[i] };
   mem.slots.splice(i, 1);
   mem.generation++;
+  return null;
+}
+
+/**
+ * The VMM creates a deleted memslot again with its previous gfn, size, flags
+ * and userspace address (KVM_SET_USER_MEMORY_REGION with the same values):
+ * the same host pages, so whatever they held is there again.
+ */
+export function memslotReadd(mem: Memory, slot: number): string | null {
+  const m = mem.removed?.[slot];
+  if (!m) return `memslot ${slot} was never deleted`;
+  if (mem.slots.some((x) => x.slot === slot)) return `memslot ${slot} exists`;
+  if (overlaps(mem, m.gfn, m.npages, -1)) return `memslot ${slot} would overlap another`;
+  if (mem.slots.some((o) => m.hva < o.hva + o.npages && o.hva < m.hva + m.npages)) return `memslot ${slot}'s host range is used by another slot`;
+  mem.slots.push({ ...m });
+  delete mem.removed![slot];
+  mem.slots.sort((a, b) => a.gfn - b.gfn);
+  mem.generation++;
+  return null;
+}
+
+/** Bytes userspace may copy in one host.guest-copy. */
+export const MAX_GUEST_COPY = 1 << 20;
+
+/**
+ * Userspace stores into guest memory through its own mapping (a selftest's
+ * addr_gpa2hva): plain bytes, no L1 store, no write tracking.
+ */
+export function hostGuestWrite(ctx: Ctx, w: World, gpa: bigint, size: number, value: bigint): string | null {
+  return writeGuest(ctx, w, gpa, size, value) ? null : `gpa 0x${gpa.toString(16)} is not in a memslot`;
+}
+
+/** Userspace copies guest memory (memmove: the source is read whole before the destination is written). */
+export function hostGuestCopy(ctx: Ctx, w: World, dst: bigint, src: bigint, bytes: number): string | null {
+  if (bytes > MAX_GUEST_COPY) return `a copy of ${bytes} bytes is more than ${MAX_GUEST_COPY}`;
+  const buf: bigint[] = [];
+  for (let i = 0; i < bytes; i++) {
+    const b = readGuest(w, src + BigInt(i), 1);
+    if (b === null) return `gpa 0x${(src + BigInt(i)).toString(16)} is not in a memslot`;
+    buf.push(b);
+  }
+  for (let i = 0; i < bytes; i++) if (gfnToHva(w.mem, gpaToGfn(dst + BigInt(i))) < 0) return `gpa 0x${(dst + BigInt(i)).toString(16)} is not in a memslot`;
+  for (let i = 0; i < bytes; i++) writeGuest(ctx, w, dst + BigInt(i), 1, buf[i]);
   return null;
 }
 

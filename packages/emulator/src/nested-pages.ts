@@ -154,13 +154,17 @@ function vapicOffset(_v: Vcpu, off: number): number {
 
 /**
  * nested_get_vmcs12_pages: vmcs02's MSR bitmap (nested_vmx_prepare_msr_bitmap),
- * then the APIC pages: every page vmcs12 uses must be backed by a memslot,
- * or KVM fails the entry with KVM_EXIT_INTERNAL_ERROR (APIC-access page; the
- * model treats the virtual-APIC page and the descriptor alike). Then the
- * path makes the pages usable and puts their host addresses in vmcs02.
- * Returns an error string, or null.
+ * then the APIC pages: every page vmcs12 uses must be backed by a memslot.
+ * When one is not, KVM (Linux v6.13) fails the entry in its own way per page
+ * (the caller, nested_vmx_enter_non_root_mode, turns the page into the
+ * outcome): the APIC-access page is KVM_EXIT_INTERNAL_ERROR to userspace
+ * (vmx_apic_access_test.c), the virtual-APIC page gets an illegal address in
+ * vmcs02 so the hardware entry fails, the descriptor turns posted interrupts
+ * off in vmcs02 until L0 touches it. Otherwise the path makes the pages
+ * usable and puts their host addresses in vmcs02. Returns the first unbacked
+ * page, or null.
  */
-export function nestedGetVmcs12Pages(ctx: Ctx, w: World, v: Vcpu): string | null {
+export function nestedGetVmcs12Pages(ctx: Ctx, w: World, v: Vcpu): { page: NestedPage; why: string } | null {
   // nested_vmx_prepare_msr_bitmap (KVM calls it last; the model first: the APIC-page failure below
   // is a userspace exit, after which the run does not go on)
   v.nested.vmcs02UseMsrBitmaps = ctx.profile.ops.nested_vmx_prepare_msr_bitmap(ctx, w, v);
@@ -168,7 +172,7 @@ export function nestedGetVmcs12Pages(ctx: Ctx, w: World, v: Vcpu): string | null
   for (const p of APIC_PAGES) {
     if (!(inUse & (1 << p))) continue;
     const gpa = nestedPageGpa(v, p);
-    if (gfnToHva(w.mem, gpaToGfn(gpa)) < 0) return `KVM_EXIT_INTERNAL_ERROR: the ${PAGE_NAMES[p]} (gpa 0x${gpa.toString(16)}) is not in a memslot`;
+    if (gfnToHva(w.mem, gpaToGfn(gpa)) < 0) return { page: p, why: `the ${PAGE_NAMES[p]} (gpa 0x${gpa.toString(16)}) is not in a memslot` };
   }
   pages(ctx).getVmcs12Pages(ctx, w, v, inUse);
   return null;

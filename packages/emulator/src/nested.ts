@@ -26,10 +26,12 @@ import {
 } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
 import { EVMPTRLD, evmcsL0ReadU32, evmcsL0WriteU32, evmcsReadField, evmptrValid } from './evmcs';
+import { NESTED_PAGE } from './nested-pages';
 import { ENTRY_FAIL_VMCS_LINK_PTR, freeNestedCaches } from './vmcs-link';
 import { Ctx, writable } from './ctx';
 import { readGuestU32, writeGuest } from './memory';
 import { NestedVmx, Vcpu, World, setBitmapBit } from './state';
+import { nestedCpuHasVmwriteAnyField, nestedCpuHasVmxShadowVmcs } from './vmx-msrs';
 import { vmcs12Get, vmcs12LoadFromGuest, vmcs12ReadField, vmcs12Set, vmcs12StoreToGuest, vmcs12WriteField } from './vmcs12';
 
 /** The guest's MAXPHYADDR as CPUID reports it to L1. */
@@ -132,12 +134,17 @@ export function handleVmptrld(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome
   // KVM ignores a normal VMPTRLD while an enlightened VMCS is in use (and does not skip the instruction).
   if (evmptrValid(n)) return ignored('VMPTRLD while an enlightened VMCS is in use');
   if (n.currentVmptr === gpa) return OK;
+  // handle_vmptrld: reads from an unbacked page return all ones, which is not VMCS12_REVISION, so
+  // KVM reports a bad revision id; a region whose bit 31 says "shadow VMCS" is refused only when
+  // L1 lacks VMCS shadowing (nested_cpu_has_vmx_shadow_vmcs).
   const rev = readGuestU32(w, gpa);
-  if (rev === null) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
-  if ((rev & 0x7fffffff) !== VMCS12_REVISION || rev & 0x80000000) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMPTRLD_INCORRECT_VMCS_REVISION_ID);
+  if (rev === null) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMPTRLD_INCORRECT_VMCS_REVISION_ID);
+  if ((rev & 0x7fffffff) !== VMCS12_REVISION || (rev & 0x80000000 && !nestedCpuHasVmxShadowVmcs(w, v))) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMPTRLD_INCORRECT_VMCS_REVISION_ID);
   ops.nested_release_vmcs12(ctx, w, v);
-  if (!vmcs12LoadFromGuest(ctx, w, n, gpa)) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMPTRLD_INVALID_ADDRESS);
-  // set_current_vmptr
+  if (!vmcs12LoadFromGuest(ctx, w, n, gpa)) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMPTRLD_INCORRECT_VMCS_REVISION_ID);
+  // set_current_vmptr; the cached vmcs12 keeps the header (hdr.shadow_vmcs)
+  if (rev & 0x80000000) n.hdrShadowVmcs = true;
+  else delete n.hdrShadowVmcs;
   n.currentVmptr = gpa;
   n.dirtyVmcs12 = true;
   if (w.config.shadowVmcs) n.needVmcs12ToShadowSync = true;
@@ -211,7 +218,7 @@ export function handleVmwrite(ctx: Ctx, w: World, v: Vcpu, field: number, value:
   const ops = ctx.profile.ops;
   const f = vmcsFieldByEncoding(field);
   if (!f) return ops.nested_vmx_fail(ctx, w, v, VMXERR.UNSUPPORTED_VMCS_COMPONENT);
-  if (f.readOnly && !w.config.vmwriteAnyField) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMWRITE_READ_ONLY_VMCS_COMPONENT);
+  if (f.readOnly && !nestedCpuHasVmwriteAnyField(w, v)) return ops.nested_vmx_fail(ctx, w, v, VMXERR.VMWRITE_READ_ONLY_VMCS_COMPONENT);
   const val = ops.handle_vmwrite_mask_ar_bytes(ctx, w, v, field, value);
   vmcs12WriteField(ctx, n, f, val);
   if (f.shadow !== 'rw' || !w.config.shadowVmcs) n.dirtyVmcs12 = true;
@@ -271,6 +278,25 @@ export function nestedVmxCheckApicvControls(_ctx: Ctx, _w: World, v: Vcpu): bool
   return (desc & 0x3fn) === 0n && desc < PHYS_LIMIT;
 }
 
+/**
+ * nested_get_vmcs12_pages could not map a page vmcs12 names. The APIC-access
+ * page: KVM_RUN returns KVM_EXIT_INTERNAL_ERROR, L1's instruction is not
+ * completed. The virtual-APIC page: vmcs02 gets an illegal address, the
+ * hardware entry fails and nested_vmx_vmexit turns that into VMfailValid
+ * ENTRY_INVALID_CONTROL_FIELD for L1 (unless CR8 loads and stores exit
+ * without APIC-access virtualization: KVM then drops the TPR shadow, which
+ * the model does not follow). The descriptor: not modelled.
+ */
+function unbackedVmcs12Page(ctx: Ctx, w: World, v: Vcpu, page: number, why: string): Outcome {
+  if (page === NESTED_PAGE.APIC_ACCESS) return USERSPACE_INTERNAL_ERROR;
+  const cpu = Number(vmcs12Get(v.nested, VMCS.CPU_BASED_VM_EXEC_CONTROL) & 0xffffffffn);
+  const cr8Exits = (cpu & CPU_BASED.CR8_LOAD_EXITING) !== 0 && (cpu & CPU_BASED.CR8_STORE_EXITING) !== 0;
+  if (page === NESTED_PAGE.VAPIC && !cr8Exits) return ctx.profile.ops.nested_vmx_fail(ctx, w, v, VMXERR.ENTRY_INVALID_CONTROL_FIELD);
+  return ignored(`not modelled: ${why}`);
+}
+
+export const USERSPACE_INTERNAL_ERROR: Outcome = Object.freeze({ k: 'userspace', exit: 'internal-error' });
+
 /** nested_vmx_run: VMLAUNCH (launch) or VMRESUME from L1. */
 export function nestedVmxRun(ctx: Ctx, w: World, v: Vcpu, launch: boolean): Outcome {
   const n = v.nested;
@@ -280,6 +306,8 @@ export function nestedVmxRun(ctx: Ctx, w: World, v: Vcpu, launch: boolean): Outc
   if (evmptrld === EVMPTRLD.ERROR) return UD;
   if (evmptrld === EVMPTRLD.VMFAIL) return VMFAIL_INVALID;
   if (!evmptrValid(n) && n.currentVmptr === INVALID_GPA) return VMFAIL_INVALID;
+  // nested_vmx_run: a shadow VMCS cannot be launched or resumed; VMfailInvalid although there is a current VMCS
+  if (n.hdrShadowVmcs && !evmptrValid(n)) return VMFAIL_INVALID;
 
   if (evmptrValid(n)) {
     ops.copy_enlightened_to_vmcs12(ctx, w, v, evmcsL0ReadU32(ctx, w, v, EVMCS.HV_CLEAN_FIELDS_OFFSET) ?? 0);
@@ -299,8 +327,9 @@ export function nestedVmxRun(ctx: Ctx, w: World, v: Vcpu, launch: boolean): Outc
 export function nestedVmxEnterNonRootMode(ctx: Ctx, w: World, v: Vcpu): Outcome {
   const n = v.nested;
   const ops = ctx.profile.ops;
-  const pagesError = ops.nested_get_vmcs12_pages(ctx, w, v);
-  if (pagesError !== null) return ignored(pagesError);
+  // nested_get_vmcs12_pages: the MSR bitmap, the APIC-access page, the virtual-APIC page and the posted-interrupt descriptor
+  const unbacked = ops.nested_get_vmcs12_pages(ctx, w, v);
+  if (unbacked !== null) return unbackedVmcs12Page(ctx, w, v, unbacked.page, unbacked.why);
   // nested_vmx_check_guest_state: the VMCS-link pointer (checked when L1 shadows VMCS for L2)
   if (!ops.nested_vmx_check_vmcs_link_ptr(ctx, w, v)) return ops.vmentry_fail_vmexit(ctx, w, v, EXIT_REASON.INVALID_STATE, ENTRY_FAIL_VMCS_LINK_PTR);
   ops.prepare_vmcs02(ctx, w, v);
@@ -328,7 +357,14 @@ export function prepareVmcs02(ctx: Ctx, w: World, v: Vcpu): void {
 
 // ---- nested VM-exit ----
 
-/** Instruction lengths KVM reports in VM_EXIT_INSTRUCTION_LEN for the exits the model delivers. */
+/**
+ * Instruction lengths in VM_EXIT_INSTRUCTION_LEN for the exits the model
+ * delivers (prepare_vmcs12 copies vmcs02's field, which the CPU filled at the
+ * hardware VM-exit): CPUID 0F A2, RDMSR 0F 32, WRMSR 0F 30, VMCALL 0F 01 C1,
+ * VMREAD 0F 78 /r and VMWRITE 0F 79 /r with register operands. The SDM
+ * leaves the field undefined for APIC-access and hardware-exception exits;
+ * the model gives 0 there.
+ */
 const INSTRUCTION_LEN: Record<number, bigint> = {
   [EXIT_REASON.CPUID]: 2n,
   [EXIT_REASON.MSR_READ]: 2n,

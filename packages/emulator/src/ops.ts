@@ -22,6 +22,7 @@
 import type { Outcome } from '@nvx/trace';
 import type { Ctx } from './ctx';
 import type { Gpc } from './gpc';
+import type { NestedPage } from './nested-pages';
 import type { PathOf } from './paths';
 import type { Vcpu, World } from './state';
 
@@ -65,8 +66,8 @@ export interface NestedOps {
   nested_vmx_check_vmcs_link_ptr(ctx: Ctx, w: World, v: Vcpu): boolean;
   /** nested_vmx_enter_non_root_mode after the checks: pages, guest state, prepare_vmcs02, into guest mode */
   nested_vmx_enter_non_root_mode(ctx: Ctx, w: World, v: Vcpu): Outcome;
-  /** nested_get_vmcs12_pages: the MSR bitmap (nested_vmx_prepare_msr_bitmap) and the APIC pages; an error string or null */
-  nested_get_vmcs12_pages(ctx: Ctx, w: World, v: Vcpu): string | null;
+  /** nested_get_vmcs12_pages: the MSR bitmap (nested_vmx_prepare_msr_bitmap) and the APIC pages; the first APIC page no memslot backs, or null */
+  nested_get_vmcs12_pages(ctx: Ctx, w: World, v: Vcpu): { page: NestedPage; why: string } | null;
   /** nested_vmx_prepare_msr_bitmap: the msr-bitmap path's prepare; true when vmcs02 uses its bitmap */
   nested_vmx_prepare_msr_bitmap(ctx: Ctx, w: World, v: Vcpu): boolean;
   /** prepare_vmcs02 (what the model does of it): the rare fields consumed (dirty_vmcs12), every eVMCS clean bit set */

@@ -111,6 +111,7 @@ function editDistance(a: string, b: string): number {
 export const BUILTIN_PROFILES: Record<string, string> = {
   reference: '',
   optimized: AREA_IDS.map((a) => `${a}=${AREAS[a].optimized}`).join(','),
+  kvm: 'msr-bitmap=enlightened,evmcs=clean-fields,shadow-vmcs=intercept-ro,guest-pages=kvm-map,cpuid-fault=emulate',
 };
 
 const userProfiles = new Map<string, string>();

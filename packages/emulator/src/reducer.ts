@@ -7,17 +7,19 @@
  * mutable working copy for the hot loops (replay, diff, fuzz, minimize,
  * bisect), taking a deep copy as a checkpoint when asked.
  */
-import { EVMCS, EXIT_REASON, HV_X64_NESTED_MSR_BITMAP, HYPERV_CPUID_NESTED_FEATURES, KVM_NESTED_FEATURES_EVMCS_VERSIONS, MSR, VMX_MISC_VMWRITE_SHADOW_RO_FIELDS, vmcsFieldByEncoding } from '@nvx/arch';
+import { EVMCS, EXIT_REASON, HV_X64_NESTED_MSR_BITMAP, HYPERV_CPUID_NESTED_FEATURES, KVM_NESTED_FEATURES_EVMCS_VERSIONS, MSR, isVmxCapMsr, vmcsFieldByEncoding } from '@nvx/arch';
 import type { EventOf, Outcome, TraceEvent, TraceHeader, WorldConfig } from '@nvx/trace';
 import { enableMapSet, produce, setAutoFreeze } from 'immer';
 import { AREA_IDS, HostInvalidation } from './paths';
 import { Costs, newCosts } from './costs';
 import type { Ctx } from './ctx';
-import { cpuidFaultChanged, guestRdmsr, guestWrmsr, hostPlatformInfo, hostSmi, isCpuidFaultMsr, l1Cpuid, l1Rsm } from './cpuid-fault';
+import { cpuidFaultChanged, guestRdmsr, guestWrmsr, hostMiscFeaturesEnables, hostPlatformInfo, hostSmi, isCpuidFaultMsr, l1Cpuid, l1Rsm } from './cpuid-fault';
 import { hostTaskCpuid, hostTaskCpuidFault, hostVcpuLoad, hostVcpuPut, hostVcpuThreadCpuidFault } from './cpuid-fault-host';
-import { gpaToGfn, memslotCreate, memslotDelete, memslotFlags, memslotMove, memslotResize, pageMigrate, pageZap, readGuest, writeGuest } from './memory';
+import { gpaToGfn, hostGuestCopy, hostGuestWrite, memslotCreate, memslotDelete, memslotFlags, memslotMove, memslotReadd, memslotResize, pageMigrate, pageZap, readGuest, writeGuest } from './memory';
 import { OK, ignored } from './nested';
 import type { Profile } from './ops';
+import { handleInvept, handleInvvpid, handleVmreadWide, handleVmwriteWide } from './vmx-insns';
+import { hostSetVmxMsr, l1RdmsrVmx, l1WrmsrVmx } from './vmx-msrs';
 import { Vcpu, World, cloneWorld, initialWorld, msrBitmapBit } from './state';
 
 enableMapSet();
@@ -53,17 +55,26 @@ export function cpuidResult(cfg: WorldConfig, leaf: number, subleaf: number): Ou
 
 // ---- L1 events that are not VMX instructions ----
 
-/** KVM's default nested IA32_VMX_MISC: preemption-timer rate 5, SAVE_EFER_LMA, activity HLT and WAIT-SIPI; bit 29 per config. */
-const VMX_MISC_BASE = 0x165n;
-
 function l1Rdmsr(w: World, v: Vcpu, msr: number): Outcome {
-  if (msr === MSR.MSR_IA32_VMX_MISC) return { k: 'value', value: VMX_MISC_BASE | (w.config.vmwriteAnyField ? BigInt(VMX_MISC_VMWRITE_SHADOW_RO_FIELDS) : 0n) };
+  // the VMX capability MSRs as KVM reports them (vmx-msrs.ts)
+  if (isVmxCapMsr(msr)) return l1RdmsrVmx(w, v, msr);
   return { k: 'value', value: v.l1Msrs[msr] ?? 0n };
 }
 
 function l1Wrmsr(v: Vcpu, msr: number, value: bigint): Outcome {
+  if (isVmxCapMsr(msr)) return l1WrmsrVmx();
   v.l1Msrs[msr] = value;
   return OK;
+}
+
+/** host.set-msr: KVM_SET_MSRS, host-initiated, for the MSRs the model gives meaning to. */
+function hostSetMsr(ctx: Ctx, w: World, e: EventOf<'host.set-msr'>): Outcome {
+  const v = vcpuOf(w, e.vcpu);
+  if (!v) return ignored('no such vCPU');
+  if (isVmxCapMsr(e.msr)) return hostSetVmxMsr(w, v, e.msr, e.value);
+  if (e.msr === MSR.MSR_PLATFORM_INFO) return hostPlatformInfo(w, e.vcpu, e.value);
+  if (e.msr === MSR.MSR_MISC_FEATURES_ENABLES) return hostMiscFeaturesEnables(ctx, w, v, e.value);
+  return ignored(`KVM_SET_MSRS of MSR 0x${e.msr.toString(16)} is not modelled`);
 }
 
 /** Tell the paths an L1 store touched these bytes (write tracking of L1 pages). */
@@ -182,7 +193,7 @@ function applyL1(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
     case 'l1.vmresume':
       return ops.nested_vmx_run(ctx, w, v, false);
     case 'l1.rdmsr':
-      return isCpuidFaultMsr(e.msr) ? guestRdmsr(v, e.msr) : l1Rdmsr(w, v, e.msr);
+      return isCpuidFaultMsr(e.msr) ? guestRdmsr(w, v, e.msr) : l1Rdmsr(w, v, e.msr);
     case 'l1.wrmsr':
       return isCpuidFaultMsr(e.msr) ? guestWrmsr(ctx, w, v, e.msr, e.value) : l1Wrmsr(v, e.msr, e.value);
     case 'l1.cpuid':
@@ -209,6 +220,14 @@ function applyL1(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
       return l1Store(ctx, w, e.gpa + BigInt(EVMCS.HV_CLEAN_FIELDS_OFFSET), 4, BigInt(e.value));
     case 'l1.evmcs-control':
       return l1Store(ctx, w, e.gpa + BigInt(EVMCS.HV_ENLIGHTENMENTS_CONTROL_OFFSET), 4, BigInt(e.value));
+    case 'l1.vmread-wide':
+      return handleVmreadWide(ctx, w, v, e.field);
+    case 'l1.vmwrite-wide':
+      return handleVmwriteWide(ctx, w, v, e.field, e.value);
+    case 'l1.invept':
+      return handleInvept(ctx, w, v, e.type, e.eptp);
+    case 'l1.invvpid':
+      return handleInvvpid(ctx, w, v, e.type, e.vpid, e.gla);
     default:
       return ignored(`unhandled L1 event ${e.kind}`);
   }
@@ -289,6 +308,19 @@ function applyHost(ctx: Ctx, w: World, e: TraceEvent): Outcome {
       return hostSmi(ctx, w, e.vcpu);
     case 'host.platform-info':
       return hostPlatformInfo(w, e.vcpu, e.value);
+    case 'host.set-msr':
+      return hostSetMsr(ctx, w, e);
+    case 'host.guest-write': {
+      // no L1 store: nothing is write-tracked, no path hears of it
+      const err = hostGuestWrite(ctx, w, e.gpa, e.size, e.value);
+      return err === null ? OK : ignored(err);
+    }
+    case 'host.guest-copy': {
+      const err = hostGuestCopy(ctx, w, e.dst, e.src, e.bytes);
+      return err === null ? OK : ignored(err);
+    }
+    case 'host.memslot-readd':
+      return hostResult(ctx, w, memslotReadd(w.mem, e.slot));
     default:
       return ignored(`unhandled host event ${e.kind}`);
   }

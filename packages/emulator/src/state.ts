@@ -35,6 +35,8 @@ export interface Memory {
   nextPfn: number;
   /** mmu_invalidate_seq: bumped by every mmu-notifier invalidation */
   mmuInvalidateSeq: number;
+  /** deleted memslots by slot id, as they were (the VMM keeps its mapping: host.memslot-readd); absent: none */
+  removed?: Record<number, Memslot>;
 }
 
 /** What KVM keeps in `struct nested_vmx` (the subset the modelled areas touch). */
@@ -47,6 +49,8 @@ export interface NestedVmx {
   vmcs12: BigUint64Array;
   /** vmcs12->launch_state */
   launched: boolean;
+  /** vmcs12->hdr.shadow_vmcs of the current VMCS (bit 31 of its revision dword at VMPTRLD); absent: clear */
+  hdrShadowVmcs?: boolean;
   /** hv_evmcs_vmptr: the eVMCS in use, EVMPTR_INVALID when none */
   hvEvmcsVmptr: bigint;
   /** the VP assist page's current_nested_vmcs with enlighten_vmentry set; INVALID_GPA when L1 does not use one */
@@ -82,6 +86,8 @@ export interface Vcpu {
   areas: Record<string, unknown>;
   /** CPUID faulting as the guest sees it (MSR_PLATFORM_INFO, MISC_FEATURES_ENABLES, SMM); shared by L1 and L2 */
   cpuidFault: GuestCpuidFault;
+  /** VMX capability MSRs the VMM restored (vmx->nested.msrs where it differs from KVM's); absent: KVM's values (vmx-msrs.ts) */
+  vmxMsrs?: Record<number, bigint>;
 }
 
 /** The guest's CPUID-faulting state (per vCPU). */

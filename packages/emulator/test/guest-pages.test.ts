@@ -154,7 +154,7 @@ describe('APIC pages through vmcs02', () => {
   test.each(PATHS)('%s: an entry with an APIC page outside every memslot fails with KVM_EXIT_INTERNAL_ERROR', (path) => {
     const r = started(path);
     run(r, 'host.memslot-move 1 0x200');
-    expect(run(r, 'l1.vmlaunch')).toEqual([{ k: 'ignored', why: 'KVM_EXIT_INTERNAL_ERROR: the APIC-access page (gpa 0x100000) is not in a memslot' }]);
+    expect(run(r, 'l1.vmlaunch')).toEqual([{ k: 'userspace', exit: 'internal-error' }]);
     expect(r.peek().vcpus[0].nested.guestMode).toBe(false);
   });
 

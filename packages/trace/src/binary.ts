@@ -138,6 +138,16 @@ export function tryOutcomeFromTuple(t: unknown): Outcome | undefined {
       if (why !== null && typeof why !== 'string') return undefined;
       return { k, why: (why ?? undefined) as string };
     }
+    case 'userspace': {
+      if (len !== 3) return undefined;
+      const x = t[1];
+      const exit = x === null ? undefined : x === 0 ? 'mmio' : x === 1 ? 'internal-error' : BAD;
+      const gpa = u64OrNull(t[2]);
+      if (exit === BAD || gpa === BAD || (gpa !== undefined && exit !== 'mmio')) return undefined;
+      const o: Outcome = { k, exit: exit as 'mmio' };
+      if (gpa !== undefined) o.gpa = gpa;
+      return o;
+    }
     default:
       return len === 1 ? ({ k } as Outcome) : undefined;
   }
@@ -175,6 +185,9 @@ function tryOutcomeToTuple(o: unknown): unknown[] | undefined {
         break;
       case 'ignored':
         t = [c, opt(r.why)];
+        break;
+      case 'userspace':
+        t = [c, r.exit === undefined ? null : r.exit === 'mmio' ? 0 : r.exit === 'internal-error' ? 1 : -1, small64(r.gpa)];
         break;
       default:
         t = [c];
@@ -236,6 +249,7 @@ function encoderSource(kind: EventKind): string {
       lines.push(
         `if (typeof ${v} === 'bigint') { if (${v} < 0n || ${v} > 0xffffffffffffffffn) return undefined; if (${v} <= 0xffffffffn) ${v} = Number(${v}); }`,
         `else if (typeof ${v} !== 'number' || !(${v} >= 0 && ${v} <= 0xffffffff) || !Number.isInteger(${v})) return undefined;`,
+        `else ${v} += 0;`, // -0 is written as 0, as eventToTuple does
       );
     else if (type === 'bool') lines.push(`if (typeof ${v} !== 'boolean') return undefined;`);
     else if (type === 'access') lines.push(`if (${v} === 'read') ${v} = 0; else if (${v} === 'write') ${v} = 1; else return undefined;`);

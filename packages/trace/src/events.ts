@@ -129,6 +129,48 @@ export const EVENT_SCHEMA = {
     fields: [['vcpu', 'vcpu'], ['value', 'u64']],
     doc: "the VMM sets the vCPU's MSR_PLATFORM_INFO (KVM_SET_MSRS, host-initiated; bit 31: CPUID faulting supported)",
   },
+
+  // ---- what KVM's own tests do (selftests, kvm-unit-tests) (codes 100-119) ----
+  'l1.vmread-wide': {
+    code: 100,
+    fields: [['vcpu', 'vcpu'], ['field', 'u64']],
+    doc: 'VMREAD with the whole 64-bit register operand (text: `l1.vmread <encoding above 32 bits>` too); bits 63:15 set: VMfailValid UNSUPPORTED_VMCS_COMPONENT',
+  },
+  'l1.vmwrite-wide': {
+    code: 101,
+    fields: [['vcpu', 'vcpu'], ['field', 'u64'], ['value', 'u64']],
+    doc: 'VMWRITE with the whole 64-bit register operand (text: `l1.vmwrite <encoding above 32 bits> <value>` too)',
+  },
+  'l1.invept': {
+    code: 102,
+    fields: [['vcpu', 'vcpu'], ['type', 'u64'], ['eptp', 'u64']],
+    doc: 'INVEPT of the given type (1 single-context, 2 global) with the descriptor\'s EPTP (handle_invept)',
+  },
+  'l1.invvpid': {
+    code: 103,
+    fields: [['vcpu', 'vcpu'], ['type', 'u64'], ['vpid', 'u64'], ['gla', 'u64']],
+    doc: 'INVVPID of the given type (0 individual-address, 1 single-context, 2 all-context, 3 single-context-retaining-globals) with the descriptor\'s first quadword (VPID in bits 15:0, 63:16 reserved) and linear address (handle_invvpid)',
+  },
+  'host.guest-write': {
+    code: 104,
+    fields: [['gpa', 'u64'], ['size', 'size'], ['value', 'u64']],
+    doc: 'userspace stores to guest memory through its own mapping of the memslot (a selftest writing through addr_gpa2hva): the bytes change, no L1 store and no exit',
+  },
+  'host.guest-copy': {
+    code: 105,
+    fields: [['dst', 'u64'], ['src', 'u64'], ['bytes', 'u32']],
+    doc: 'userspace copies bytes of guest memory from src to dst through its mapping (memmove; at most 1 MiB)',
+  },
+  'host.memslot-readd': {
+    code: 106,
+    fields: [['slot', 'u16']],
+    doc: 'the VMM creates again a memslot it deleted, at its previous gfn, size, flags and userspace address: the same host pages, contents kept',
+  },
+  'host.set-msr': {
+    code: 107,
+    fields: [['vcpu', 'vcpu'], ['msr', 'msr'], ['value', 'u64']],
+    doc: 'the VMM sets one of the vCPU\'s MSRs (KVM_SET_MSRS, host-initiated): the VMX capability MSRs 0x480-0x491 (vmx_set_vmx_msr), MSR_PLATFORM_INFO, MSR_MISC_FEATURES_ENABLES; a write KVM refuses is ignored',
+  },
 } as const satisfies Record<string, KindDef>;
 
 export type EventKind = keyof typeof EVENT_SCHEMA;

@@ -41,6 +41,16 @@ export interface WorldConfig {
   preemptionTimer: boolean;
   /** a CPUID in L2 with L1's faulting on raises #GP in L2 (the architectural order) instead of exiting to L1 (KVM's) */
   l2CpuidFaultArchitectural: boolean;
+  /**
+   * VM capabilities and features KVM exposes to L1 (KVM's defaults: all on).
+   * msrPlatformInfo: KVM_CAP_MSR_PLATFORM_INFO (off: the guest's RDMSR of
+   * MSR_PLATFORM_INFO is #GP). ept, vpid: nested EPT and VPID in L1's VMX
+   * capability MSRs (secondary controls, IA32_VMX_EPT_VPID_CAP), which decide
+   * INVEPT/INVVPID.
+   */
+  msrPlatformInfo: boolean;
+  ept: boolean;
+  vpid: boolean;
   vcpus: number;
   pcpus: number;
   /** memslots that exist before the first event */
@@ -65,6 +75,9 @@ export function defaultConfig(over: Partial<WorldConfig> = {}): WorldConfig {
     pml: true,
     preemptionTimer: true,
     l2CpuidFaultArchitectural: false,
+    msrPlatformInfo: true,
+    ept: true,
+    vpid: true,
     vcpus: 1,
     pcpus: 1,
     memslots: [{ slot: 0, gfn: 0n, npages: 0x400, flags: 0 }],
@@ -86,6 +99,9 @@ export const CONFIG_FLAGS = [
   'pml',
   'preemptionTimer',
   'l2CpuidFaultArchitectural',
+  'msrPlatformInfo',
+  'ept',
+  'vpid',
 ] as const satisfies readonly (keyof WorldConfig)[];
 
 function isObj(v: unknown): v is Record<string, unknown> {

@@ -23,7 +23,16 @@ export type Outcome =
   | { k: 'entered' }
   | { k: 'cpuid'; eax: number; ebx: number; ecx: number; edx: number }
   /** the event cannot happen in the current state (an L2 event while L1 runs, an unknown memslot); says why */
-  | { k: 'ignored'; why: string };
+  | { k: 'ignored'; why: string }
+  /**
+   * KVM_RUN returns to userspace: KVM_EXIT_MMIO (an access L0 emulates as MMIO
+   * to a gpa no memslot backs) or KVM_EXIT_INTERNAL_ERROR. Nothing reaches L1.
+   */
+  | { k: 'userspace'; exit: UserspaceExit; gpa?: bigint };
+
+/** The exits to userspace an outcome names (KVM_EXIT_MMIO, KVM_EXIT_INTERNAL_ERROR). */
+export type UserspaceExit = 'mmio' | 'internal-error';
+const USERSPACE_EXITS: readonly UserspaceExit[] = ['mmio', 'internal-error'];
 
 export type OutcomeKind = Outcome['k'];
 
@@ -44,8 +53,10 @@ const CODES: Record<OutcomeKind, number> = {
   entered: 7,
   cpuid: 8,
   ignored: 9,
+  userspace: 10,
 };
 const KINDS = Object.keys(CODES) as OutcomeKind[];
+const KIND_BY_CODE = new Map<number, OutcomeKind>(KINDS.map((k) => [CODES[k], k]));
 
 export const OUTCOME_KINDS: readonly OutcomeKind[] = KINDS;
 
@@ -64,6 +75,8 @@ export function outcomeEquals(a: Outcome, b: Outcome): boolean {
     }
     case 'ignored':
       return a.why === (b as typeof a).why;
+    case 'userspace':
+      return a.exit === (b as typeof a).exit && a.gpa === (b as typeof a).gpa;
     default:
       return true;
   }
@@ -99,6 +112,8 @@ export function formatOutcome(o: Outcome): string {
       return ['cpuid', ...(['eax', 'ebx', 'ecx', 'edx'] as const).filter((r) => o[r] !== undefined).map((r) => `${r}=${hex(o[r])}`)].join(' ');
     case 'ignored':
       return o.why === undefined ? 'ignored' : `ignored ${JSON.stringify(o.why)}`;
+    case 'userspace':
+      return ['userspace', o.exit, o.gpa === undefined ? undefined : `gpa=${hex(o.gpa)}`].filter((x) => x !== undefined).join(' ');
     default:
       return o.k;
   }
@@ -110,6 +125,7 @@ export function describeOutcome(o: Outcome): string {
   if (o.k === 'vmfail-invalid') return 'VMfailInvalid';
   if (o.k === 'gp') return '#GP(0)';
   if (o.k === 'ud') return '#UD';
+  if (o.k === 'userspace') return `exit to userspace ${o.exit === 'internal-error' ? 'KVM_EXIT_INTERNAL_ERROR' : o.exit === 'mmio' ? 'KVM_EXIT_MMIO' : '(any)'}${o.gpa === undefined ? '' : ` gpa ${hex(o.gpa)}`}`;
   if (o.k === 'exit') return `nested VM-exit ${o.reason === undefined ? '?' : `${exitReasonName(o.reason)} (${o.reason >>> 0})`}${o.qual === undefined ? '' : ` qual ${hex(o.qual)}`}`;
   return formatOutcome(o);
 }
@@ -179,6 +195,21 @@ export function parseOutcome(text: string): Expect {
     }
     case 'ignored':
       return { k, why: rest.length ? JSON.parse(rest.join(' ')) : (undefined as unknown as string) };
+    case 'userspace': {
+      // `userspace`, `userspace mmio`, `userspace mmio gpa=0xfee00000`, `userspace internal-error`
+      const pos = rest.filter((t) => !t.includes('='));
+      if (pos.length > 1) throw new TraceError(`expect userspace: unexpected '${pos.slice(1).join(' ')}'`);
+      let exit: UserspaceExit | undefined;
+      if (pos.length === 1) {
+        if (!(USERSPACE_EXITS as readonly string[]).includes(pos[0])) throw new TraceError(`expect userspace: unknown exit '${pos[0]}' (known: ${USERSPACE_EXITS.join(', ')})`);
+        exit = pos[0] as UserspaceExit;
+      }
+      const m = kv(['gpa']);
+      if (m.gpa !== undefined && exit !== 'mmio') throw new TraceError('expect userspace: gpa= goes with mmio');
+      const o: Extract<Outcome, { k: 'userspace' }> = { k, exit: exit as UserspaceExit };
+      if (m.gpa !== undefined) o.gpa = parseNum(m.gpa, 'expect userspace gpa');
+      return o;
+    }
     default:
       throw new TraceError(`unknown outcome '${k ?? ''}' (known: ${KINDS.join(', ')})`);
   }
@@ -214,6 +245,8 @@ export function outcomeToTuple(o: Outcome): unknown[] {
       return [c, opt(o.eax), opt(o.ebx), opt(o.ecx), opt(o.edx)];
     case 'ignored':
       return [c, opt(o.why)];
+    case 'userspace':
+      return [c, o.exit === undefined ? null : USERSPACE_EXITS.indexOf(o.exit), small(o.gpa)];
     default:
       return [c];
   }
@@ -238,9 +271,9 @@ function tupleU32(v: unknown, what: string): number | undefined {
 /** Decode and validate an outcome tuple; throws TraceError naming the problem. */
 export function outcomeFromTuple(t: unknown): Outcome {
   if (!Array.isArray(t) || t.length === 0 || typeof t[0] !== 'number') throw new TraceError('expect: not an outcome tuple');
-  const k = KINDS[t[0]];
+  const k = KIND_BY_CODE.get(t[0]);
   if (k === undefined) throw new TraceError(`expect: unknown outcome code ${t[0]}`);
-  const want = { value: 2, 'vmfail-valid': 2, exit: 3, cpuid: 5, ignored: 2 } as Record<string, number>;
+  const want = { value: 2, 'vmfail-valid': 2, exit: 3, cpuid: 5, ignored: 2, userspace: 3 } as Record<string, number>;
   const n = want[k] ?? 1;
   if (t.length !== n) throw new TraceError(`expect ${k}: ${t.length - 1} fields, wanted ${n - 1}`);
   switch (k) {
@@ -264,6 +297,15 @@ export function outcomeFromTuple(t: unknown): Outcome {
     case 'ignored':
       if (t[1] !== null && typeof t[1] !== 'string') throw new TraceError('expect ignored: reason is not a string');
       return { k, why: (t[1] ?? undefined) as string };
+    case 'userspace': {
+      const x = t[1] === null ? undefined : USERSPACE_EXITS[tupleU32(t[1], 'expect userspace exit')!];
+      if (t[1] !== null && x === undefined) throw new TraceError(`expect userspace: unknown exit code ${String(t[1])}`);
+      const gpa = tupleU64(t[2], 'expect userspace gpa');
+      if (gpa !== undefined && x !== 'mmio') throw new TraceError('expect userspace: a gpa goes with mmio');
+      const o: Extract<Outcome, { k: 'userspace' }> = { k, exit: x as UserspaceExit };
+      if (gpa !== undefined) o.gpa = gpa;
+      return o;
+    }
     default:
       return { k } as Outcome;
   }

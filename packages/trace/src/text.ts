@@ -364,7 +364,7 @@ function eventFromTokens(toks: Tok[], cfg: WorldConfig | undefined, where: Trace
   if (kt.quoted || !isEventKind(kt.text)) {
     throw new TraceError(`unknown event kind '${clipRaw(kt.text)}'${didYouMean(kt.text, EVENT_KINDS)}`, { ...where, field: 'kind' });
   }
-  const kind = kt.text;
+  const kind = wideVmcsOperand(kt.text, toks, i);
   if (vcpu !== undefined && !hasVcpu(kind)) throw new TraceError(`${kind} has no vCPU: remove @${vcpu}`, { ...where, field: 'vcpu' });
   let j = i;
   while (j < toks.length && !(toks[j].text === 'expect' && !toks[j].quoted)) j++;
@@ -383,6 +383,24 @@ function eventFromTokens(toks: Tok[], cfg: WorldConfig | undefined, where: Trace
   }
 }
 
+/** VMREAD/VMWRITE whose encoding has bits 63:32 set are the `-wide` kinds (the 64-bit register operand). */
+const WIDE_KIND: Partial<Record<EventKind, EventKind>> = { 'l1.vmread': 'l1.vmread-wide', 'l1.vmwrite': 'l1.vmwrite-wide' };
+const NARROW_KIND: Partial<Record<EventKind, EventKind>> = { 'l1.vmread-wide': 'l1.vmread', 'l1.vmwrite-wide': 'l1.vmwrite' };
+
+function wideVmcsOperand(kind: EventKind, toks: Tok[], from: number): EventKind {
+  const wide = WIDE_KIND[kind];
+  if (!wide) return kind;
+  for (let k = from; k < toks.length && toks[k].text !== 'expect'; k++) {
+    const t = toks[k].text;
+    const named = t.startsWith('field=');
+    if (!named && t.includes('=')) continue;
+    const num = named ? t.slice(6) : t;
+    if (NUM_RE.test(num) && BigInt(num) > 0xffffffffn) return wide;
+    if (!named) return kind; // the first positional value is the field
+  }
+  return kind;
+}
+
 /**
  * Parse one event line (comments allowed). `cfg` bounds vCPU and CPU
  * numbers; `where` (file, line) goes into errors.
@@ -399,7 +417,8 @@ export function formatEvent(e: TraceEvent): string {
   const parts: string[] = [];
   const vcpu = r.vcpu as number | undefined;
   if (vcpu !== undefined && vcpu !== 0 && hasVcpu(e.kind)) parts.push(`@${vcpu}`);
-  parts.push(e.kind);
+  const narrow = NARROW_KIND[e.kind];
+  parts.push(narrow && (r.field as bigint) > 0xffffffffn ? narrow : e.kind);
   for (const [name, type] of EVENT_SCHEMA[e.kind].fields) {
     if (name === 'vcpu') continue;
     parts.push(formatValue(type, name, r[name]));
@@ -423,11 +442,15 @@ function configKeys(): string[] {
   return Object.keys(defaultConfig()).filter((k) => k !== 'memslots');
 }
 
+const QUIET_WHEN_DEFAULT = new Set<string>(['msrPlatformInfo', 'ept', 'vpid']);
+
 /** The canonical header lines, ending with `events`. */
 export function formatTextHeader(h: TraceHeader): string {
   const lines = [`${TEXT_MAGIC} ${h.version}`];
   const c = h.config as unknown as Record<string, unknown>;
-  const keys = Object.keys(c).filter((k) => k !== 'memslots');
+  // VM capabilities (added after the first traces were written) are printed only when not KVM's default.
+  const dflt = defaultConfig() as unknown as Record<string, unknown>;
+  const keys = Object.keys(c).filter((k) => k !== 'memslots' && !(QUIET_WHEN_DEFAULT.has(k) && c[k] === dflt[k]));
   const nums = keys.filter((k) => typeof c[k] !== 'boolean');
   const flags = keys.filter((k) => typeof c[k] === 'boolean');
   if (nums.length) lines.push('config ' + nums.map((k) => `${k}=${String(c[k])}`).join(' '));

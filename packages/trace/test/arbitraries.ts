@@ -48,6 +48,8 @@ export const arbOutcome: fc.Arbitrary<Outcome> = fc.oneof(
   fc.constant<Outcome>({ k: 'entered' }),
   fc.record({ eax: u32, ebx: u32, ecx: u32, edx: u32 }).map((r): Outcome => ({ k: 'cpuid', ...r })),
   fc.string({ maxLength: 20 }).map((why): Outcome => ({ k: 'ignored', why })),
+  u64.map((gpa): Outcome => ({ k: 'userspace', exit: 'mmio', gpa })),
+  fc.constant<Outcome>({ k: 'userspace', exit: 'internal-error' }),
 );
 
 export function arbEvent(cfg: WorldConfig = defaultConfig({ vcpus: 4, pcpus: 4 })): fc.Arbitrary<TraceEvent> {
@@ -67,6 +69,9 @@ export const arbHeader: fc.Arbitrary<TraceHeader> = fc
     evmcs: fc.boolean(),
     shadowVmcs: fc.boolean(),
     vmwriteAnyField: fc.boolean(),
+    msrPlatformInfo: fc.boolean(),
+    ept: fc.boolean(),
+    vpid: fc.boolean(),
     vcpus: fc.integer({ min: 1, max: 4 }),
     pcpus: fc.integer({ min: 1, max: 4 }),
     seed: fc.string({ maxLength: 12 }),
