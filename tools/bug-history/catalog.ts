@@ -276,6 +276,40 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     correct: ['reference', 'optimized'],
   },
 
+  {
+    commit: '5f18542ecfa4',
+    subject: 'KVM: nVMX: Unconditionally clear nested.pi_pending on nested VM-Enter',
+    idConfirmed: false,
+    what: 'nested.pi_pending was cleared at a nested VM-entry only when vmcs12 used posted interrupts; left set by an entry into an L2 without them, it made KVM process a later L2\'s descriptor without a notification for it.',
+    kvmFunction: 'prepare_vmcs02_early / vmx_complete_nested_posted_interrupt',
+    where: 'operation vmx_complete_nested_posted_interrupt',
+    status: 'diverges',
+    plugin: 'plugins/pi-pending-not-cleared.ts',
+    profile: 'patch=bug-pi-pending-not-cleared',
+    trace: 'traces/pi-pending-not-cleared.nvx',
+    correct: ['reference', 'guest-pages=pfncache', 'optimized'],
+  },
+  {
+    commit: '966eefb89657',
+    subject: "KVM: nVMX: Disable vmcs02 posted interrupts if vmcs12 PID isn't mappable",
+    idConfirmed: true,
+    what: 'When the posted-interrupt descriptor vmcs12 names could not be mapped, KVM left posted-interrupt processing on in vmcs02; since the fix it runs L2 with posted interrupts off.',
+    kvmFunction: 'nested_get_vmcs12_pages',
+    where: 'nested pages (posted-interrupt descriptor)',
+    status: 'not-expressible',
+    why: 'The model refuses a nested entry whose descriptor is outside every memslot (as for the APIC-access page) instead of running L2 with posted interrupts off, so neither side of the fix is modelled.',
+  },
+  {
+    commit: '6b6977117f50',
+    subject: 'KVM: nVMX: Fix races when sending nested PI while dest enters/leaves L2',
+    idConfirmed: true,
+    what: 'A nested posted-interrupt notification sent while the target vCPU was entering or leaving L2 could arrive in the host and be lost until the next event.',
+    kvmFunction: 'vmx_deliver_nested_posted_interrupt',
+    where: 'posted interrupts (concurrency)',
+    status: 'not-expressible',
+    why: 'Events are applied whole: a notification is never in flight while the target vCPU enters or leaves L2.',
+  },
+
   // ---- gfn-to-pfn caches (virt/kvm/pfncache.c) ----
   {
     commit: '58cd407ca4c6',
@@ -328,6 +362,17 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     why: 'A pinned page is not migrated, but a zap still invalidates the cache, so L1 and L2 see the same values either way: only host page placement differs, which the model does not compare.',
   },
 
+  {
+    commit: 'ecbcf030b456',
+    subject: 'KVM: Reject attempts to consume or refresh inactive gfn_to_pfn_cache',
+    idConfirmed: true,
+    what: 'A gfn-to-pfn cache could be checked as valid or refreshed after it was deactivated, racing with the deactivation.',
+    kvmFunction: 'kvm_gpc_check / kvm_gpc_refresh',
+    where: 'operations kvm_gpc_check / kvm_gpc_refresh',
+    status: 'not-expressible',
+    why: 'The model deactivates caches only where nothing uses them afterwards (free_nested, a recycled context) and has no concurrent user, so a check or refresh of an inactive cache never happens.',
+  },
+
   // ---- CPUID faulting ----
   {
     commit: '690dc03859e7',
@@ -344,6 +389,16 @@ export const BUG_HISTORY: readonly BugEntry[] = [
   },
 
   // ---- nested state and timers ----
+  {
+    commit: '52ad7eb3d668',
+    subject: 'KVM: nVMX: vmcs12 revision_id is always VMCS12_REVISION even when copied from eVMCS',
+    idConfirmed: true,
+    what: 'copy_enlightened_to_vmcs12 copied the eVMCS revision into vmcs12, so vmx_set_nested_state refused a vmcs12 that vmx_get_nested_state had produced from an eVMCS.',
+    kvmFunction: 'copy_enlightened_to_vmcs12',
+    where: 'nested state (save/restore)',
+    status: 'not-expressible',
+    why: 'The model\'s vmcs12 has no revision slot (its revision lives in L1 memory) and there is no KVM_SET_NESTED_STATE event.',
+  },
   {
     commit: 'ecec76885bcf',
     subject: 'KVM: nVMX: unconditionally cancel preemption timer in free_nested (CVE-2019-7221)',
