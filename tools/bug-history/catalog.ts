@@ -404,6 +404,17 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     correct: ['reference', 'cpuid-fault=hardware', 'cpuid-fault=hardware-lazy'],
   },
 
+  {
+    commit: '9d2dcfb82db1',
+    subject: 'KVM: x86: Remove ordering check b/w MSR_PLATFORM_INFO and MISC_FEATURES_ENABLES',
+    idConfirmed: true,
+    what: 'KVM refused a userspace write clearing the CPUID-faulting bit of MSR_PLATFORM_INFO while the guest had CPUID faulting enabled, so restoring MSRs in KVM\'s own list order could fail.',
+    kvmFunction: 'kvm_set_msr_common (MSR_PLATFORM_INFO)',
+    where: 'host.platform-info (host-initiated MSR write)',
+    status: 'not-expressible',
+    why: "This model's host.platform-info still has the rule the commit removed (the write is refused), so there is no fixed behaviour for a plugin to break; it becomes a patch once the host write follows current KVM.",
+  },
+
   // ---- nested state and timers ----
   {
     commit: '52ad7eb3d668',
