@@ -80,6 +80,16 @@ export const through: Patch = { kind: 'patch', name: 'test-pass-through', summar
     expect(p.paths['guest-pages'].name).toBe('pfncache');
     const t = await readTraceFile(path.join(SCENARIOS, 'pages-evmcs-memslot-move.nvx'));
     expect(diffEvents(t.header, t.events, parseProfile('guest-pages=pfncache'), p).divergence).toBeNull();
+    }, 20_000);
+
+  test('the example patch (a wrapper of nested_vmx_run) diverges on its trace; the evmcs path alone does not', async () => {
+    const { patches } = await loadPluginModule(path.join(ROOT, 'examples', 'patch-evmcs-launch-as-resume.ts'));
+    expect(patches.map((p) => p.name)).toEqual(['evmcs-launch-as-resume']);
+    const t = await readTraceFile(path.join(ROOT, 'examples', 'evmcs-launch-clean-bits.nvx'));
+    const ref = parseProfile('reference');
+    const bad = diffEvents(t.header, t.events, ref, parseProfile('evmcs=clean-fields,patch=evmcs-launch-as-resume'));
+    expect(bad.divergence).toMatchObject({ index: 10, kind: 'outcome', verdict: 'bug', other: { k: 'vmfail-valid', error: 7 } });
+    expect(diffEvents(t.header, t.events, ref, parseProfile('evmcs=clean-fields')).divergence).toBeNull();
   });
 
   test('a wrapper sees the calls other operations make (nested_vmx_vmexit from the L2 handlers)', async () => {
