@@ -80,7 +80,7 @@ export const through: Patch = { kind: 'patch', name: 'test-pass-through', summar
     expect(p.paths['guest-pages'].name).toBe('pfncache');
     const t = await readTraceFile(path.join(SCENARIOS, 'pages-evmcs-memslot-move.nvx'));
     expect(diffEvents(t.header, t.events, parseProfile('guest-pages=pfncache'), p).divergence).toBeNull();
-    }, 20_000);
+  }, 20_000);
 
   test('the example patch (a wrapper of nested_vmx_run) diverges on its trace; the evmcs path alone does not', async () => {
     const { patches } = await loadPluginModule(path.join(ROOT, 'examples', 'patch-evmcs-launch-as-resume.ts'));
