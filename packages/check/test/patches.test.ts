@@ -180,3 +180,36 @@ describe('patches that do not fit', () => {
     await expect(loadPathModule(file('dup2.js', body))).rejects.toThrow(/there is already a patch named 'test-dup'/);
   });
 });
+
+describe('the mmu-notifier invalidation window', () => {
+  const noRetry: Patch = {
+    kind: 'patch',
+    name: 'test-gpc-no-retry',
+    summary: 'kvm_gpc_refresh caches the pfn as valid inside an invalidation window (no mmu_notifier_retry_cache)',
+    ops: {
+      kvm_gpc_refresh: (orig) => (ctx, w, gpc, gpa) => {
+        const ok = orig(ctx, w, gpc, gpa);
+        if (ok && gpc.pfn >= 0) gpc.valid = true;
+        return ok;
+      },
+    },
+  };
+
+  test('the pfncache paths follow a page moved inside the window; a refresh without the retry check does not', async () => {
+    registerPatch(noRetry);
+    try {
+      const t = await readTraceFile(path.join(SCENARIOS, 'pages-mmu-invalidate-window.nvx'));
+      const ref = parseProfile('reference');
+      for (const p of ['guest-pages=pfncache', 'guest-pages=pfncache-ctx']) {
+        expect({ p, d: diffEvents(t.header, t.events, ref, parseProfile(p)).divergence }).toEqual({ p, d: null });
+      }
+      const bad = diffEvents(t.header, t.events, ref, parseProfile('guest-pages=pfncache,patch=test-gpc-no-retry')).divergence;
+      expect(bad).toMatchObject({ kind: 'outcome', verdict: 'bug', event: { kind: 'l2.apic-write', offset: 0x300 } });
+      // the window itself is what the patch misses: the same move as one host.page-migrate is caught at its start
+      const single = t.events.filter((e) => e.kind !== 'host.mmu-invalidate-end').map((e) => (e.kind === 'host.mmu-invalidate-start' ? { kind: 'host.page-migrate' as const, gfn: e.gfn } : e));
+      expect(diffEvents(t.header, single, ref, parseProfile('guest-pages=pfncache,patch=test-gpc-no-retry')).divergence).toBeNull();
+    } finally {
+      unregisterPatch('test-gpc-no-retry');
+    }
+  });
+});

@@ -35,6 +35,12 @@ export interface Memory {
   nextPfn: number;
   /** mmu_invalidate_seq: bumped by every mmu-notifier invalidation */
   mmuInvalidateSeq: number;
+  /**
+   * The mmu-notifier invalidations started and not yet ended, oldest first,
+   * as host virtual page ranges [start, end): mmu_invalidate_in_progress is
+   * their number. Absent when none is open.
+   */
+  mmuInvalidations?: { start: number; end: number }[];
 }
 
 /** What KVM keeps in `struct nested_vmx` (the subset the modelled areas touch). */
