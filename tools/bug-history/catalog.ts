@@ -105,7 +105,7 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     idConfirmed: true,
     what: 'vmx_{enable,disable}_intercept_for_msr looked at the loaded VMCS (vmcs02 while L2 runs) to decide whether MSR bitmaps are in use, so a vmcs01 intercept change made while L2 ran without bitmaps was dropped.',
     kvmFunction: 'vmx_disable_intercept_for_msr / vmx_enable_intercept_for_msr',
-    where: 'operation: the host.msr-intercept handler (vmcs01 intercept change)',
+    where: 'vmcs01 intercept change (vmx_set_intercept_for_msr)',
     status: 'not-expressible',
     why: "The model decides who owns a register from vmcs01's bitmap itself, so a vmcs01 change that is lost leaves vmcs01, vmcs02 and the registers consistent: nothing L1 or L2 reads changes.",
   },
