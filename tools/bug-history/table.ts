@@ -10,7 +10,10 @@ const STATUS = { diverges: 'diverges (tested)', planned: 'planned: patch', 'not-
 const cell = (s: string) => s.replace(/\|/g, '\\|');
 
 export function bugHistoryTable(): string {
+  const count = (st: string) => BUG_HISTORY.filter((b) => b.status === st).length;
   const rows = [
+    `${BUG_HISTORY.length} bugs: ${count('diverges')} diverge on their trace (tested), ${count('planned')} planned, ${count('not-expressible')} not expressible in the model.`,
+    '',
     '| # | commit | fixed | KVM function | area / operation | plugin | trace | status |',
     '|---|---|---|---|---|---|---|---|',
     ...BUG_HISTORY.map((b, i) =>

@@ -1,6 +1,6 @@
 /**
  * Plugin paths: a user's module that implements an area's path interface
- * (`packages/emulator/src/areas/types.ts`), loaded at run time so a
+ * (`packages/emulator/src/paths.ts`), loaded at run time so a
  * developer can check an optimization they are writing (`nvx ...
  * --path-module ./my-path.ts`).
  *

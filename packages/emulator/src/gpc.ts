@@ -1,7 +1,10 @@
 /**
  * `struct gfn_to_pfn_cache` and its operations, after virt/kvm/pfncache.c:
- * kvm_gpc_init, kvm_gpc_activate, kvm_gpc_check, kvm_gpc_refresh,
- * gfn_to_pfn_cache_invalidate_start and kvm_gpc_deactivate.
+ * kvm_gpc_init, kvm_gpc_activate, kvm_gpc_check, kvm_gpc_refresh (with
+ * hva_to_pfn_retry's check against an invalidation in progress,
+ * mmu_notifier_retry_cache), gfn_to_pfn_cache_invalidate_start and
+ * kvm_gpc_deactivate. The core reaches them through the operations table
+ * (kvm_gpc_*), so a patch can change any of them.
  *
  * A cache is plain data (it lives in an immer draft or in the mutable
  * working copy). Host virtual addresses and pfns are page numbers, so the
@@ -13,7 +16,7 @@
  * uhva, maps nothing.
  */
 import type { Ctx } from './ctx';
-import { gfnToHva, gpaToGfn, hvaToPfnFault } from './memory';
+import { gfnToHva, gpaToGfn, hvaToPfnFault, mmuInvalidateInProgress } from './memory';
 import type { World } from './state';
 import { countMap, countUnmap } from './map-costs';
 
@@ -69,7 +72,11 @@ export function gpcRefresh(ctx: Ctx, w: World, c: Gpc, gpa: bigint = c.gpa): boo
       if (c.pfn >= 0) countUnmap(ctx, w);
       c.pfn = pfn;
     }
-    c.valid = true;
+    // ... and retried while mmu_notifier_retry_cache says an invalidation of uhva is in progress: KVM
+    // spins until it ends, then resolves the page as it is by then. The end is a later event here, so
+    // the pfn serves this access (the page has not moved yet) but is not cached as valid: the next
+    // kvm_gpc_check fails and the refresh after the end resolves the moved page.
+    c.valid = !mmuInvalidateInProgress(mem, c.uhva);
   }
   return true;
 }

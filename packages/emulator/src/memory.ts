@@ -318,3 +318,56 @@ export function pageZap(mem: Memory, gfn: number): number | string {
   delete mem.hvaToPfn[hva];
   return hva;
 }
+
+// ---- the mmu-notifier invalidation window (virt/kvm/kvm_main.c, mm/mmu_notifier.c) ----
+
+/**
+ * host.mmu-invalidate-start: kvm_mmu_notifier_invalidate_range_start for
+ * the pages backing gfn .. gfn + npages - 1 (one memslot):
+ * mmu_invalidate_in_progress goes up and the range is recorded until the
+ * matching end. Returns the host virtual range (for the notifier's
+ * callbacks: gfn_to_pfn_cache_invalidate_start), or an error string.
+ */
+export function mmuInvalidateStart(mem: Memory, gfn: number, npages: number): { start: number; end: number } | string {
+  if (!Number.isInteger(npages) || npages < 1) return `npages ${npages}: at least one page`;
+  const m = findMemslot(mem, gfn);
+  if (!m) return `gfn 0x${gfn.toString(16)} is not in a memslot`;
+  if (gfn + npages > m.gfn + m.npages) return `gfn 0x${gfn.toString(16)} + ${npages} pages runs past the end of memslot ${m.slot}`;
+  const start = m.hva + (gfn - m.gfn);
+  const range = { start, end: start + npages };
+  (mem.mmuInvalidations ??= []).push(range);
+  return range;
+}
+
+/**
+ * host.mmu-invalidate-end: the oldest open invalidation ends. Between its
+ * start and here the primary MMU changed the pages: they migrate to new
+ * host pages with the same content (a page with a long-term pin stays).
+ * Then, as kvm_mmu_notifier_invalidate_range_end does, mmu_invalidate_seq
+ * is bumped and mmu_invalidate_in_progress goes down. The notifier calls
+ * nothing on the caches at the end: what a refresh cached during the
+ * window is what stays. Returns the range, or an error string when none is open.
+ */
+export function mmuInvalidateEnd(ctx: Ctx, mem: Memory, pinned?: (hva: number) => boolean): { start: number; end: number } | string {
+  const open = mem.mmuInvalidations;
+  if (!open || open.length === 0) return 'no mmu-notifier invalidation is in progress';
+  const r = open.shift()!;
+  for (let hva = r.start; hva < r.end; hva++) {
+    const old = mem.hvaToPfn[hva];
+    if (old === undefined || pinned?.(hva)) continue;
+    const pfn = mem.nextPfn++;
+    mem.hvaToPfn[hva] = pfn;
+    if (mem.pages[old]) writablePfn(ctx, mem, pfn).set(mem.pages[old]);
+  }
+  mem.mmuInvalidateSeq++;
+  if (open.length === 0) delete mem.mmuInvalidations;
+  return r;
+}
+
+/** mmu_invalidate_in_progress over host virtual page hva: an open invalidation covers it. */
+export function mmuInvalidateInProgress(mem: Memory, hva: number): boolean {
+  const open = mem.mmuInvalidations;
+  if (!open) return false;
+  for (const r of open) if (hva >= r.start && hva < r.end) return true;
+  return false;
+}

@@ -79,6 +79,12 @@ import type { NestedPage, PageAccess } from './nested-pages';
 export interface HostInvalidation {
   start: number;
   end: number;
+  /**
+   * Set at host.mmu-invalidate-end, after the pages moved (the start of the
+   * window was told before): a cache refreshed inside the window is still
+   * invalid, and what KVM's hva_to_pfn_retry would have waited for is due now.
+   */
+  ended?: boolean;
 }
 
 /**

@@ -15,7 +15,7 @@ import { Costs, newCosts } from './costs';
 import type { Ctx } from './ctx';
 import { cpuidFaultChanged, guestRdmsr, guestWrmsr, hostMiscFeaturesEnables, hostPlatformInfo, hostSmi, isCpuidFaultMsr, l1Cpuid, l1Rsm } from './cpuid-fault';
 import { hostTaskCpuid, hostTaskCpuidFault, hostVcpuLoad, hostVcpuPut, hostVcpuThreadCpuidFault } from './cpuid-fault-host';
-import { gpaToGfn, hostGuestCopy, hostGuestWrite, memslotCreate, memslotDelete, memslotFlags, memslotMove, memslotReadd, memslotResize, pageMigrate, pageZap, readGuest, writeGuest } from './memory';
+import { gpaToGfn, hostGuestCopy, hostGuestWrite, memslotCreate, memslotDelete, memslotFlags, memslotMove, memslotReadd, memslotResize, mmuInvalidateEnd, mmuInvalidateStart, pageMigrate, pageZap, readGuest, writeGuest } from './memory';
 import { OK, ignored } from './nested';
 import type { Profile } from './ops';
 import { handleInvept, handleInvvpid, handleVmreadWide, handleVmwriteWide } from './vmx-insns';
@@ -286,6 +286,20 @@ function applyHost(ctx: Ctx, w: World, e: TraceEvent): Outcome {
       return hostResult(ctx, w, memslotResize(w.mem, e.slot, e.npages));
     case 'host.page-zap':
       return hostResult(ctx, w, pageZap(w.mem, Number(e.gfn)));
+    case 'host.mmu-invalidate-start': {
+      // invalidate_range_start: the notifier's callbacks run now (gfn_to_pfn_cache_invalidate_start)
+      const r = mmuInvalidateStart(w.mem, Number(e.gfn), e.npages);
+      if (typeof r === 'string') return ignored(r);
+      notifyHostMemory(ctx, w, r);
+      return OK;
+    }
+    case 'host.mmu-invalidate-end': {
+      const r = mmuInvalidateEnd(ctx, w.mem, pinnedBy(ctx, w));
+      if (typeof r === 'string') return ignored(r);
+      // the paths hear that the pages moved (a cache refreshed inside the window is due for its refresh now)
+      notifyHostMemory(ctx, w, { start: r.start, end: r.end, ended: true });
+      return OK;
+    }
     case 'host.vcpu-load':
       return hostVcpuLoad(ctx, w, e.vcpu, e.cpu);
     case 'host.vcpu-put':

@@ -37,6 +37,12 @@ export interface Memory {
   mmuInvalidateSeq: number;
   /** deleted memslots by slot id, as they were (the VMM keeps its mapping: host.memslot-readd); absent: none */
   removed?: Record<number, Memslot>;
+  /**
+   * The mmu-notifier invalidations started and not yet ended, oldest first,
+   * as host virtual page ranges [start, end): mmu_invalidate_in_progress is
+   * their number. Absent when none is open.
+   */
+  mmuInvalidations?: { start: number; end: number }[];
 }
 
 /** What KVM keeps in `struct nested_vmx` (the subset the modelled areas touch). */

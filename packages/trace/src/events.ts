@@ -116,6 +116,18 @@ export const EVENT_SCHEMA = {
     doc: "L1 posts an interrupt to the L2 running on vCPU target: sets the vector's PIR bit and ON in the posted-interrupt descriptor at gpa, then sends the notification",
   },
 
+  // ---- the mmu-notifier invalidation window (codes 120-129) ----
+  'host.mmu-invalidate-start': {
+    code: 120,
+    fields: [['gfn', 'u64'], ['npages', 'u32']],
+    doc: 'the host starts an mmu-notifier invalidation of the pages backing gfn..gfn+npages-1 (invalidate_range_start: caches over them are invalidated); the pages move at the matching end',
+  },
+  'host.mmu-invalidate-end': {
+    code: 121,
+    fields: [],
+    doc: 'the oldest open mmu-notifier invalidation ends: its pages have moved to new host pages (content kept; pinned pages stay), mmu_invalidate_seq is bumped',
+  },
+
   // ---- CPUID faulting: SMM, the vCPU thread's own faulting, the VMM's MSR_PLATFORM_INFO (codes 80-89) ----
   'host.smi': { code: 80, fields: [['vcpu', 'vcpu']], doc: 'an SMI reaches the vCPU: L1 enters SMM (KVM emulates it; not modelled while L2 runs)' },
   'l1.rsm': { code: 81, fields: [['vcpu', 'vcpu']], doc: 'RSM in L1: leave SMM (#UD outside SMM)' },

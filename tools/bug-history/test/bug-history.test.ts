@@ -8,9 +8,9 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { PATCHES, Patch, parseProfile, registerPatch } from '@nvx/emulator';
+import { parseProfile } from '@nvx/emulator';
 import { parseTextTrace } from '@nvx/trace';
-import { checkExpects, diffEvents, loadPathModule } from '@nvx/check';
+import { checkExpects, diffEvents, loadPluginModule } from '@nvx/check';
 import { BUG_HISTORY, BugEntry } from '../catalog';
 import { bugHistoryDetails, bugHistoryTable } from '../table';
 
@@ -19,19 +19,6 @@ const at = (rel: string) => path.join(DIR, rel);
 const load = (rel: string) => parseTextTrace(fs.readFileSync(at(rel), 'utf8'), rel);
 const diverging = BUG_HISTORY.filter((b) => b.status === 'diverges');
 
-/**
- * Load a plugin: an area path through the plugin loader (which validates it
- * against its area's interface and registers it); a patch of the operations
- * table through registerPatch (which validates its operation names).
- */
-async function loadPlugin(rel: string): Promise<void> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const mod = require(at(rel)) as { default?: { kind?: string } };
-  const p = mod.default;
-  if (p?.kind === 'patch') {
-    if (PATCHES.get((p as Patch).name) !== p) registerPatch(p as Patch);
-  } else await loadPathModule(at(rel));
-}
 
 describe('catalog', () => {
   test('commit ids are 12 hex digits and unique; every entry says what, where and its status details', () => {
@@ -62,7 +49,8 @@ describe('catalog', () => {
 
 describe.each(diverging.map((b) => [`${b.commit} ${b.subject}`, b] as [string, BugEntry]))('%s', (_name, b) => {
   beforeAll(async () => {
-    await loadPlugin(b.plugin!);
+    // the plugin loader: an area path is checked against its interface, a patch against the operations table
+    await loadPluginModule(at(b.plugin!));
   });
 
   test('the trace names its commit and plugin', () => {

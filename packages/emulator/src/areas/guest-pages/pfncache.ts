@@ -193,7 +193,16 @@ export function makePfncachePath(o: PfncacheOptions): GuestPagesPath {
 
   function onHostMemory(ctx: Ctx, w: World, inv: HostInvalidation | null): void {
     let kicked = 0; // bit per vCPU
-    if (inv) {
+    if (inv?.ended) {
+      // The window closed and the pages moved: a vCPU-bound cache refreshed inside it is invalid (the
+      // retry check), and its vCPU, had it waited in hva_to_pfn_retry as KVM's does, resolves the moved
+      // page before L2 runs again: kick it now.
+      for (const c of allCaches(w)) {
+        if (c.vcpu < 0 || !c.active || c.uhva < inv.start || c.uhva >= inv.end || check(ctx, w, c)) continue;
+        const t = w.vcpus[c.vcpu];
+        if (t && t.nested.guestMode) kicked |= 1 << t.id;
+      }
+    } else if (inv) {
       for (const c of allCaches(w)) {
         if (invalidate(ctx, w, c, inv.start, inv.end) && c.vcpu >= 0 && kick) {
           const t = w.vcpus[c.vcpu];
