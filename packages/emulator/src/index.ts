@@ -8,6 +8,7 @@ export * from './l2';
 export * from './reducer';
 export * from './profile';
 export * from './hash';
+export * from './nested-state';
 export * from './areas/types';
 export { mergeMsrBitmap, explainBits } from './areas/msr-bitmap/merge-common';
 export { EVMCS_COPY_IN, EVMCS_COPY_OUT } from './areas/evmcs/common';

@@ -212,7 +212,7 @@ export function handleVmwrite(ctx: Ctx, w: World, v: Vcpu, field: number, value:
 // ---- nested VM-entry ----
 
 /** nested_vmx_check_msr_bitmap_controls (the part of nested_vmx_check_controls the model has). */
-function nestedVmxCheckControls(n: NestedVmx): boolean {
+export function nestedVmxCheckControls(n: NestedVmx): boolean {
   const cpu = Number(vmcs12Get(n, VMCS.CPU_BASED_VM_EXEC_CONTROL) & 0xffffffffn);
   if (cpu & CPU_BASED.USE_MSR_BITMAPS && !pageAddressValid(vmcs12Get(n, VMCS.MSR_BITMAP))) return false;
   // nested_vmx_check_{tpr_shadow,apic_access,apicv}_controls: the addresses of the APIC pages

@@ -61,6 +61,7 @@ export function registerPath(p: AreaPath): void {
 export const BUILTIN_PROFILES: Record<string, string> = {
   reference: '',
   optimized: AREA_IDS.map((a) => `${a}=${AREAS[a].optimized}`).join(','),
+  kvm: 'msr-bitmap=enlightened,evmcs=clean-fields,shadow-vmcs=intercept-ro,guest-pages=kvm-map,cpuid-fault=emulate',
 };
 
 const userProfiles = new Map<string, string>();

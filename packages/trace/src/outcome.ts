@@ -23,7 +23,11 @@ export type Outcome =
   | { k: 'entered' }
   | { k: 'cpuid'; eax: number; ebx: number; ecx: number; edx: number }
   /** the event cannot happen in the current state (an L2 event while L1 runs, an unknown memslot); says why */
-  | { k: 'ignored'; why: string };
+  | { k: 'ignored'; why: string }
+  /** a host ioctl refused with EINVAL (KVM_SET_NESTED_STATE's acceptance rules): nothing else happened */
+  | { k: 'einval' }
+  /** the header KVM_GET_NESTED_STATE returned (struct kvm_nested_state: flags, size, hdr.vmx.vmxon_pa, vmcs12_pa, smm.flags) */
+  | { k: 'nested-state'; flags: number; size: number; vmxon: bigint; vmcs12: bigint; smm: number };
 
 export type OutcomeKind = Outcome['k'];
 
@@ -44,6 +48,8 @@ const CODES: Record<OutcomeKind, number> = {
   entered: 7,
   cpuid: 8,
   ignored: 9,
+  einval: 10,
+  'nested-state': 11,
 };
 const KINDS = Object.keys(CODES) as OutcomeKind[];
 
@@ -64,6 +70,10 @@ export function outcomeEquals(a: Outcome, b: Outcome): boolean {
     }
     case 'ignored':
       return a.why === (b as typeof a).why;
+    case 'nested-state': {
+      const o = b as typeof a;
+      return a.flags === o.flags && a.size === o.size && a.vmxon === o.vmxon && a.vmcs12 === o.vmcs12 && a.smm === o.smm;
+    }
     default:
       return true;
   }
@@ -83,6 +93,8 @@ export function outcomeMatches(expect: Expect, actual: Outcome): boolean {
 
 const hex = (v: bigint | number) => '0x' + v.toString(16);
 
+const NESTED_STATE_KEYS = ['flags', 'size', 'vmxon', 'vmcs12', 'smm'] as const;
+
 /** The text form: `ok`, `value 0x10`, `vmfail-valid 12`, `exit MSR_READ qual=0x0`, `cpuid eax=0x1 ...`. */
 export function formatOutcome(o: Outcome): string {
   switch (o.k) {
@@ -99,6 +111,8 @@ export function formatOutcome(o: Outcome): string {
       return ['cpuid', ...(['eax', 'ebx', 'ecx', 'edx'] as const).filter((r) => o[r] !== undefined).map((r) => `${r}=${hex(o[r])}`)].join(' ');
     case 'ignored':
       return o.why === undefined ? 'ignored' : `ignored ${JSON.stringify(o.why)}`;
+    case 'nested-state':
+      return ['nested-state', ...NESTED_STATE_KEYS.filter((r) => o[r] !== undefined).map((r) => `${r}=${hex(o[r])}`)].join(' ');
     default:
       return o.k;
   }
@@ -117,6 +131,12 @@ export function describeOutcome(o: Outcome): string {
 function parseNum(tok: string, what: string): bigint {
   if (!/^(0x[0-9a-f]+|[0-9]+)$/i.test(tok)) throw new TraceError(`${what}: '${tok}' is not a number`);
   return BigInt(tok);
+}
+
+function parseU64(tok: string, what: string): bigint {
+  const v = parseNum(tok, what);
+  if (v > 0xffffffffffffffffn) throw new TraceError(`${what}: ${tok} does not fit in 64 bits`);
+  return v;
 }
 
 function parseU32(tok: string, what: string): number {
@@ -150,6 +170,7 @@ export function parseOutcome(text: string): Expect {
     case 'gp':
     case 'ud':
     case 'entered':
+    case 'einval':
       if (rest.length) throw new TraceError(`expect ${k} takes no arguments, got '${rest.join(' ')}'`);
       return { k } as Expect;
     case 'value':
@@ -179,6 +200,18 @@ export function parseOutcome(text: string): Expect {
     }
     case 'ignored':
       return { k, why: rest.length ? JSON.parse(rest.join(' ')) : (undefined as unknown as string) };
+    case 'nested-state': {
+      if (rest.some((t) => !t.includes('='))) throw new TraceError(`expect nested-state takes key=value pairs (${NESTED_STATE_KEYS.join(', ')})`);
+      const m = kv([...NESTED_STATE_KEYS]);
+      const r32 = (n: string, max: number) => {
+        if (m[n] === undefined) return undefined as unknown as number;
+        const x = parseU32(m[n], `expect nested-state ${n}`);
+        if (x > max) throw new TraceError(`expect nested-state ${n}: ${m[n]} is out of range`);
+        return x;
+      };
+      const r64 = (n: string) => (m[n] === undefined ? (undefined as unknown as bigint) : parseU64(m[n], `expect nested-state ${n}`));
+      return { k, flags: r32('flags', 0xffff), size: r32('size', 0xffffffff), vmxon: r64('vmxon'), vmcs12: r64('vmcs12'), smm: r32('smm', 0xffff) };
+    }
     default:
       throw new TraceError(`unknown outcome '${k ?? ''}' (known: ${KINDS.join(', ')})`);
   }
@@ -214,6 +247,8 @@ export function outcomeToTuple(o: Outcome): unknown[] {
       return [c, opt(o.eax), opt(o.ebx), opt(o.ecx), opt(o.edx)];
     case 'ignored':
       return [c, opt(o.why)];
+    case 'nested-state':
+      return [c, opt(o.flags), opt(o.size), small(o.vmxon), small(o.vmcs12), opt(o.smm)];
     default:
       return [c];
   }
@@ -240,7 +275,7 @@ export function outcomeFromTuple(t: unknown): Outcome {
   if (!Array.isArray(t) || t.length === 0 || typeof t[0] !== 'number') throw new TraceError('expect: not an outcome tuple');
   const k = KINDS[t[0]];
   if (k === undefined) throw new TraceError(`expect: unknown outcome code ${t[0]}`);
-  const want = { value: 2, 'vmfail-valid': 2, exit: 3, cpuid: 5, ignored: 2 } as Record<string, number>;
+  const want = { value: 2, 'vmfail-valid': 2, exit: 3, cpuid: 5, ignored: 2, 'nested-state': 6 } as Record<string, number>;
   const n = want[k] ?? 1;
   if (t.length !== n) throw new TraceError(`expect ${k}: ${t.length - 1} fields, wanted ${n - 1}`);
   switch (k) {
@@ -264,6 +299,21 @@ export function outcomeFromTuple(t: unknown): Outcome {
     case 'ignored':
       if (t[1] !== null && typeof t[1] !== 'string') throw new TraceError('expect ignored: reason is not a string');
       return { k, why: (t[1] ?? undefined) as string };
+    case 'nested-state': {
+      const u16 = (x: unknown, what: string) => {
+        const r = tupleU32(x, what);
+        if (r !== undefined && r > 0xffff) throw new TraceError(`${what} is not a 16-bit value`);
+        return r as number;
+      };
+      return {
+        k,
+        flags: u16(t[1], 'expect nested-state flags'),
+        size: tupleU32(t[2], 'expect nested-state size') as number,
+        vmxon: tupleU64(t[3], 'expect nested-state vmxon') as bigint,
+        vmcs12: tupleU64(t[4], 'expect nested-state vmcs12') as bigint,
+        smm: u16(t[5], 'expect nested-state smm'),
+      };
+    }
     default:
       return { k } as Outcome;
   }
