@@ -556,6 +556,7 @@ export function resolveConfig(o: Partial<FuzzConfig>): FuzzConfig {
     expected,
     pathModules: o.pathModules ?? [],
     version: o.version ?? nvxVersion(),
+    migrate: !!o.migrate,
   };
 }
 

@@ -204,11 +204,13 @@ export function describeMigrateDivergence(d: MigrateDivergence): string {
  * (about one per `every` events, each of a random vCPU). The points are part
  * of the generated value, so a finding replays and shrinks as any other.
  */
-export function withMigrations<T extends { header: TraceHeader; events: TraceEvent[] }>(fcm: typeof fc, arb: fc.Arbitrary<T>, every = 6): fc.Arbitrary<T> {
+export function withMigrations<T extends { header: TraceHeader; events: TraceEvent[] }>(fcm: typeof fc, arb: fc.Arbitrary<T>, every = 5): fc.Arbitrary<T> {
   return arb.chain((t) => {
     const n = t.events.length;
+    if (n === 0) return fcm.constant(t);
     const vcpus = t.header.config.vcpus;
-    const point = fcm.record({ after: fcm.integer({ min: -1, max: Math.max(n - 1, -1) }), vcpu: fcm.integer({ min: 0, max: vcpus - 1 }) });
+    // A point migrates the vCPU of the event before it (the one whose state is in flight), a host event's a random one.
+    const point = fcm.tuple(fcm.integer({ min: 0, max: n - 1 }), fcm.integer({ min: 0, max: vcpus - 1 })).map(([after, any]) => ({ after, vcpu: Math.min(eventVcpu(t.events[after]) ?? any, vcpus - 1) }));
     return fcm.array(point, { maxLength: Math.max(1, Math.ceil(n / every)) }).map((pts) => ({ ...t, events: insertMigrations(t.events, pts).events }));
   });
 }

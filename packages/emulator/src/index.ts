@@ -12,3 +12,4 @@ export * from './nested-state';
 export * from './areas/types';
 export { mergeMsrBitmap, explainBits } from './areas/msr-bitmap/merge-common';
 export { EVMCS_COPY_IN, EVMCS_COPY_OUT } from './areas/evmcs/common';
+export { EVMPTR_MAP_PENDING, copyEnlightenedToVmcs12, evmcsL0ReadU32, evmptrValid } from './areas/evmcs/common';

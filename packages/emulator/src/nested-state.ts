@@ -285,8 +285,10 @@ export function vmxSetNestedState(ctx: Ctx, w: World, v: Vcpu, h: NestedStateHea
   // "if (vmcs12->hdr.revision_id != VMCS12_REVISION)"
   if ((data.vmcs12.hdr & 0x7fffffff) !== VMCS12_REVISION) return EINVAL;
   if (!(h.flags & KVM_STATE_NESTED_GUEST_MODE)) {
-    // L1 runs next: vmx_prepare_switch_to_guest pushes vmcs12 to the shadow VMCS first (need_vmcs12_to_shadow_sync).
-    if (n.needVmcs12ToShadowSync) n.getNestedStatePages = true;
+    // L1 runs next: vmx_prepare_switch_to_guest pushes vmcs12 to the shadow VMCS first
+    // (need_vmcs12_to_shadow_sync). Done now: nothing can tell the two apart (a KVM_GET_NESTED_STATE
+    // in between takes vmcs12 while the flag is set, which holds the same). An eVMCS waits for its mapping.
+    if (n.needVmcs12ToShadowSync && !n.getNestedStatePages) syncVmcs12ToShadow(ctx, w, v);
     return OK;
   }
   if (hasShadowVmcs12(v)) {
