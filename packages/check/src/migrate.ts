@@ -123,9 +123,11 @@ export interface MigrateDivergence {
   /**
    * 'bug': the profile loses (or keeps) state across a restore; 'inherent':
    * the reference path diverges the same way, so it is a property of KVM's
-   * save/restore itself; 'permitted': after a broken contract
+   * save/restore itself; 'pre-existing': without migrations the profile
+   * already diverges from reference at or before this event (the restore
+   * only changes how); 'permitted': after a broken contract
    */
-  verdict: 'bug' | 'inherent' | 'permitted';
+  verdict: 'bug' | 'inherent' | 'pre-existing' | 'permitted';
   explain: { without: Record<string, string>; with: Record<string, string> };
 }
 
@@ -186,7 +188,8 @@ export function migrateDiff(header: TraceHeader, events: readonly TraceEvent[], 
     const ref = parseProfile('reference');
     const r = profile.name === ref.name ? d : transparencyDivergence(header, trace, ref);
     const inherent = !!r && r.index === d.index && outcomeEquals(r.with, d.with);
-    transparency = { ...d, verdict: d.contract ? 'permitted' : inherent ? 'inherent' : 'bug' };
+    const before = profile.name === ref.name ? null : diffEvents(header, events.slice(0, d.index + 1), ref, profile).divergence;
+    transparency = { ...d, verdict: d.contract ? 'permitted' : before ? 'pre-existing' : inherent ? 'inherent' : 'bug' };
   }
   const againstBase = diffEvents(header, trace.events, base, profile);
   return { profile: profile.name, base: base.name, where: whereText, points, trace, transparency, againstBase };

@@ -114,6 +114,7 @@ async function diffMigrate(ctx: CliContext, file: string, base: Profile, other: 
       ctx.line(`  with migrations    ${describeOutcome(d.with)}`);
       if (d.failedRestore !== undefined) ctx.line(`  the restore at event ${d.failedRestore} (with the migrations) failed`);
       if (d.verdict === 'inherent') ctx.line('  reference diverges the same way: a property of KVM\'s save/restore, not of this path');
+      if (d.verdict === 'pre-existing') ctx.line(`  without migrations ${r.profile} already diverges from reference by this event: the restore changes a known divergence`);
       if (d.contract) ctx.line(`  after L1 broke ${d.contract.contract} at event ${d.contract.index}: ${d.contract.message}`);
       for (const [k, v] of Object.entries(d.explain.with)) ctx.line(`  with: ${k}: ${v}`);
       ctx.line(`  ${describeMigrateDivergence(d)}`);
