@@ -10,7 +10,7 @@ import * as path from 'path';
 import fc from 'fast-check';
 import { INVALID_GPA } from '@nvx/arch';
 import { MIGRATE_BROKEN, arbMixedTrace, diffEvents, insertMigrations, migrateDiff, migrationPoints, parseMigrateWhere, withMigrations } from '@nvx/check';
-import { Replayer, initialState, parseProfile, registerPath } from '@nvx/emulator';
+import { Replayer, World, initialState, parseProfile, registerPath, stateHash, step } from '@nvx/emulator';
 import { TraceEvent, decodeBinaryTrace, encodeBinaryTrace, formatEvent, formatOutcome, formatTextTrace, outcomeMatches, parseEventLine, parseTextTrace } from '@nvx/trace';
 
 const DIR = path.resolve(__dirname, '..', '..', '..', 'traces', 'conformance');
@@ -51,6 +51,25 @@ describe('conformance traces from KVM selftests replay under kvm', () => {
     });
     expect(bad).toEqual([]);
     expect(t.events.some((e) => e.kind.startsWith('host.') && /nested-state|migrate/.test(e.kind))).toBe(true);
+  });
+});
+
+describe('two speeds', () => {
+  it.each(FILES)('%s: immer steps and the mutable replayer agree, and older states never change', (f) => {
+    const t = parseTextTrace(fs.readFileSync(path.join(DIR, f), 'utf8'));
+    for (const p of [KVM, parseProfile('optimized')]) {
+      let s = initialState(t.header, p);
+      const r = new Replayer(s, p);
+      const kept: [World, string][] = [];
+      for (const e of t.events) {
+        const a = step(s, e, p);
+        expect(formatOutcome(a.outcome)).toBe(formatOutcome(r.apply(e)));
+        s = a.state;
+        if (e.kind.startsWith('host.')) kept.push([s, stateHash(s)]);
+      }
+      expect(stateHash(s)).toBe(stateHash(r.peek()));
+      for (const [w, h] of kept) expect(stateHash(w)).toBe(h);
+    }
   });
 });
 
