@@ -177,7 +177,7 @@ describe('migration transparency', () => {
       const other = parseProfile(spec);
       return fc.check(
         fc.property(withMigrations(fc, arbMixedTrace({ areas })), (t) => diffEvents(t.header, t.events, REF, other).divergence?.verdict !== 'bug'),
-        { seed: 42, numRuns: 40, endOnFailure: true },
+        { seed: 42, numRuns: 25, endOnFailure: true },
       );
     };
     expect(run('shadow-vmcs=broken-save-trusts-vmcs12', ['shadow-vmcs']).failed).toBe(true);
