@@ -27,6 +27,7 @@ import { AREA_IDS, AreaId } from './areas/types';
 import { EVMPTRLD, EVMPTR_MAP_PENDING, copyEnlightenedToVmcs12, evmptrValid, handleEnlightenedVmptrld, nestedReleaseEvmcs } from './areas/evmcs/common';
 import { nestedGetVmcs12Pages } from './areas/guest-pages/common';
 import { nestedCpuHasShadowVmcs, nestedFlushCachedShadowVmcs12, nestedVmxCheckShadowVmcsControls, nestedVmxCheckVmcsLinkPtr, freeNestedCaches } from './areas/shadow-vmcs/vmcs-link';
+import { cpuidFaultChanged } from './areas/cpuid-fault/guest';
 import type { Ctx } from './ctx';
 import { OK, changeVmcs01Intercept, ignored, nestedVmxCheckControls, pageAddressValid, syncVmcs12ToShadow } from './nested';
 import { Vcpu, World, newNested } from './state';
@@ -348,7 +349,10 @@ export function hostGetNestedState(ctx: Ctx, w: World, v: Vcpu): Outcome {
 
 /** host.set-nested-state: KVM_SET_NESTED_STATE with this header and the data of the VMM's buffer. */
 export function hostSetNestedState(ctx: Ctx, w: World, v: Vcpu, h: NestedStateHeader): Outcome {
-  return vmxSetNestedState(ctx, w, v, h, v.userNestedState ?? emptyUserNestedState());
+  const out = vmxSetNestedState(ctx, w, v, h, v.userNestedState ?? emptyUserNestedState());
+  // L2 may have been left or entered: what decides MSR 0x140 for a loaded vCPU changed (cpuid-fault)
+  cpuidFaultChanged(ctx, w, v);
+  return out;
 }
 
 function userBuffer(v: Vcpu): UserNestedState {
