@@ -34,6 +34,7 @@ import { CoverageCounts, CoverageRecorder, mergeCoverage } from './coverage';
 import { listTraces } from './corpus';
 import { DiffResult, diffEvents } from './diff';
 import { DivergenceKind, StateCompare, canonicalTraceText, describeKind, describeSides, divergenceKind, findDivergence, minimizeTrace, sameKind, screenProfiles } from './minimize';
+import { withMigrations } from './migrate';
 import { MixedTrace, arbMixedTrace } from './mix';
 
 // ---------------------------------------------------------------- options and results
@@ -67,6 +68,8 @@ export interface FuzzConfig {
   /** plugin modules the workers load (the calling thread has loaded them already) */
   pathModules: string[];
   version: string;
+  /** insert host.migrate events at random points of every generated trace (migrate.ts) */
+  migrate?: boolean;
 }
 
 export interface FuzzOptions extends Partial<FuzzConfig> {
@@ -317,8 +320,9 @@ export interface EngineHooks {
   shouldStop?(): boolean;
 }
 
-export function replayCommand(seed: number, p: string, cfg: Pick<FuzzConfig, 'areas' | 'allowViolations' | 'pathModules'>, profile: string): string {
+export function replayCommand(seed: number, p: string, cfg: Pick<FuzzConfig, 'areas' | 'allowViolations' | 'pathModules' | 'migrate'>, profile: string): string {
   const parts = ['nvx fuzz', `--replay ${seed}:${p}`, `--profiles ${profile}`];
+  if (cfg.migrate) parts.push('--migrate');
   if (cfg.areas.length !== AREA_IDS.length) parts.push(`--areas ${cfg.areas.join(',')}`);
   if (cfg.allowViolations) parts.push('--allow-violations');
   for (const m of cfg.pathModules) parts.push(`--path-module ${m}`);
@@ -326,7 +330,7 @@ export function replayCommand(seed: number, p: string, cfg: Pick<FuzzConfig, 'ar
 }
 
 /** The text of a finding: a comment saying what it is, the header with its provenance, the minimized events. */
-export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'summary'>, header: TraceHeader, events: readonly TraceEvent[], r: DiffResult, cfg: Pick<FuzzConfig, 'areas' | 'allowViolations' | 'pathModules' | 'version'>): { text: string; hash: string; summary: string } {
+export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'summary'>, header: TraceHeader, events: readonly TraceEvent[], r: DiffResult, cfg: Pick<FuzzConfig, 'areas' | 'allowViolations' | 'pathModules' | 'version' | 'migrate'>): { text: string; hash: string; summary: string } {
   const d = r.divergence!;
   const summary = `${f.profile} diverges from reference at event ${d.index} (${formatEvent(d.event)}): ${describeSides(d)}`;
   const hash = createHash('sha256').update(canonicalTraceText(header, events)).digest('hex');
@@ -346,6 +350,7 @@ export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'sum
     classification: f.classification,
   });
   if (cfg.pathModules.length) provenance['path-modules'] = cfg.pathModules.join(' ');
+  if (cfg.migrate) provenance.migrate = 'true';
   const comment = [
     `nvx fuzz finding ${hash.slice(0, 16)} (${f.classification}): ${describeKind(f.kind)}`,
     summary,
@@ -371,7 +376,8 @@ export class FuzzEngine {
 
   constructor(readonly cfg: FuzzConfig) {
     this.profiles = cfg.profiles.map((spec) => ({ spec, profile: parseProfile(spec), findings: 0 }));
-    this.arb = arbMixedTrace({ areas: cfg.areas, allowViolations: cfg.allowViolations });
+    const mixed = arbMixedTrace({ areas: cfg.areas, allowViolations: cfg.allowViolations });
+    this.arb = cfg.migrate ? withMigrations(fc, mixed) : mixed;
   }
 
   get arbitrary(): fc.Arbitrary<MixedTrace> {
@@ -550,6 +556,7 @@ export function resolveConfig(o: Partial<FuzzConfig>): FuzzConfig {
     expected,
     pathModules: o.pathModules ?? [],
     version: o.version ?? nvxVersion(),
+    migrate: !!o.migrate,
   };
 }
 

@@ -44,9 +44,12 @@ export const EVMCS_COPY_OUT: readonly EvmcsSlot[] = VMCS_FIELDS.filter((f) => !f
 
 export const EVMPTRLD = { DISABLED: 0, SUCCEEDED: 1, VMFAIL: 2, ERROR: 3 } as const;
 
-/** nested_vmx_is_evmptr_valid */
+/** EVMPTR_MAP_PENDING: set by KVM_SET_NESTED_STATE, the eVMCS is mapped at the next KVM_RUN (nested_get_evmcs_page) */
+export const EVMPTR_MAP_PENDING = 0xfffffffffffffffen;
+
+/** nested_vmx_is_evmptr_valid (evmptr_is_valid: neither EVMPTR_INVALID nor EVMPTR_MAP_PENDING) */
 export function evmptrValid(n: NestedVmx): boolean {
-  return n.hvEvmcsVmptr !== INVALID_GPA;
+  return n.hvEvmcsVmptr !== INVALID_GPA && n.hvEvmcsVmptr !== EVMPTR_MAP_PENDING;
 }
 
 export function evmcsReadU32(w: World, gpa: bigint, off: number): number | null {

@@ -23,3 +23,5 @@ export type { ShadowingOptions, ShadowingPath, ShadowVmcsSetup } from './areas/s
 // The operations table (the wide way in) and its built-in entries.
 export * from './ops';
 export { KVM_OPS } from './kvm-ops';
+export * from './nested-state';
+export { EVMPTR_MAP_PENDING, copyEnlightenedToVmcs12, evmcsL0ReadU32, evmptrValid } from './evmcs';

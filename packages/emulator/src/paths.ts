@@ -22,6 +22,15 @@ export interface PathBase {
   init?(w: World, vcpu: number): unknown;
   /** facts about the path's private state that explain a divergence on this vCPU */
   explain?(w: World, v: Vcpu, hint: { msr?: number; write?: boolean }): Record<string, string>;
+  /**
+   * The vCPU was migrated (host.migrate, nested-state.ts): destroyed and
+   * created afresh before KVM_SET_NESTED_STATE. The private state of the new
+   * vCPU, given the old vCPU's (`saved`) and the one `init` gives (`fresh`).
+   * Default (no hook): `fresh`, i.e. everything the path kept is dropped and
+   * rebuilt as at vCPU creation, as KVM's destination has nothing but what
+   * struct kvm_nested_state and the MSRs carry.
+   */
+  restore?(ctx: Ctx, w: World, v: Vcpu, saved: unknown, fresh: unknown): unknown;
 }
 
 export interface MsrBitmapPath extends PathBase {
@@ -46,6 +55,13 @@ export interface EvmcsPath extends PathBase {
    * n). Fields tagged NONE are always copied.
    */
   groupsToCopy(cleanFields: number): number;
+  /**
+   * vmx_get_nested_state while L1 runs on an eVMCS: bring vmcs12 up to date
+   * from the eVMCS before it is saved. Default: copy_enlightened_to_vmcs12
+   * of every group, clean fields ignored (L1 need not keep them up to date
+   * outside VM-entry).
+   */
+  getNestedState?(ctx: Ctx, w: World, v: Vcpu): void;
 }
 
 export interface ShadowVmcsPath extends PathBase {
@@ -70,6 +86,12 @@ export interface ShadowVmcsPath extends PathBase {
   release(ctx: Ctx, w: World, v: Vcpu): void;
   /** free_nested (VMXOFF): shadowing off, the shadow VMCS freed, nothing copied */
   free(ctx: Ctx, w: World, v: Vcpu): void;
+  /**
+   * vmx_get_nested_state while L1 runs with a current vmcs12: bring vmcs12
+   * up to date from the shadow VMCS before it is saved. Default:
+   * copy_shadow_to_vmcs12 (the shadow VMCS is authoritative while L1 runs).
+   */
+  getNestedState?(ctx: Ctx, w: World, v: Vcpu): void;
 }
 
 // The L1 pages L0 uses for a nested guest, and how it touches them (guest-pages area).
@@ -203,11 +225,11 @@ export const REQUIRED_METHODS = {
 
 /** Per area, the optional methods (hooks) its interface declares; present ones must be functions. */
 export const OPTIONAL_METHODS = {
-  'msr-bitmap': ['init', 'explain', 'onGuestWrite', 'onHostMemory'],
-  evmcs: ['init', 'explain'],
-  'shadow-vmcs': ['init', 'explain'],
-  'guest-pages': ['init', 'explain', 'initVm', 'vmptrld', 'vmclear', 'freeNested', 'onHostMemory', 'pins'],
-  'cpuid-fault': ['init', 'explain', 'wanted'],
+  'msr-bitmap': ['init', 'explain', 'restore', 'onGuestWrite', 'onHostMemory'],
+  evmcs: ['init', 'explain', 'restore', 'getNestedState'],
+  'shadow-vmcs': ['init', 'explain', 'restore', 'getNestedState'],
+  'guest-pages': ['init', 'explain', 'restore', 'initVm', 'vmptrld', 'vmclear', 'freeNested', 'onHostMemory', 'pins'],
+  'cpuid-fault': ['init', 'explain', 'restore', 'wanted'],
 } as const satisfies { readonly [A in AreaId]: readonly OptionalMethodOf<A>[] };
 
 type AssertNever<T extends never> = T;

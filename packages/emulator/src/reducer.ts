@@ -20,6 +20,7 @@ import { OK, ignored } from './nested';
 import type { Profile } from './ops';
 import { handleInvept, handleInvvpid, handleVmreadWide, handleVmwriteWide } from './vmx-insns';
 import { hostSetVmxMsr, l1RdmsrVmx, l1WrmsrVmx } from './vmx-msrs';
+import { hostGetNestedState, hostMigrate, hostNestedStateField, hostNestedStateRevision, hostSetNestedState, vmxGetNestedStatePages } from './nested-state';
 import { Vcpu, World, cloneWorld, initialWorld, msrBitmapBit } from './state';
 
 enableMapSet();
@@ -150,6 +151,11 @@ export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
     const v = vcpuOf(w, (e as { vcpu: number }).vcpu);
     if (!v) return ignored('no such vCPU');
     if (v.cpu < 0) return NOT_LOADED(v.id);
+    // KVM_RUN after KVM_SET_NESTED_STATE: KVM_REQ_GET_NESTED_STATE_PAGES (nested-state.ts)
+    if (v.nested.getNestedStatePages) {
+      const err = vmxGetNestedStatePages(ctx, w, v);
+      if (err !== null) return ignored(err);
+    }
     if (v.nested.guestMode) return L1_NOT_RUNNING(v.id);
     const out = applyL1(ctx, w, v, e);
     // a nested VM-entry: MSR 0x140 may have to change for L2 (cpuid-fault)
@@ -161,6 +167,10 @@ export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
     const v = vcpuOf(w, (e as { vcpu: number }).vcpu);
     if (!v) return ignored('no such vCPU');
     if (v.cpu < 0) return NOT_LOADED(v.id);
+    if (v.nested.getNestedStatePages) {
+      const err = vmxGetNestedStatePages(ctx, w, v);
+      if (err !== null) return ignored(err);
+    }
     if (!v.nested.guestMode) return L2_NOT_RUNNING(v.id);
     const out = applyL2(ctx, w, v, e);
     // a nested VM-exit: back to L1's MSR 0x140 (cpuid-fault)
@@ -335,6 +345,16 @@ function applyHost(ctx: Ctx, w: World, e: TraceEvent): Outcome {
     }
     case 'host.memslot-readd':
       return hostResult(ctx, w, memslotReadd(w.mem, e.slot));
+    case 'host.migrate':
+      return hostMigrate(ctx, w, vcpuOf(w, e.vcpu));
+    case 'host.get-nested-state':
+      return hostGetNestedState(ctx, w, vcpuOf(w, e.vcpu));
+    case 'host.set-nested-state':
+      return hostSetNestedState(ctx, w, vcpuOf(w, e.vcpu), { format: e.format, flags: e.flags, vmxon: e.vmxon, vmcs12: e.vmcs12, smm: e.smm, size: e.size });
+    case 'host.nested-state-field':
+      return hostNestedStateField(vcpuOf(w, e.vcpu), e.shadow, e.field, e.value);
+    case 'host.nested-state-revision':
+      return hostNestedStateRevision(vcpuOf(w, e.vcpu), e.shadow, e.value);
     default:
       return ignored(`unhandled host event ${e.kind}`);
   }

@@ -74,6 +74,11 @@ export interface NestedVmx {
   cachedShadowVmcs12: BigUint64Array;
   /** L1 received the notification of a posted interrupt for L2 while L2 did not run: L0 completes it at the next nested VM-entry */
   piNotificationPending: boolean;
+  /**
+   * KVM_REQ_GET_NESTED_STATE_PAGES after KVM_SET_NESTED_STATE: at the next
+   * KVM_RUN, map the eVMCS again and get vmcs12's pages (nested-state.ts)
+   */
+  getNestedStatePages?: boolean;
 }
 
 export interface Vcpu {
@@ -94,6 +99,8 @@ export interface Vcpu {
   cpuidFault: GuestCpuidFault;
   /** VMX capability MSRs the VMM restored (vmx->nested.msrs where it differs from KVM's); absent: KVM's values (vmx-msrs.ts) */
   vmxMsrs?: Record<number, bigint>;
+  /** the VMM's struct kvm_nested_state buffer for this vCPU (host.get-nested-state, host.nested-state-*): userspace memory, not KVM's */
+  userNestedState?: import('./nested-state').UserNestedState;
 }
 
 /** The guest's CPUID-faulting state (per vCPU). */
@@ -191,7 +198,7 @@ export function initialVmcs01Bitmap(): Uint8Array {
   return bm;
 }
 
-function newNested(): NestedVmx {
+export function newNested(): NestedVmx {
   return {
     vmxon: false,
     vmxonPtr: INVALID_GPA,

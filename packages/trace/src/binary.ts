@@ -148,6 +148,17 @@ export function tryOutcomeFromTuple(t: unknown): Outcome | undefined {
       if (gpa !== undefined) o.gpa = gpa;
       return o;
     }
+    case 'nested-state': {
+      if (len !== 6) return undefined;
+      const flags = u32OrNull(t[1]);
+      const size = u32OrNull(t[2]);
+      const vmxon = u64OrNull(t[3]);
+      const vmcs12 = u64OrNull(t[4]);
+      const smm = u32OrNull(t[5]);
+      if (flags === BAD || size === BAD || vmxon === BAD || vmcs12 === BAD || smm === BAD) return undefined;
+      if ((flags ?? 0) > 0xffff || (smm ?? 0) > 0xffff) return undefined;
+      return { k, flags: flags as number, size: size as number, vmxon: vmxon as bigint, vmcs12: vmcs12 as bigint, smm: smm as number };
+    }
     default:
       return len === 1 ? ({ k } as Outcome) : undefined;
   }
@@ -188,6 +199,9 @@ function tryOutcomeToTuple(o: unknown): unknown[] | undefined {
         break;
       case 'userspace':
         t = [c, r.exit === undefined ? null : r.exit === 'mmio' ? 0 : r.exit === 'internal-error' ? 1 : -1, small64(r.gpa)];
+        break;
+      case 'nested-state':
+        t = [c, opt(r.flags), opt(r.size), small64(r.vmxon), small64(r.vmcs12), opt(r.smm)];
         break;
       default:
         t = [c];

@@ -183,6 +183,33 @@ export const EVENT_SCHEMA = {
     fields: [['vcpu', 'vcpu'], ['msr', 'msr'], ['value', 'u64']],
     doc: 'the VMM sets one of the vCPU\'s MSRs (KVM_SET_MSRS, host-initiated): the VMX capability MSRs 0x480-0x491 (vmx_set_vmx_msr), MSR_PLATFORM_INFO, MSR_MISC_FEATURES_ENABLES; a write KVM refuses is ignored',
   },
+
+  // ---- save/restore of nested state: KVM_GET/SET_NESTED_STATE (codes 90-99) ----
+  'host.migrate': {
+    code: 90,
+    fields: [['vcpu', 'vcpu']],
+    doc: "the VMM migrates the vCPU here, as state_test.c does: KVM_GET_NESTED_STATE (and the vCPU's MSRs, SMM and VP assist page), the vCPU destroyed and created afresh on the same thread and memory, then KVM_SET_MSRS and KVM_SET_NESTED_STATE; outcome that of the restore",
+  },
+  'host.get-nested-state': {
+    code: 91,
+    fields: [['vcpu', 'vcpu']],
+    doc: "KVM_GET_NESTED_STATE into the VMM's buffer for this vCPU (header and vmcs12 / shadow vmcs12 data); outcome nested-state with the header",
+  },
+  'host.set-nested-state': {
+    code: 92,
+    fields: [['vcpu', 'vcpu'], ['format', 'u16'], ['flags', 'u16'], ['vmxon', 'u64'], ['vmcs12', 'u64'], ['smm', 'u16'], ['size', 'u32']],
+    doc: "KVM_SET_NESTED_STATE with this header (format 0 VMX; flags GUEST_MODE 1, RUN_PENDING 2, EVMCS 4; vmxon_pa, vmcs12_pa; smm.flags GUEST_MODE 1, VMXON 2; size in bytes) and the vmcs12 data of the VMM's buffer; outcome ok or einval",
+  },
+  'host.nested-state-field': {
+    code: 93,
+    fields: [['vcpu', 'vcpu'], ['shadow', 'bool'], ['field', 'field'], ['value', 'u64']],
+    doc: "the VMM edits a field of the vmcs12 (shadow false) or shadow vmcs12 (shadow true) data in its nested-state buffer",
+  },
+  'host.nested-state-revision': {
+    code: 94,
+    fields: [['vcpu', 'vcpu'], ['shadow', 'bool'], ['value', 'u32']],
+    doc: "the VMM writes the header dword of the vmcs12 or shadow vmcs12 data in its buffer (bits 30:0 revision id, bit 31 shadow-VMCS indicator)",
+  },
 } as const satisfies Record<string, KindDef>;
 
 export type EventKind = keyof typeof EVENT_SCHEMA;

@@ -28,7 +28,11 @@ export type Outcome =
    * KVM_RUN returns to userspace: KVM_EXIT_MMIO (an access L0 emulates as MMIO
    * to a gpa no memslot backs) or KVM_EXIT_INTERNAL_ERROR. Nothing reaches L1.
    */
-  | { k: 'userspace'; exit: UserspaceExit; gpa?: bigint };
+  | { k: 'userspace'; exit: UserspaceExit; gpa?: bigint }
+  /** a host ioctl refused with EINVAL (KVM_SET_NESTED_STATE's acceptance rules): nothing else happened */
+  | { k: 'einval' }
+  /** the header KVM_GET_NESTED_STATE returned (struct kvm_nested_state: flags, size, hdr.vmx.vmxon_pa, vmcs12_pa, smm.flags) */
+  | { k: 'nested-state'; flags: number; size: number; vmxon: bigint; vmcs12: bigint; smm: number };
 
 /** The exits to userspace an outcome names (KVM_EXIT_MMIO, KVM_EXIT_INTERNAL_ERROR). */
 export type UserspaceExit = 'mmio' | 'internal-error';
@@ -54,6 +58,8 @@ const CODES: Record<OutcomeKind, number> = {
   cpuid: 8,
   ignored: 9,
   userspace: 10,
+  einval: 11,
+  'nested-state': 12,
 };
 const KINDS = Object.keys(CODES) as OutcomeKind[];
 const KIND_BY_CODE = new Map<number, OutcomeKind>(KINDS.map((k) => [CODES[k], k]));
@@ -77,6 +83,10 @@ export function outcomeEquals(a: Outcome, b: Outcome): boolean {
       return a.why === (b as typeof a).why;
     case 'userspace':
       return a.exit === (b as typeof a).exit && a.gpa === (b as typeof a).gpa;
+    case 'nested-state': {
+      const o = b as typeof a;
+      return a.flags === o.flags && a.size === o.size && a.vmxon === o.vmxon && a.vmcs12 === o.vmcs12 && a.smm === o.smm;
+    }
     default:
       return true;
   }
@@ -96,6 +106,8 @@ export function outcomeMatches(expect: Expect, actual: Outcome): boolean {
 
 const hex = (v: bigint | number) => '0x' + v.toString(16);
 
+const NESTED_STATE_KEYS = ['flags', 'size', 'vmxon', 'vmcs12', 'smm'] as const;
+
 /** The text form: `ok`, `value 0x10`, `vmfail-valid 12`, `exit MSR_READ qual=0x0`, `cpuid eax=0x1 ...`. */
 export function formatOutcome(o: Outcome): string {
   switch (o.k) {
@@ -114,6 +126,8 @@ export function formatOutcome(o: Outcome): string {
       return o.why === undefined ? 'ignored' : `ignored ${JSON.stringify(o.why)}`;
     case 'userspace':
       return ['userspace', o.exit, o.gpa === undefined ? undefined : `gpa=${hex(o.gpa)}`].filter((x) => x !== undefined).join(' ');
+    case 'nested-state':
+      return ['nested-state', ...NESTED_STATE_KEYS.filter((r) => o[r] !== undefined).map((r) => `${r}=${hex(o[r])}`)].join(' ');
     default:
       return o.k;
   }
@@ -133,6 +147,12 @@ export function describeOutcome(o: Outcome): string {
 function parseNum(tok: string, what: string): bigint {
   if (!/^(0x[0-9a-f]+|[0-9]+)$/i.test(tok)) throw new TraceError(`${what}: '${tok}' is not a number`);
   return BigInt(tok);
+}
+
+function parseU64(tok: string, what: string): bigint {
+  const v = parseNum(tok, what);
+  if (v > 0xffffffffffffffffn) throw new TraceError(`${what}: ${tok} does not fit in 64 bits`);
+  return v;
 }
 
 function parseU32(tok: string, what: string): number {
@@ -166,6 +186,7 @@ export function parseOutcome(text: string): Expect {
     case 'gp':
     case 'ud':
     case 'entered':
+    case 'einval':
       if (rest.length) throw new TraceError(`expect ${k} takes no arguments, got '${rest.join(' ')}'`);
       return { k } as Expect;
     case 'value':
@@ -210,6 +231,18 @@ export function parseOutcome(text: string): Expect {
       if (m.gpa !== undefined) o.gpa = parseNum(m.gpa, 'expect userspace gpa');
       return o;
     }
+    case 'nested-state': {
+      if (rest.some((t) => !t.includes('='))) throw new TraceError(`expect nested-state takes key=value pairs (${NESTED_STATE_KEYS.join(', ')})`);
+      const m = kv([...NESTED_STATE_KEYS]);
+      const r32 = (n: string, max: number) => {
+        if (m[n] === undefined) return undefined as unknown as number;
+        const x = parseU32(m[n], `expect nested-state ${n}`);
+        if (x > max) throw new TraceError(`expect nested-state ${n}: ${m[n]} is out of range`);
+        return x;
+      };
+      const r64 = (n: string) => (m[n] === undefined ? (undefined as unknown as bigint) : parseU64(m[n], `expect nested-state ${n}`));
+      return { k, flags: r32('flags', 0xffff), size: r32('size', 0xffffffff), vmxon: r64('vmxon'), vmcs12: r64('vmcs12'), smm: r32('smm', 0xffff) };
+    }
     default:
       throw new TraceError(`unknown outcome '${k ?? ''}' (known: ${KINDS.join(', ')})`);
   }
@@ -247,6 +280,8 @@ export function outcomeToTuple(o: Outcome): unknown[] {
       return [c, opt(o.why)];
     case 'userspace':
       return [c, o.exit === undefined ? null : USERSPACE_EXITS.indexOf(o.exit), small(o.gpa)];
+    case 'nested-state':
+      return [c, opt(o.flags), opt(o.size), small(o.vmxon), small(o.vmcs12), opt(o.smm)];
     default:
       return [c];
   }
@@ -273,7 +308,7 @@ export function outcomeFromTuple(t: unknown): Outcome {
   if (!Array.isArray(t) || t.length === 0 || typeof t[0] !== 'number') throw new TraceError('expect: not an outcome tuple');
   const k = KIND_BY_CODE.get(t[0]);
   if (k === undefined) throw new TraceError(`expect: unknown outcome code ${t[0]}`);
-  const want = { value: 2, 'vmfail-valid': 2, exit: 3, cpuid: 5, ignored: 2, userspace: 3 } as Record<string, number>;
+  const want = { value: 2, 'vmfail-valid': 2, exit: 3, cpuid: 5, ignored: 2, userspace: 3, 'nested-state': 6 } as Record<string, number>;
   const n = want[k] ?? 1;
   if (t.length !== n) throw new TraceError(`expect ${k}: ${t.length - 1} fields, wanted ${n - 1}`);
   switch (k) {
@@ -305,6 +340,21 @@ export function outcomeFromTuple(t: unknown): Outcome {
       const o: Extract<Outcome, { k: 'userspace' }> = { k, exit: x as UserspaceExit };
       if (gpa !== undefined) o.gpa = gpa;
       return o;
+    }
+    case 'nested-state': {
+      const u16 = (x: unknown, what: string) => {
+        const r = tupleU32(x, what);
+        if (r !== undefined && r > 0xffff) throw new TraceError(`${what} is not a 16-bit value`);
+        return r as number;
+      };
+      return {
+        k,
+        flags: u16(t[1], 'expect nested-state flags'),
+        size: tupleU32(t[2], 'expect nested-state size') as number,
+        vmxon: tupleU64(t[3], 'expect nested-state vmxon') as bigint,
+        vmcs12: tupleU64(t[4], 'expect nested-state vmcs12') as bigint,
+        smm: u16(t[5], 'expect nested-state smm'),
+      };
     }
     default:
       return { k } as Outcome;

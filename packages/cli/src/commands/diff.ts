@@ -3,9 +3,10 @@
  * first divergence, explained, with its contract status.
  */
 import type { Command } from 'commander';
-import { declaredVerdict, diffStream } from '@nvx/check';
-import { openTrace, OpenTraceReader, TraceEvent } from '@nvx/trace';
-import { CliContext, EXIT } from '../output';
+import { declaredVerdict, describeMigrateDivergence, diffStream, migrateDiff, parseMigrateWhere } from '@nvx/check';
+import type { Profile } from '@nvx/emulator';
+import { describeOutcome, formatEvent, openTrace, OpenTraceReader, readTraceFile, TraceEvent, writeTraceFile } from '@nvx/trace';
+import { CliContext, EXIT, UsageError } from '../output';
 import { addPathModuleOption, loadPathModules } from '../plugins';
 import { PROFILE_HELP, profileArg } from '../profiles';
 import { costsSideBySide, divergenceLines, jsonText } from '../report';
@@ -23,10 +24,14 @@ export function registerDiffCommands(program: Command, ctx: CliContext): void {
       return n;
     }, 1000)
     .option('--json', 'print one JSON object instead of text')
-    .action(async (file: string, o: { base: string; profile: string; strict?: boolean; checkpoint: number; json?: boolean; pathModule?: string[] }) => {
+    .option('--migrate <where>', "insert vCPU migrations (host.migrate) after events '12,40', after every nested entry and exit ('entries'), or at n random points ('random:<seed>:<n>'); compare the profile with them against itself without them, and against --base")
+    .option('--write-migrated <file>', 'with --migrate: write the trace with the migrations inserted (to minimize or bisect it)')
+    .action(async (file: string, o: { base: string; profile: string; strict?: boolean; checkpoint: number; json?: boolean; pathModule?: string[]; migrate?: string; writeMigrated?: string }) => {
       await loadPathModules(o, (m) => ctx.warn(m));
       const base = profileArg(o.base, '--base');
       const other = profileArg(o.profile, '--profile');
+      if (o.migrate !== undefined) return diffMigrate(ctx, file, base, other, o as MigrateCliOptions);
+      if (o.writeMigrated !== undefined) throw new UsageError('--write-migrated needs --migrate');
       const first = await openTrace(file);
       const readers: OpenTraceReader[] = [first];
       let opened = 0;
@@ -69,4 +74,55 @@ export function registerDiffCommands(program: Command, ctx: CliContext): void {
       if (expectedFinding && !o.json) ctx.line(ctx.c.yellow(`expected: this trace is a kept finding for ${res.other} (meta verdict "finding"); the divergence shows the real code's flaw`));
       if (d && ((d.verdict === 'bug' && !expectedFinding) || o.strict)) ctx.exitCode = EXIT.CHECK_FAILED;
     });
+}
+
+interface MigrateCliOptions {
+  migrate: string;
+  writeMigrated?: string;
+  strict?: boolean;
+  json?: boolean;
+}
+
+/**
+ * `nvx diff --migrate <where>`: the profile on the trace with migrations
+ * against itself without them (migration transparency), then the trace with
+ * migrations under --base against the profile (the ordinary lockstep).
+ */
+async function diffMigrate(ctx: CliContext, file: string, base: Profile, other: Profile, o: MigrateCliOptions): Promise<void> {
+  let where;
+  try {
+    where = parseMigrateWhere(o.migrate);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const t = await readTraceFile(file);
+  for (const w of t.warnings) ctx.warn(`${file}: ${w.message}`);
+  const r = migrateDiff(t.header, t.events, base, other, where, o.migrate);
+  if (o.writeMigrated) await writeTraceFile(o.writeMigrated, { ...t.header, provenance: { ...t.header.provenance, migrate: o.migrate } }, r.trace.events);
+  const d = r.transparency;
+  const b = r.againstBase.divergence;
+  if (o.json) {
+    const { trace, ...rest } = r;
+    ctx.line(jsonText({ ...rest, migratedEvents: trace.events.length }));
+  } else {
+    ctx.line(`${r.points.length} migration(s) inserted (${o.migrate}): ${t.events.length} -> ${r.trace.events.length} events${o.writeMigrated ? `, written to ${o.writeMigrated}` : ''}`);
+    if (!d) ctx.line(`${ctx.c.green('transparent')}: ${r.profile} with the migrations matches itself without them on all ${t.events.length} events`);
+    else {
+      const head = d.verdict === 'bug' ? ctx.c.red(ctx.c.bold('NOT TRANSPARENT (bug)')) : ctx.c.yellow(ctx.c.bold(`NOT TRANSPARENT (${d.verdict})`));
+      ctx.line(`${head} at event ${d.index} (${d.migratedIndex} with the migrations): ${formatEvent(d.event)}`);
+      ctx.line(`  without migrations ${describeOutcome(d.without)}`);
+      ctx.line(`  with migrations    ${describeOutcome(d.with)}`);
+      if (d.failedRestore !== undefined) ctx.line(`  the restore at event ${d.failedRestore} (with the migrations) failed`);
+      if (d.verdict === 'inherent') ctx.line('  reference diverges the same way: a property of KVM\'s save/restore, not of this path');
+      if (d.verdict === 'pre-existing') ctx.line(`  without migrations ${r.profile} already diverges from reference by this event: the restore changes a known divergence`);
+      if (d.contract) ctx.line(`  after L1 broke ${d.contract.contract} at event ${d.contract.index}: ${d.contract.message}`);
+      for (const [k, v] of Object.entries(d.explain.with)) ctx.line(`  with: ${k}: ${v}`);
+      ctx.line(`  ${describeMigrateDivergence(d)}`);
+    }
+    if (!b) ctx.line(`${ctx.c.green('same')}: with the migrations, ${r.againstBase.other} matches ${r.againstBase.base} on all ${r.againstBase.events} events`);
+    else for (const l of divergenceLines(b, r.againstBase, ctx.c)) ctx.line(l);
+  }
+  const bug = (d && d.verdict === 'bug') || (b && b.verdict === 'bug');
+  const any = !!d || !!b;
+  if (bug || (any && o.strict)) ctx.exitCode = EXIT.CHECK_FAILED;
 }

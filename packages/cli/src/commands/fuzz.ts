@@ -38,6 +38,7 @@ export interface FuzzCliOptions {
   shard?: string;
   out: string;
   allowViolations?: boolean;
+  migrate?: boolean;
   replay?: string;
   pathModule?: string[];
   stateAt: string;
@@ -168,6 +169,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
     .option('--shard <i/n>', 'run shard i of n (1-based) of the seed space: n machines with the same --seed and --runs together run exactly one campaign')
     .option('-o, --out <dir>', 'directory for findings (minimized traces named by content hash) and the summary', 'nvx-findings')
     .option('--allow-violations', 'also generate traces that break a contract; their divergences are classified (permitted), not reported as bugs')
+    .option('--migrate', 'insert vCPU migrations (host.migrate: KVM_GET_NESTED_STATE, a fresh vCPU, KVM_SET_NESTED_STATE) at random points of every generated trace')
     .option('--replay <seed:path>', "reproduce one finding from its header's replay seed and path (with the finding's --profiles and --areas)")
     .option('--state-at <when>', "compare whole architectural states after every nested 'entries' and exit, only at the 'end', or after 'every' event", 'entries')
     .option('--minimize-time <duration>', 'time for minimizing each finding', '20s')
@@ -191,6 +193,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
         profiles,
         expected,
         allowViolations: !!o.allowViolations,
+        migrate: !!o.migrate,
         stateAt: o.stateAt as StateCompare,
         minimizeMs: duration(o.minimizeTime, '--minimize-time'),
         maxFindingsPerProfile: posInt(o.maxFindingsPerProfile, '--max-findings-per-profile'),
