@@ -34,6 +34,8 @@ const KNOWN_FAILURES: Record<string, string> = {
   'vmx-controls-cr3-targets.nvx': 'CR3-target count check at VM-entry not modelled',
   'vmx-controls-io-bitmaps.nvx': 'I/O-bitmap address checks at VM-entry not modelled',
   'vmx-controls-ept-eptp.nvx': 'EPTP check at VM-entry not modelled',
+  'vmx-controls-pml.nvx': 'PML control checks at VM-entry not modelled',
+  'vmx-controls-preemption-timer.nvx': 'save-preemption-timer check at VM-entry not modelled',
   'vmx-controls-reserved-bits.nvx': 'controls are not checked against the capability MSRs at VM-entry',
   'vmx-controls-tpr-threshold.nvx': 'TPR_THRESHOLD check at VM-entry not modelled',
   'vmx-controls-vpid.nvx': 'VPID 0 check at VM-entry not modelled',
