@@ -28,6 +28,7 @@ import { Ctx, writable } from './ctx';
 import { readGuestU32, writeGuest } from './memory';
 import { NestedVmx, Vcpu, World, setBitmapBit } from './state';
 import { nestedCpuHasVmwriteAnyField, nestedCpuHasVmxShadowVmcs } from './vmx-msrs';
+import { nestedCheckMoreExecControls } from './entry-checks';
 import { vmcs12Get, vmcs12LoadFromGuest, vmcs12ReadField, vmcs12Set, vmcs12StoreToGuest, vmcs12WriteField } from './vmcs12';
 
 /** The guest's MAXPHYADDR as CPUID reports it to L1. */
@@ -278,7 +279,7 @@ export function nestedVmxRun(ctx: Ctx, w: World, v: Vcpu, launch: boolean): Outc
 
   if (launch && n.launched) return nestedVmxFail(ctx, v, VMXERR.VMLAUNCH_NONCLEAR_VMCS);
   if (!launch && !n.launched) return nestedVmxFail(ctx, v, VMXERR.VMRESUME_NONLAUNCHED_VMCS);
-  if (!nestedVmxCheckControls(n) || !nestedVmxCheckShadowVmcsControls(v)) return nestedVmxFail(ctx, v, VMXERR.ENTRY_INVALID_CONTROL_FIELD);
+  if (!nestedVmxCheckControls(n) || !nestedVmxCheckShadowVmcsControls(v) || nestedCheckMoreExecControls(w, v) !== null) return nestedVmxFail(ctx, v, VMXERR.ENTRY_INVALID_CONTROL_FIELD);
 
   // nested_vmx_enter_non_root_mode -> nested_get_vmcs12_pages
   n.vmcs02UseMsrBitmaps = ctx.profile.paths['msr-bitmap'].prepare(ctx, w, v);
