@@ -32,6 +32,7 @@ import { Ctx, writable } from './ctx';
 import { readGuestU32, writeGuest } from './memory';
 import { NestedVmx, Vcpu, World, setBitmapBit } from './state';
 import { nestedCpuHasVmwriteAnyField, nestedCpuHasVmxShadowVmcs } from './vmx-msrs';
+import { nestedCheckMoreExecControls } from './entry-checks';
 import { vmcs12Get, vmcs12LoadFromGuest, vmcs12ReadField, vmcs12Set, vmcs12StoreToGuest, vmcs12WriteField } from './vmcs12';
 
 /** The guest's MAXPHYADDR as CPUID reports it to L1. */
@@ -242,7 +243,9 @@ export function nestedVmxCheckControls(ctx: Ctx, w: World, v: Vcpu): boolean {
     ops.nested_vmx_check_tpr_shadow_controls(ctx, w, v) &&
     ops.nested_vmx_check_apic_access_controls(ctx, w, v) &&
     ops.nested_vmx_check_apicv_controls(ctx, w, v) &&
-    ops.nested_vmx_check_shadow_vmcs_controls(ctx, w, v)
+    ops.nested_vmx_check_shadow_vmcs_controls(ctx, w, v) &&
+    // the other execution-control checks of nested_check_vm_execution_controls (entry-checks.ts)
+    nestedCheckMoreExecControls(w, v) === null
   );
 }
 

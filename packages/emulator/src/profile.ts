@@ -114,6 +114,21 @@ export const BUILTIN_PROFILES: Record<string, string> = {
   kvm: 'msr-bitmap=enlightened,evmcs=clean-fields,shadow-vmcs=intercept-ro,guest-pages=kvm-map,cpuid-fault=emulate',
 };
 
+/** The upstream kernel the `kvm` profile and the common code model (arch/x86/kvm/vmx/nested.c and friends). */
+export const KVM_MODELLED_KERNEL = 'Linux v6.13';
+
+/**
+ * Per area: the path `kvm` takes, and where the seeds' series that upstream
+ * has not merged would behave differently (docs/kvm-profile.md has more).
+ */
+export const KVM_PROFILE_NOTES: Record<AreaId, string> = {
+  'msr-bitmap': 'enlightened = nested_vmx_prepare_msr_bitmap: merge at every entry, skipped only with an eVMCS, its msr_bitmap enlightenment and the MSR_BITMAP clean bit (upstream since 5.17); merge-tracked (seed 001 steps 4-5, not upstream) also skips when L1 did not write its bitmap page',
+  evmcs: 'clean-fields = copy_enlightened_to_vmcs12 with hv_clean_fields (upstream); seeds 000 and 003 change nothing here',
+  'shadow-vmcs': 'intercept-ro = upstream since 5.3 (seed 002 merged): read-only fields shadowed for VMREAD, VMWRITE always exits',
+  'guest-pages': "kvm-map = kvm_vcpu_map at nested entry, unmap at exit, the eVMCS mapped until released (upstream); seed 003's gfn-to-pfn caches (pfncache, pfncache-ctx, not upstream) follow memslot changes and migrations that kvm-map does not see",
+  'cpuid-fault': "emulate = kvm_emulate_cpuid at every CPUID exit, plus seed 004's patch 1 (clear the host task's bit 0 while the guest runs), which is not upstream: upstream leaks the VMM thread's own faulting into the guest (fixture broken-emulate-leaks-host); hardware and hardware-lazy are the unmerged series",
+};
+
 const userProfiles = new Map<string, string>();
 
 /** Name a profile spec, e.g. defineProfile('tracked', 'msr-bitmap=merge-tracked'). */

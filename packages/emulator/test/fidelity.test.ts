@@ -174,6 +174,27 @@ describe.each(PROFILES)('under %s', (profile) => {
     ).toEqual([ok, bad, bad, bad, ok, ok, bad, bad]);
   });
 
+  test('VM-entry control checks (nested_check_vm_execution_controls): each refusal is VMfailValid 7, the fixed VMCS enters', () => {
+    const bad = vmfailValid(VMXERR.ENTRY_INVALID_CONTROL_FIELD);
+    const cases: [string[], string[]][] = [
+      [['l1.vmwrite CR3_TARGET_COUNT 0x1'], ['l1.vmwrite CR3_TARGET_COUNT 0x0']],
+      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x2000000', 'l1.vmwrite IO_BITMAP_A 0x3001'], ['l1.vmwrite IO_BITMAP_A 0x3000']],
+      [['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x20'], ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x28']],
+      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20'], ['l1.vmwrite VIRTUAL_PROCESSOR_ID 0x1']],
+      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20000'], ['l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20002', 'l1.vmwrite EPT_POINTER 0x5e', 'l1.vmwrite PML_ADDRESS 0x4000']],
+      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x80'], ['l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x82', 'l1.vmwrite EPT_POINTER 0x5e']],
+      [['l1.vmwrite VM_EXIT_CONTROLS 0x400000'], ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x40']],
+    ];
+    for (const [breakIt, fixIt] of cases) {
+      const r = replayer({}, profile);
+      run(r, ...VMXON, 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff');
+      run(r, ...breakIt);
+      expect([breakIt, run(r, 'l1.vmlaunch')[0]]).toEqual([breakIt, bad]);
+      run(r, ...fixIt);
+      expect([fixIt, run(r, 'l1.vmlaunch')[0]]).toEqual([fixIt, { k: 'entered' }]);
+    }
+  });
+
   test('host.guest-write and host.guest-copy change guest bytes without an L1 store; memslot-readd brings back the same pages', () => {
     const r = replayer({}, profile);
     // a store that would cross into a frame without a memslot writes nothing

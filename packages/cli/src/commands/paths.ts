@@ -1,6 +1,6 @@
 /** `nvx paths`: the areas, their paths, the operations table, the loaded patches and the built-in profiles. */
 import type { Command } from 'commander';
-import { AREAS, AREA_IDS, BUILTIN_PROFILES, OP_NAMES, OP_PARAMS, PATCHES } from '@nvx/emulator';
+import { AREAS, AREA_IDS, BUILTIN_PROFILES, KVM_MODELLED_KERNEL, KVM_PROFILE_NOTES, OP_NAMES, OP_PARAMS, PATCHES } from '@nvx/emulator';
 import type { CliContext } from '../output';
 import { addPathModuleOption, loadPathModules } from '../plugins';
 import { jsonText } from '../report';
@@ -21,7 +21,8 @@ export function registerPathsCommands(program: Command, ctx: CliContext): void {
       const operations = OP_NAMES.map((name) => ({ name, params: [...OP_PARAMS[name]] }));
       const patches = [...PATCHES.values()].map((p) => ({ name: p.name, summary: p.summary, ops: Object.keys(p.ops) }));
       const profiles = Object.entries(BUILTIN_PROFILES).map(([name, spec]) => ({ name, spec: spec || '(every area on its reference path)' }));
-      if (o.json) return ctx.line(jsonText({ areas, operations, patches, profiles }));
+      const kvm = { kernel: KVM_MODELLED_KERNEL, areas: KVM_PROFILE_NOTES };
+      if (o.json) return ctx.line(jsonText({ areas, operations, patches, profiles, kvm }));
       for (const a of areas) {
         ctx.line(`${ctx.c.bold(a.area)}: ${a.summary}`);
         for (const p of a.paths) {
@@ -39,5 +40,8 @@ export function registerPathsCommands(program: Command, ctx: CliContext): void {
       ctx.line(ctx.c.bold('profiles'));
       for (const p of profiles) ctx.line(`  ${p.name.padEnd(12)} ${p.spec}`);
       ctx.line('  or area=path[,area=path...][,patch=name[+name...]]: areas left out take their reference path; patches apply in order');
+      ctx.line('');
+      ctx.line(`${ctx.c.bold('kvm')} models upstream ${KVM_MODELLED_KERNEL} (nested.c and friends); per area:`);
+      for (const a of AREA_IDS) ctx.line(`  ${a.padEnd(12)} ${KVM_PROFILE_NOTES[a]}`);
     });
 }
