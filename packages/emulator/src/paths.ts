@@ -138,6 +138,13 @@ export interface GuestPagesPath extends PathBase {
   onHostMemory?(ctx: Ctx, w: World, inv: HostInvalidation | null): void;
   /** does the path hold a long-term pin on host virtual page hva (kvm_vcpu_map of memory with struct page)? */
   pins?(w: World, hva: number): boolean;
+  /**
+   * Where nested page p's structure sits in the page the path maps (the
+   * posted-interrupt descriptor's offset; 0 for page-aligned pages), when the
+   * path keeps its own record of it (a gfn-to-pfn cache's offset_in_page of
+   * its gpa). Omit to take vmcs12's.
+   */
+  pageOffset?(ctx: Ctx, w: World, v: Vcpu, p: NestedPage): number;
 }
 
 export interface CpuidFaultPath extends PathBase {
@@ -206,7 +213,7 @@ export const OPTIONAL_METHODS = {
   'msr-bitmap': ['init', 'explain', 'onGuestWrite', 'onHostMemory'],
   evmcs: ['init', 'explain'],
   'shadow-vmcs': ['init', 'explain'],
-  'guest-pages': ['init', 'explain', 'initVm', 'vmptrld', 'vmclear', 'freeNested', 'onHostMemory', 'pins'],
+  'guest-pages': ['init', 'explain', 'initVm', 'vmptrld', 'vmclear', 'freeNested', 'onHostMemory', 'pins', 'pageOffset'],
   'cpuid-fault': ['init', 'explain', 'wanted'],
 } as const satisfies { readonly [A in AreaId]: readonly OptionalMethodOf<A>[] };
 
