@@ -213,3 +213,25 @@ describe('the mmu-notifier invalidation window', () => {
     }
   });
 });
+
+describe('in-page offsets of cached pages', () => {
+  test('the pfncache paths find the descriptor at the offset the cache keeps; a refresh that loses it diverges', async () => {
+    const dropOffset: Patch = {
+      kind: 'patch',
+      name: 'test-gpc-drops-offset',
+      summary: 'kvm_gpc_refresh keeps the page but not offset_in_page(gpa)',
+      ops: { kvm_gpc_refresh: (orig) => (ctx, w, gpc, gpa) => ((gpc.offset = 0), orig(ctx, w, gpc, gpa & ~0xfffn)) },
+    };
+    registerPatch(dropOffset);
+    try {
+      const t = await readTraceFile(path.join(SCENARIOS, 'pages-pi-desc-offset.nvx'));
+      const ref = parseProfile('reference');
+      expect(diffEvents(t.header, t.events, ref, parseProfile('guest-pages=pfncache')).divergence).toBeNull();
+      const bad = diffEvents(t.header, t.events, ref, parseProfile('guest-pages=pfncache,patch=test-gpc-drops-offset')).divergence;
+      // the first posted interrupt is lost: the CPU looks for ON at the start of the page
+      expect(bad).toMatchObject({ kind: 'outcome', verdict: 'bug', event: { kind: 'l2.apic-read', offset: 0x230 } });
+    } finally {
+      unregisterPatch('test-gpc-drops-offset');
+    }
+  });
+});

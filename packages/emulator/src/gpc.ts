@@ -7,8 +7,10 @@
  * (kvm_gpc_*), so a patch can change any of them.
  *
  * A cache is plain data (it lives in an immer draft or in the mutable
- * working copy). Host virtual addresses and pfns are page numbers, so the
- * in-page offset KVM keeps in `uhva` plays no part: a cache covers one page.
+ * working copy). Host virtual addresses and pfns are page numbers; the
+ * in-page offset KVM keeps in `uhva` (offset_in_page of the gpa) is kept
+ * beside them in `offset`: a cache maps one page, and the structure it
+ * caches (a posted-interrupt descriptor) sits at that offset in it.
  *
  * Mapping costs: a refresh that resolves a new pfn maps it (kmap, or a
  * memremap for memory without struct page) and unmaps the old mapping; a
@@ -23,8 +25,10 @@ import { countMap, countUnmap } from './map-costs';
 export interface Gpc {
   active: boolean;
   valid: boolean;
-  /** the guest physical address (page aligned), -1n when none yet */
+  /** the guest physical address the cache was refreshed to (with its in-page offset), -1n when none yet */
   gpa: bigint;
+  /** offset_in_page(gpa), as KVM adds it to uhva and khva */
+  offset: number;
   /** host virtual page of the cached gfn, -1 when bad */
   uhva: number;
   /** host pfn of the current mapping (kept after an invalidation until a refresh), -1 when none */
@@ -37,7 +41,7 @@ export interface Gpc {
 
 /** kvm_gpc_init / kvm_gpc_init_for_vcpu */
 export function gpcInit(vcpu = -1): Gpc {
-  return { active: false, valid: false, gpa: -1n, uhva: -1, pfn: -1, generation: -1, vcpu };
+  return { active: false, valid: false, gpa: -1n, offset: 0, uhva: -1, pfn: -1, generation: -1, vcpu };
 }
 
 /** kvm_gpc_check: may the cached pfn be used without a refresh? */
@@ -57,6 +61,7 @@ export function gpcRefresh(ctx: Ctx, w: World, c: Gpc, gpa: bigint = c.gpa): boo
   const oldUhva = c.uhva;
   if (gpa !== c.gpa || c.generation !== mem.generation || c.uhva < 0) {
     c.gpa = gpa;
+    c.offset = Number(gpa & 0xfffn);
     c.generation = mem.generation;
     c.uhva = gfnToHva(mem, gpaToGfn(gpa));
     if (c.uhva < 0) {

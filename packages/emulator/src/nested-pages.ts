@@ -185,8 +185,8 @@ export function completePendingPostedInterrupt(ctx: Ctx, w: World, v: Vcpu): voi
   n.piNotificationPending = false;
   if (!(apicPagesInUse(v) & (1 << NESTED_PAGE.PI_DESC))) return;
   // vmx_complete_nested_posted_interrupt: L0 through its own mapping of both pages
-  const off = piDescOffset(v);
   const seen = l0ReadPage(ctx, w, v, NESTED_PAGE.PI_DESC);
+  const off = nestedPageOffset(ctx, w, v, NESTED_PAGE.PI_DESC);
   if (!seen || !(seen[off + PI_ON_BYTE] & 1)) return;
   const vapic = apicPagesInUse(v) & (1 << NESTED_PAGE.VAPIC) ? l0WritePage(ctx, w, v, NESTED_PAGE.VAPIC) : null;
   processPostedInterrupts(l0WritePage(ctx, w, v, NESTED_PAGE.PI_DESC), off, vapic);
@@ -197,6 +197,18 @@ export function completePendingPostedInterrupt(ctx: Ctx, w: World, v: Vcpu): voi
 /** The descriptor's offset in its page (POSTED_INTR_DESC_ADDR is 64-byte aligned). */
 export function piDescOffset(v: Vcpu): number {
   return Number(vmcs12Get(v.nested, VMCS.POSTED_INTR_DESC_ADDR) & 0xfc0n);
+}
+
+/**
+ * Where the structure of nested page p sits in the page the path maps: the
+ * path's own record of it when it keeps one (a gfn-to-pfn cache keeps
+ * offset_in_page of the gpa it was refreshed to), else vmcs12's (only the
+ * posted-interrupt descriptor is not page aligned). Read after the page.
+ */
+export function nestedPageOffset(ctx: Ctx, w: World, v: Vcpu, p: NestedPage): number {
+  const own = pages(ctx).pageOffset;
+  if (own) return own(ctx, w, v, p);
+  return p === NESTED_PAGE.PI_DESC ? piDescOffset(v) : 0;
 }
 
 /** PI descriptor layout (SDM 29.6): PIR bits 255:0, ON at bit 256. */
@@ -240,8 +252,9 @@ export function notifyPostedInterrupt(ctx: Ctx, w: World, target: Vcpu): void {
   }
   const inUse = apicPagesInUse(target);
   if (!(inUse & (1 << NESTED_PAGE.PI_DESC))) return;
-  const off = piDescOffset(target);
   const seen = hwPage(ctx, w, target, NESTED_PAGE.PI_DESC, PAGE_ACCESS.READ);
+  // vmcs02's descriptor address: the page's host address plus the offset the path keeps
+  const off = nestedPageOffset(ctx, w, target, NESTED_PAGE.PI_DESC);
   if (!seen || !(seen[off + PI_ON_BYTE] & 1)) return;
   const vapic = inUse & (1 << NESTED_PAGE.VAPIC) ? hwPage(ctx, w, target, NESTED_PAGE.VAPIC, PAGE_ACCESS.WRITE) : null;
   processPostedInterrupts(hwPage(ctx, w, target, NESTED_PAGE.PI_DESC, PAGE_ACCESS.WRITE), off, vapic);

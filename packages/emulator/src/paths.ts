@@ -160,6 +160,13 @@ export interface GuestPagesPath extends PathBase {
   onHostMemory?(ctx: Ctx, w: World, inv: HostInvalidation | null): void;
   /** does the path hold a long-term pin on host virtual page hva (kvm_vcpu_map of memory with struct page)? */
   pins?(w: World, hva: number): boolean;
+  /**
+   * Where nested page p's structure sits in the page the path maps (the
+   * posted-interrupt descriptor's offset; 0 for page-aligned pages), when the
+   * path keeps its own record of it (a gfn-to-pfn cache's offset_in_page of
+   * its gpa). Omit to take vmcs12's.
+   */
+  pageOffset?(ctx: Ctx, w: World, v: Vcpu, p: NestedPage): number;
 }
 
 export interface CpuidFaultPath extends PathBase {
@@ -228,7 +235,7 @@ export const OPTIONAL_METHODS = {
   'msr-bitmap': ['init', 'explain', 'restore', 'onGuestWrite', 'onHostMemory'],
   evmcs: ['init', 'explain', 'restore', 'getNestedState'],
   'shadow-vmcs': ['init', 'explain', 'restore', 'getNestedState'],
-  'guest-pages': ['init', 'explain', 'restore', 'initVm', 'vmptrld', 'vmclear', 'freeNested', 'onHostMemory', 'pins'],
+  'guest-pages': ['init', 'explain', 'restore', 'initVm', 'vmptrld', 'vmclear', 'freeNested', 'onHostMemory', 'pins', 'pageOffset'],
   'cpuid-fault': ['init', 'explain', 'restore', 'wanted'],
 } as const satisfies { readonly [A in AreaId]: readonly OptionalMethodOf<A>[] };
 

@@ -22,8 +22,10 @@
  * `makePfncachePath` builds both; its options exist so that a plugin (or a
  * test fixture) can change one step and see whether the checker notices.
  */
+import { VMCS } from '@nvx/arch';
 import type { Ctx } from '../../ctx';
 import type { Vcpu, World } from '../../state';
+import { vmcs12Get } from '../../vmcs12';
 import type { GuestPagesPath, HostInvalidation } from '../../paths';
 import { NESTED_PAGE, PAGE_ACCESS } from '../../nested-pages';
 import { APIC_PAGES, PAGE_NAMES, apicPagesInUse, nestedPageGpa, pfnBytes } from '../../nested-pages';
@@ -126,7 +128,12 @@ export function makePfncachePath(o: PfncacheOptions): GuestPagesPath {
   function resolveApicPages(ctx: Ctx, w: World, v: Vcpu, inUse: number): void {
     const s = st(v);
     const caches = cachesOf(w, v);
-    for (const p of APIC_PAGES) s.hpa[p] = inUse & (1 << p) ? lock(ctx, w, caches[p], nestedPageGpa(v, p)) : -1;
+    for (const p of APIC_PAGES) s.hpa[p] = inUse & (1 << p) ? lock(ctx, w, caches[p], cacheGpa(v, p, nestedPageGpa(v, p))) : -1;
+  }
+
+  /** The gpa a cache is refreshed to: the page's, with the descriptor's in-page offset (KVM activates pi_desc_cache at posted_intr_desc_addr). */
+  function cacheGpa(v: Vcpu, p: number, pageGpa: bigint): bigint {
+    return p === NESTED_PAGE.PI_DESC ? pageGpa | (vmcs12Get(v.nested, VMCS.POSTED_INTR_DESC_ADDR) & 0xfc0n) : pageGpa;
   }
 
   // ---- nested contexts (kvm_nested_context_load / kvm_nested_context_clear)
@@ -233,8 +240,10 @@ export function makePfncachePath(o: PfncacheOptions): GuestPagesPath {
     init: (_w, vcpu): PfncacheVcpu => ({ caches: newCaches(vcpu), hpa: [-1, -1, -1, -1, -1], context: -1 }),
     initVm: o.contexts ? (): NestedContextTable => ({ contexts: [], clock: 0 }) : undefined,
     l0Page(ctx, w, v, p, gpa, access) {
-      return pfnBytes(ctx, w, lock(ctx, w, cachesOf(w, v)[p], gpa), access);
+      return pfnBytes(ctx, w, lock(ctx, w, cachesOf(w, v)[p], cacheGpa(v, p, gpa)), access);
     },
+    // the khva of the cache: the page plus offset_in_page of the gpa it was refreshed to
+    pageOffset: (_ctx, w, v, p) => cachesOf(w, v)[p].offset,
     hwPfn: (_ctx, _w, v, p) => st(v).hpa[p],
     getVmcs12Pages(ctx, w, v, inUse) {
       resolveApicPages(ctx, w, v, inUse);
