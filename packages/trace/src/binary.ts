@@ -29,6 +29,7 @@ import { EVENT_KINDS, EVENT_SCHEMA, EventKind, FieldType, TraceEvent } from './e
 import { FORMAT_VERSION, TraceHeader, WorldConfig, headerToPlain, validateHeader } from './header';
 import { OUTCOME_KINDS, Outcome } from './outcome';
 import { eventFromTuple, validateEvent } from './validate';
+import { END_SHAPE, HEADER_SHAPE, Shape, ShapeError, checkShape, clipForMessage, eventsShape, pathName } from './shape';
 
 export const BINARY_MAGIC = 'NVXT';
 /** The largest payload a frame may declare; a reader rejects larger ones before reading them. */
@@ -313,7 +314,7 @@ function decodeTuple(
     return eventFromTuple(t, index, cfg);
   } catch (err) {
     if (err instanceof TraceError) throw err.at({ file, offset });
-    throw new TraceError(`malformed event tuple (${errorText(err)})`, { file, offset, index });
+    throw new TraceError('malformed event tuple', { file, offset, index });
   }
 }
 
@@ -443,6 +444,8 @@ function msgpackListLength(p: Uint8Array): number {
   return -1;
 }
 
+const EVENTS_SHAPE = eventsShape(MAX_CHUNK_EVENTS, MAX_FRAME_PAYLOAD);
+
 /** The state of a decode: fed complete, checksummed frames in file order. */
 class FrameDecoder {
   header: TraceHeader | undefined;
@@ -453,11 +456,44 @@ class FrameDecoder {
 
   constructor(readonly file: string | undefined) {}
 
-  private unpack(payload: Uint8Array, type: number, offset: number): unknown {
+  /**
+   * Check the payload's shape on its raw bytes (shape.ts), then decode it:
+   * msgpackr only ever sees a payload whose every count, string length and
+   * nesting level the shape has bounded.
+   */
+  private unpack(payload: Uint8Array, type: number, offset: number, shape: Shape, base = 0): unknown {
+    try {
+      checkShape(payload, shape);
+    } catch (e) {
+      if (!(e instanceof ShapeError)) throw e;
+      throw this.shapeError(e, type, offset, base);
+    }
     try {
       return unpackr.unpack(payload);
     } catch (e) {
-      throw new TraceError(`malformed ${FRAME_NAMES[type]} frame payload: ${errorText(e)}`, { file: this.file, offset });
+      // the shape check accepted it, so this is msgpackr disagreeing about bytes: say so in the trace's terms
+      throw new TraceError(`malformed ${FRAME_NAMES[type]} frame payload (${clipForMessage(errorText(e), 80)})`, { file: this.file, offset });
+    }
+  }
+
+  private shapeError(e: ShapeError, type: number, offset: number, base: number): TraceError {
+    const file = this.file;
+    const at = `at payload byte ${e.at}`;
+    const index = type === FRAME_EVENTS && e.path.length > 0 ? base + (e.path[0] as number) : undefined;
+    if (e.malformed) return new TraceError(`malformed ${FRAME_NAMES[type]} frame payload: ${e.problem} ${at}`, index === undefined ? { file, offset } : { file, offset, index });
+    switch (type) {
+      case FRAME_EVENTS: {
+        if (index === undefined) return new TraceError(`events frame does not hold a list of event tuples: ${e.problem} ${at}`, { file, offset });
+        const [, pos, sub] = e.path as number[];
+        const inside = pos === undefined ? '' : sub === undefined ? ` (tuple value ${pos})` : ` (tuple value ${pos}, outcome value ${sub})`;
+        return new TraceError(`malformed event tuple${inside}: ${e.problem}`, { file, offset, index });
+      }
+      case FRAME_END:
+        return new TraceError(`end frame is not { events: <count> }: ${e.problem} ${at}`, { file, offset });
+      default:
+        return e.path.length > 0
+          ? new TraceError(`${e.problem} ${at}`, { file, offset, field: pathName(e.path) })
+          : new TraceError(`trace header is not a map: ${e.problem} ${at}`, { file, offset, field: 'header' });
     }
   }
 
@@ -469,9 +505,9 @@ class FrameDecoder {
     if (this.header === undefined) {
       if (type !== FRAME_HEADER) throw new TraceError(`the first frame is ${FRAME_NAMES[type]}, not the trace header`, { file, offset });
       try {
-        this.header = validateHeader(this.unpack(payload, type, offset));
+        this.header = validateHeader(this.unpack(payload, type, offset, HEADER_SHAPE));
       } catch (e) {
-        throw e instanceof TraceError ? e.at({ file, offset }) : new TraceError(`bad trace header (${errorText(e)})`, { file, offset });
+        throw e instanceof TraceError ? e.at({ file, offset }) : new TraceError('malformed trace header', { file, offset });
       }
       this.cfg = this.header.config;
       this.fast = tupleDecoder(this.cfg);
@@ -479,7 +515,7 @@ class FrameDecoder {
     }
     if (type === FRAME_HEADER) throw new TraceError('a second trace header frame', { file, offset });
     if (type === FRAME_END) {
-      const v = this.unpack(payload, type, offset) as Record<string, unknown>;
+      const v = this.unpack(payload, type, offset, END_SHAPE) as Record<string, unknown>;
       if (typeof v !== 'object' || v === null || Array.isArray(v) || Object.keys(v).length !== 1 || typeof v.events !== 'number' || !Number.isSafeInteger(v.events))
         throw new TraceError('end frame is not { events: <count> }', { file, offset });
       if (v.events !== this.count) throw new TraceError(`end frame says ${v.events} events, but ${this.count} were read`, { file, offset });
@@ -491,7 +527,7 @@ class FrameDecoder {
     if (n < 0) throw new TraceError('events frame does not hold a list', { file, offset });
     if (n > MAX_CHUNK_EVENTS) throw new TraceError(`events frame announces ${n} events, more than the bound of ${MAX_CHUNK_EVENTS}`, { file, offset });
     if (n * 2 > length) throw new TraceError(`events frame announces ${n} events in ${length} bytes`, { file, offset });
-    const list = this.unpack(payload, type, offset);
+    const list = this.unpack(payload, type, offset, EVENTS_SHAPE, this.count);
     if (!Array.isArray(list)) throw new TraceError('events frame does not hold a list', { file, offset });
     const cfg = this.cfg as WorldConfig;
     const fast = this.fast;
