@@ -24,7 +24,7 @@
 import * as fs from 'fs';
 import { crc32 } from 'zlib';
 import { Packr, Unpackr } from 'msgpackr';
-import { TraceError } from './errors';
+import { TraceError, loneSurrogateAt } from './errors';
 import { EVENT_KINDS, EVENT_SCHEMA, EventKind, FieldType, TraceEvent } from './events';
 import { FORMAT_VERSION, TraceHeader, WorldConfig, headerToPlain, validateHeader } from './header';
 import { OUTCOME_KINDS, Outcome } from './outcome';
@@ -136,7 +136,7 @@ export function tryOutcomeFromTuple(t: unknown): Outcome | undefined {
     case 'ignored': {
       if (len !== 2) return undefined;
       const why = t[1];
-      if (why !== null && typeof why !== 'string') return undefined;
+      if (why !== null && (typeof why !== 'string' || loneSurrogateAt(why) >= 0)) return undefined;
       return { k, why: (why ?? undefined) as string };
     }
     default:

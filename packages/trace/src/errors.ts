@@ -72,6 +72,43 @@ export function oneLine(s: string, max: number): string {
   return `${cut}... (${s.length} characters in all)`;
 }
 
+/**
+ * A decoded value for a message, in the trace's terms and never more than
+ * about 60 characters: strings clipped with their length, containers by
+ * kind. (Never String(v) on an object: a map with a `toString` key makes
+ * that throw.)
+ */
+export function describeValue(v: unknown): string {
+  if (typeof v === 'bigint') {
+    const s = v.toString();
+    return s.length > 40 ? `${s.slice(0, 40)}...n (${s.length} digits)` : `${s}n`;
+  }
+  if (typeof v === 'string') return v.length > 40 ? `${JSON.stringify(v.slice(0, 40))}... (${v.length} characters)` : JSON.stringify(v);
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return `a list of ${v.length} elements`;
+  if (typeof v === 'object') return 'a map';
+  if (typeof v === 'function' || typeof v === 'symbol') return `a ${typeof v}`;
+  return String(v);
+}
+
+/** The index of the first lone UTF-16 surrogate in `s` (one UTF-8 cannot encode), or -1. */
+export function loneSurrogateAt(s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0xd800 || c > 0xdfff) continue;
+    if (c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        i++;
+        continue;
+      }
+    }
+    return i;
+  }
+  return -1;
+}
+
 export function isTraceError(e: unknown): e is TraceError {
   return e instanceof TraceError;
 }

@@ -23,7 +23,6 @@
 import * as fs from 'fs';
 import * as nodePath from 'path';
 import { randomBytes } from 'crypto';
-import { StringDecoder } from 'string_decoder';
 import type { Readable } from 'stream';
 import { MSRS, VMCS_FIELDS, VMCS_NOT_IN_VMCS12, msrByName, msrName, vmcsFieldByName, vmcsFieldName } from '@nvx/arch';
 import { TraceError, TraceErrorWhere, fsProblem } from './errors';
@@ -97,7 +96,7 @@ function parseJsonString(tok: Tok, where: TraceErrorWhere): string {
 }
 
 function clip(s: string): string {
-  return s.length > 40 ? `'${s.slice(0, 40)}...'` : `'${s}'`;
+  return `'${clipRaw(s)}'`;
 }
 
 // ---------------------------------------------------------------- suggestions
@@ -209,8 +208,9 @@ function parseInteger(tok: string, type: FieldType, where: TraceErrorWhere, fiel
   return v;
 }
 
+/** A value from the input for a message: its first 40 characters, and its length when longer. */
 function clipRaw(s: string): string {
-  return s.length > 40 ? s.slice(0, 40) + '...' : s;
+  return s.length > 40 ? `${s.slice(0, 40)}... (${s.length} characters)` : s;
 }
 
 /** Parse one value of `field`, of the given type. */
@@ -642,12 +642,20 @@ function fileError(e: unknown, file: string): TraceError {
  * Memory stays bounded by a chunk and a line.
  */
 async function* streamLines(stream: Readable, file: string, max = MAX_LINE_LENGTH): AsyncGenerator<string[]> {
-  const dec = new StringDecoder('utf8');
+  // fatal: a byte sequence that is not UTF-8 is an error, never a silent U+FFFD
+  const dec = new TextDecoder('utf-8', { fatal: true });
   let pending = '';
   let lineNo = 0;
   const tooLong = () => new TraceError(`line longer than ${max} characters`, { file, line: lineNo + 1 });
+  const decode = (chunk: Uint8Array | undefined): string => {
+    try {
+      return chunk === undefined ? dec.decode() : dec.decode(chunk, { stream: true });
+    } catch {
+      throw notUtf8(chunk ?? new Uint8Array(0), lineNo + countNewlines(pending), file);
+    }
+  };
   for await (const chunk of stream) {
-    const s = pending + dec.write(chunk as Buffer);
+    const s = pending + decode(chunk as Buffer);
     const batch: string[] = [];
     let pos = 0;
     let nl: number;
@@ -664,9 +672,78 @@ async function* streamLines(stream: Readable, file: string, max = MAX_LINE_LENGT
     if (batch.length) yield batch;
     if (pending.length > max + 1) throw tooLong();
   }
-  pending += dec.end();
+  pending += decode(undefined);
   if (pending.length > max + 1) throw tooLong();
   if (pending.length) yield [pending.endsWith('\r') ? pending.slice(0, -1) : pending];
+}
+
+function countNewlines(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/**
+ * The index of the first byte of `b` that does not start or continue a
+ * well-formed UTF-8 sequence (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), or -1. Continuation bytes at the very start are
+ * skipped (they may end a character begun in the previous chunk); a
+ * sequence cut at the end counts as well-formed (the next chunk may end it).
+ */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < 3 && i < b.length && (b[i] & 0xc0) === 0x80) i++;
+  while (i < b.length) {
+    const c = b[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let n: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) n = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      if (c === 0xe0) lo = 0xa0;
+      if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      if (c === 0xf0) lo = 0x90;
+      if (c === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k <= n; k++) {
+      if (i + k >= b.length) return -1;
+      const d = b[i + k];
+      if (k === 1 ? d < lo || d > hi : (d & 0xc0) !== 0x80) return i;
+    }
+    i += n + 1;
+  }
+  return -1;
+}
+
+/** The error for bytes that are not UTF-8: the line they are on (`linesBefore` lines end before `b`), and the bytes. */
+function notUtf8(b: Uint8Array, linesBefore: number, file: string | undefined): TraceError {
+  let at = firstInvalidUtf8(b);
+  if (at < 0) at = Math.max(0, b.length - 1);
+  let line = linesBefore + 1;
+  for (let i = 0; i < at; i++) if (b[i] === 0x0a) line++;
+  const bytes = Array.from(b.subarray(at, at + 4), (x) => x.toString(16).padStart(2, '0')).join(' ');
+  return new TraceError(`not valid UTF-8 (bytes ${bytes}); a text trace must be UTF-8`, file === undefined ? { line } : { file, line });
+}
+
+/**
+ * Parse a whole text trace held in memory as bytes: the bytes must be UTF-8
+ * (an error names the line otherwise), then as parseTextTrace.
+ */
+export function decodeTextTrace(buf: Uint8Array, file?: string): { header: TraceHeader; events: TraceEvent[] } {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
+  } catch {
+    throw notUtf8(buf, 0, file);
+  }
+  return parseTextTrace(text, file);
 }
 
 export interface TextReaderOptions {
