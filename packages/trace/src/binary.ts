@@ -29,6 +29,8 @@ import { EVENT_KINDS, EVENT_SCHEMA, EventKind, FieldType, TraceEvent } from './e
 import { FORMAT_VERSION, TraceHeader, WorldConfig, headerToPlain, validateHeader } from './header';
 import { OUTCOME_KINDS, Outcome } from './outcome';
 import { eventFromTuple, validateEvent } from './validate';
+import { AtomicFile } from './atomic';
+import { openForReading } from './readfile';
 import { END_SHAPE, HEADER_SHAPE, Shape, ShapeError, checkShape, clipForMessage, eventsShape, pathName } from './shape';
 
 export const BINARY_MAGIC = 'NVXT';
@@ -610,23 +612,26 @@ export function encodeBinaryTrace(header: TraceHeader, events: Iterable<TraceEve
 // ---------------------------------------------------------------------------
 
 /**
- * Writes a binary trace chunk by chunk to `<path>.tmp-<pid>` and renames it
- * onto `path` in close(), so `path` only ever holds a complete trace.
+ * Writes a binary trace chunk by chunk to a temporary file next to `path`
+ * (atomic.ts) and renames it onto `path` in close(), so `path` only ever
+ * holds a complete trace.
  */
 export class BinaryTraceWriter {
-  private fd: number | undefined;
+  private out: AtomicFile | undefined;
   private pending: unknown[] = [];
   private n = 0;
   private readonly fast: (e: TraceEvent) => unknown[] | undefined;
+  readonly tmpPath: string;
 
   private constructor(
     readonly path: string,
-    readonly tmpPath: string,
     private readonly header: TraceHeader,
     private readonly per: number,
   ) {
     this.fast = tupleEncoder(header.config);
-    this.fd = fs.openSync(tmpPath, 'w');
+    const out = AtomicFile.open(path);
+    this.out = out;
+    this.tmpPath = out.tmpPath;
     try {
       this.writeParts([fileHeaderBytes(), ...headerFrame(header)]);
     } catch (e) {
@@ -636,7 +641,7 @@ export class BinaryTraceWriter {
   }
 
   static open(path: string, header: TraceHeader, opts?: { chunkEvents?: number }): BinaryTraceWriter {
-    return new BinaryTraceWriter(path, `${path}.tmp-${process.pid}`, checkedHeader(header), chunkSize(opts));
+    return new BinaryTraceWriter(path, checkedHeader(header), chunkSize(opts));
   }
 
   /** Events accepted so far. */
@@ -646,7 +651,7 @@ export class BinaryTraceWriter {
 
   /** Add an event; an invalid one is a TraceError and is not written. */
   write(e: TraceEvent): void {
-    if (this.fd === undefined) throw new Error(`trace writer for ${this.path} is closed`);
+    if (this.out === undefined) throw new TraceError('write after the trace writer was closed', { file: this.path });
     this.pending.push(encodeEvent(this.fast, e, this.header.config, this.n));
     this.n++;
     if (this.pending.length >= this.per) this.flush();
@@ -661,24 +666,21 @@ export class BinaryTraceWriter {
   }
 
   private writeParts(parts: Buffer[]): void {
-    const fd = this.fd as number;
-    for (const p of parts) {
-      let off = 0;
-      while (off < p.length) off += fs.writeSync(fd, p, off, p.length - off);
-    }
+    const out = this.out as AtomicFile;
+    for (const p of parts) out.write(p);
   }
 
   /** Write the last chunk and the end frame, and move the file onto its final name. */
   close(): void {
-    if (this.fd === undefined) throw new Error(`trace writer for ${this.path} is closed`);
+    const out = this.out;
+    if (out === undefined) throw new TraceError('the trace writer was already closed', { file: this.path });
     try {
       this.flush();
       this.writeParts(endFrame(this.n));
-      fs.fsyncSync(this.fd);
-      fs.closeSync(this.fd);
-      this.fd = undefined;
-      fs.renameSync(this.tmpPath, this.path);
+      this.out = undefined;
+      out.commit();
     } catch (e) {
+      this.out = out;
       this.abort();
       throw e;
     }
@@ -686,20 +688,9 @@ export class BinaryTraceWriter {
 
   /** Drop the trace: close and remove the temporary file; the final name is never touched. */
   abort(): void {
-    if (this.fd !== undefined) {
-      try {
-        fs.closeSync(this.fd);
-      } catch {
-        // already unusable; removing the file is what matters
-      }
-      this.fd = undefined;
-    }
+    this.out?.abort();
+    this.out = undefined;
     this.pending = [];
-    try {
-      fs.unlinkSync(this.tmpPath);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
   }
 }
 
@@ -733,16 +724,9 @@ export class BinaryTraceReader {
   }
 
   static async open(path: string): Promise<BinaryTraceReader> {
-    let fh: fs.promises.FileHandle;
+    const fh = await openForReading(path);
     try {
-      fh = await fs.promises.open(path, 'r');
-    } catch (e) {
-      throw new TraceError(`cannot open: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`, { file: path });
-    }
-    try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw new TraceError('not a regular file', { file: path });
-      const size = st.size;
+      const size = (await fh.stat()).size;
       const fileHead = Buffer.alloc(FILE_HEADER_SIZE);
       const got = await readFully(fh, fileHead, 0, FILE_HEADER_SIZE, 0, path);
       if (got < FILE_HEADER_SIZE) decodeBinaryTrace(fileHead.subarray(0, got), path); // throws the same error as the in-memory decoder

@@ -8,6 +8,7 @@
  */
 import * as fs from 'fs';
 import { TraceError, fsProblem } from './errors';
+import { nonFileKind, openForReading } from './readfile';
 import type { TraceEvent } from './events';
 import type { TraceHeader } from './header';
 import { BinaryTraceReader, BinaryTraceWriter, TraceWarning, isBinaryTrace } from './binary';
@@ -72,7 +73,10 @@ async function checkReadable(path: string): Promise<void> {
     throw asTraceError(e, path);
   }
   if (st.isDirectory()) throw new TraceError('is a directory, not a trace file', { file: path });
+  // a FIFO or a device would block or never end: only regular files are traces
+  if (!st.isFile()) throw new TraceError(`is ${nonFileKind(st)}, not a regular file: nvx reads traces from regular files`, { file: path });
 }
+
 
 /** The form of an existing file: by extension, else by its first bytes. */
 export async function detectTraceForm(path: string, opts: TraceFileOptions = {}): Promise<TraceForm> {
@@ -82,7 +86,7 @@ export async function detectTraceForm(path: string, opts: TraceFileOptions = {})
   await checkReadable(path);
   let fh: fs.promises.FileHandle | undefined;
   try {
-    fh = await fs.promises.open(path, 'r');
+    fh = await openForReading(path);
     const buf = Buffer.alloc(8);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
     return isBinaryTrace(buf.subarray(0, bytesRead)) ? 'binary' : 'text';

@@ -20,9 +20,6 @@
  *
  * The printer is canonical, so print(parse(print(x))) === print(x).
  */
-import * as fs from 'fs';
-import * as nodePath from 'path';
-import { randomBytes } from 'crypto';
 import type { Readable } from 'stream';
 import { MSRS, VMCS_FIELDS, VMCS_NOT_IN_VMCS12, msrByName, msrName, vmcsFieldByName, vmcsFieldName } from '@nvx/arch';
 import { TraceError, TraceErrorWhere, fsProblem } from './errors';
@@ -31,6 +28,8 @@ import { FORMAT_VERSION, TraceHeader, WorldConfig, defaultConfig, validateHeader
 import { Expect, formatOutcome, parseOutcome } from './outcome';
 import { validateEvent } from './validate';
 import type { TraceWarning } from './binary';
+import { AtomicFile } from './atomic';
+import { openForReading } from './readfile';
 
 /** The first word of a text trace. */
 export const TEXT_MAGIC = 'nvx-trace';
@@ -775,12 +774,7 @@ export class TextTraceReader {
   }
 
   static async open(path: string, opts: TextReaderOptions = {}): Promise<TextTraceReader> {
-    let fh: fs.promises.FileHandle;
-    try {
-      fh = await fs.promises.open(path, 'r');
-    } catch (e) {
-      throw fileError(e, path);
-    }
+    const fh = await openForReading(path);
     const stream = fh.createReadStream({ highWaterMark: 64 * 1024 });
     const lines = streamLines(stream, path);
     const parser = new TextTraceParser(path);
@@ -854,13 +848,6 @@ export class TextTraceReader {
   }
 }
 
-/** A temporary name next to `path`, so the final rename stays on one file system. */
-export function tempPathFor(path: string): string {
-  const dir = nodePath.dirname(path);
-  const base = nodePath.basename(path);
-  return nodePath.join(dir, `.${base}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-}
-
 export interface TextWriterOptions {
   /** check each event against the schema and the header's config (default true) */
   validate?: boolean;
@@ -873,29 +860,21 @@ export interface TextWriterOptions {
 export class TextTraceWriter {
   private buf: string[] = [];
   private bufLen = 0;
-  private fd: number | undefined;
+  private out: AtomicFile | undefined;
   private n = 0;
 
   private constructor(
     readonly path: string,
-    private readonly tmp: string,
-    fd: number,
+    out: AtomicFile,
     private readonly header: TraceHeader,
     private readonly check: boolean,
   ) {
-    this.fd = fd;
+    this.out = out;
   }
 
   static open(path: string, header: TraceHeader, opts: TextWriterOptions = {}): TextTraceWriter {
     const h = validateHeader(header);
-    const tmp = tempPathFor(path);
-    let fd: number;
-    try {
-      fd = fs.openSync(tmp, 'wx', 0o644);
-    } catch (e) {
-      throw new TraceError(`cannot create the output: ${fsProblem(e)}`, { file: path });
-    }
-    const w = new TextTraceWriter(path, tmp, fd, h, opts.validate !== false);
+    const w = new TextTraceWriter(path, AtomicFile.open(path), h, opts.validate !== false);
     w.push(formatTextHeader(h));
     return w;
   }
@@ -905,7 +884,7 @@ export class TextTraceWriter {
   }
 
   write(e: TraceEvent): void {
-    if (this.fd === undefined) throw new TraceError('write after close', { file: this.path });
+    if (this.out === undefined) throw new TraceError('write after close', { file: this.path });
     const ev = this.check ? validateEvent(e, this.n, this.header.config) : e;
     this.push(formatEvent(ev) + '\n');
     this.n++;
@@ -918,49 +897,33 @@ export class TextTraceWriter {
   }
 
   private flush(): void {
-    if (!this.bufLen || this.fd === undefined) return;
-    const data = Buffer.from(this.buf.join(''), 'utf8');
+    if (!this.bufLen || this.out === undefined) return;
+    const data = this.buf.join('');
     this.buf = [];
     this.bufLen = 0;
     try {
-      let off = 0;
-      while (off < data.length) off += fs.writeSync(this.fd, data, off, data.length - off);
+      this.out.write(data);
     } catch (e) {
-      this.abort();
-      throw new TraceError(`cannot write: ${fsProblem(e)}`, { file: this.path });
+      this.out = undefined; // the atomic file removed its temporary file
+      throw e;
     }
   }
 
   /** Flush, then rename the temporary file to the final name. */
   close(): void {
-    if (this.fd === undefined) return;
+    if (this.out === undefined) return;
     this.flush();
-    const fd = this.fd;
-    try {
-      fs.fsyncSync(fd);
-      fs.closeSync(fd);
-      this.fd = undefined;
-      fs.renameSync(this.tmp, this.path);
-    } catch (e) {
-      this.abort();
-      throw new TraceError(`cannot finish writing: ${fsProblem(e)}`, { file: this.path });
-    }
+    const out = this.out;
+    if (out === undefined) return;
+    this.out = undefined;
+    out.commit();
   }
 
   /** Drop everything written: the temporary file is removed, `path` is untouched. */
   abort(): void {
-    if (this.fd !== undefined) {
-      try {
-        fs.closeSync(this.fd);
-      } catch {
-        /* already closed */
-      }
-      this.fd = undefined;
-    }
-    try {
-      fs.unlinkSync(this.tmp);
-    } catch {
-      /* already gone */
-    }
+    this.out?.abort();
+    this.out = undefined;
+    this.buf = [];
+    this.bufLen = 0;
   }
 }
