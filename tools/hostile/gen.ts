@@ -553,14 +553,17 @@ export function cliBombs(): HostileInput[] {
   const good = encodeBinaryTrace(makeHeader(), []);
   const fr = framesOf(good);
   const hdr = fr.find((f) => f.type === 1)!;
-  const max = 16 * 1024 * 1024 - 16;
+  // payloads just under the 16 MiB frame bound, so that they reach the payload checks
+  const n = 16 * 1024 * 1024 - 64;
+  const vmxon = EVENT_SCHEMA['l1.vmxon'].code;
   const header = (payload: Buffer) => withPayload(good, hdr, payload);
   const events = (payload: Buffer) => Buffer.concat([good.subarray(0, fr[1].at), frame(2, payload), frame(3, pk({ events: 0 }))]);
-  const n = max - 8;
   return [
-    { cls: 'cli/events-empty-maps', bytes: events(Buffer.concat([listHead(60000), Buffer.alloc(60000, 0x80)])) },
+    { cls: 'cli/events-empty-maps', bytes: events(Buffer.concat([listHead(n), Buffer.alloc(n, 0x80)])) },
+    { cls: 'cli/events-tuples-of-empty-maps', bytes: events(Buffer.concat([listHead(65536), Buffer.alloc(65536 * 3, Buffer.from([0x92, vmxon, 0x80]))])) },
     { cls: 'cli/events-deep-lists', bytes: events(Buffer.concat([Buffer.from([0x91]), Buffer.alloc(n, 0x91), Buffer.from([0xc0])])) },
-    { cls: 'cli/events-long-string', bytes: events(Buffer.concat([Buffer.from([0x91, 0x92, 0x01]), Buffer.from([0xdb]), u32be(n), Buffer.alloc(n, 0x61)])) },
+    // valid: one event whose expect ignored reason fills the frame
+    { cls: 'cli/events-long-reason', bytes: Buffer.concat([good.subarray(0, fr[1].at), frame(2, Buffer.concat([Buffer.from([0x91, 0x94, vmxon, 0x00, 0x00, 0x92, 0x09, 0xdb]), u32be(n), Buffer.alloc(n, 0x61)])), frame(3, pk({ events: 1 }))]) },
     { cls: 'cli/header-empty-maps', bytes: header(Buffer.concat([mapHead(1), str('config'), mapHead(1), str('memslots'), listHead(n), Buffer.alloc(n, 0x80)])) },
     { cls: 'cli/header-provenance-blob', bytes: header(Buffer.concat([mapHead(2), str('version'), pk(1), str('provenance'), Buffer.from([0xc6]), u32be(n), Buffer.alloc(n, 0x41)])) },
     { cls: 'cli/header-provenance-string', bytes: header(Buffer.concat([mapHead(2), str('version'), pk(1), str('provenance'), mapHead(1), str('k'), Buffer.from([0xdb]), u32be(n), Buffer.alloc(n, 0x61)])) },

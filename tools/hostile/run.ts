@@ -54,7 +54,7 @@ export interface CampaignSummary {
   slowestMs: number;
   slowestClass: string;
   inProcessMaxRssMiB: number;
-  cli: { runs: number; maxRssMiB: number; slowestMs: number; slowest: string; problems: Example[] };
+  cli: { runs: number; maxRssMiB: number; slowestMs: number; slowest: string; problems: Example[]; bombs: { cls: string; code: number | null; ms: number; maxRssMiB?: number; stderr: string }[] };
   ok: boolean;
 }
 
@@ -75,7 +75,7 @@ export async function runCampaign(o: CampaignOptions, command = ''): Promise<Cam
     slowestMs: 0,
     slowestClass: '',
     inProcessMaxRssMiB: 0,
-    cli: { runs: 0, maxRssMiB: 0, slowestMs: 0, slowest: '', problems: [] },
+    cli: { runs: 0, maxRssMiB: 0, slowestMs: 0, slowest: '', problems: [], bombs: [] },
     ok: false,
   };
   const note = (problem: string, cls: string, detail: string) => {
@@ -143,6 +143,8 @@ export async function runCampaign(o: CampaignOptions, command = ''): Promise<Cam
         s.cli.slowestMs = Math.round(r.ms);
         s.cli.slowest = `${input.cls} (${input.bytes.length} bytes)`;
       }
+      if (input.cls.startsWith('cli/'))
+        s.cli.bombs.push({ cls: input.cls, code: r.code, ms: Math.round(r.ms), maxRssMiB: r.maxRssKiB === undefined ? undefined : Math.round(r.maxRssKiB / 1024), stderr: r.stderr.trim().slice(0, 200) });
       for (const p of cliProblems(r, o.maxRssMiB * 1024)) {
         const kind = p.split(':')[0];
         note(PROBLEMS.includes(kind) ? kind : 'cli-message', input.cls, `nvx ${args.slice(0, 2).join(' ')}: ${p}`);
@@ -240,6 +242,7 @@ function printSummary(s: CampaignSummary): void {
   w(`  slowest input     ${Math.round(s.slowestMs)} ms (${s.slowestClass})`);
   w(`  in-process RSS    ${s.inProcessMaxRssMiB} MiB max`);
   w(`  CLI               ${s.cli.runs} runs, max RSS ${s.cli.maxRssMiB} MiB, slowest ${s.cli.slowestMs} ms (${s.cli.slowest})`);
+  for (const b of s.cli.bombs) w(`  bomb ${b.cls.padEnd(34)} exit ${b.code}, ${b.ms} ms, max RSS ${b.maxRssMiB ?? '?'} MiB: ${b.stderr.replace(/^error: [^:]*: /, '').slice(0, 100)}`);
   for (const [p, ex] of Object.entries(s.examples)) for (const e of ex) w(`  ${p}: ${e.cls}: ${e.detail}`);
   w(s.ok ? 'OK: every goal met' : 'FAILED: see the problems above');
 }

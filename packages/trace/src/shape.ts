@@ -75,13 +75,15 @@ export function clipForMessage(s: string, max = 40): string {
 
 // ---------------------------------------------------------------- the walker
 
+const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+
 /** The type of the value at `p`, in the trace's words (for messages). */
 function describeAt(b: Uint8Array, p: number): string {
   const t = b[p];
   if (t <= 0x7f || t >= 0xe0 || (t >= 0xcc && t <= 0xd3)) return 'an integer';
-  if (t >= 0x80 && t <= 0x8f) return `a map of ${t & 0x0f} entries`;
-  if (t >= 0x90 && t <= 0x9f) return `a list of ${t & 0x0f} elements`;
-  if (t >= 0xa0 && t <= 0xbf) return `a string of ${t & 0x1f} bytes`;
+  if (t >= 0x80 && t <= 0x8f) return `a map of ${plural(t & 0x0f, 'entry', 'entries')}`;
+  if (t >= 0x90 && t <= 0x9f) return `a list of ${plural(t & 0x0f, 'element', 'elements')}`;
+  if (t >= 0xa0 && t <= 0xbf) return `a string of ${plural(t & 0x1f, 'byte', 'bytes')}`;
   switch (t) {
     case 0xc0:
       return 'nil';
@@ -114,11 +116,11 @@ function describeAt(b: Uint8Array, p: number): string {
 
 function what(shape: Shape): string {
   const alts: string[] = [];
-  if (shape.scalar) alts.push('a number or boolean');
+  if (shape.scalar) alts.push('a number', 'a boolean');
   if (shape.str !== undefined) alts.push('a string');
   if (shape.list) alts.push('a list');
   if (shape.map) alts.push('a map');
-  return alts.join(' or ');
+  return alts.length > 1 ? `${alts.slice(0, -1).join(', ')} or ${alts[alts.length - 1]}` : alts.join('');
 }
 
 class Walker {
@@ -223,13 +225,13 @@ class Walker {
   }
 
   str(shape: Shape, n: number, start: number): void {
-    if (shape.str === undefined) this.fail(`a string of ${n} bytes, not ${what(shape)}`, start);
+    if (shape.str === undefined) this.fail(`a string of ${plural(n, 'byte', 'bytes')}, not ${what(shape)}`, start);
     this.strBody(n, shape.str, start);
   }
 
   list(shape: Shape, n: number, start: number): void {
     const ls = shape.list;
-    if (ls === undefined) this.fail(`a list of ${n} elements, not ${what(shape)}`, start);
+    if (ls === undefined) this.fail(`a list of ${plural(n, 'element', 'elements')}, not ${what(shape)}`, start);
     if (n > ls.max) this.fail(`a list of ${n} elements, more than the ${ls.max} allowed here`, start);
     // every element takes at least one byte: a count beyond the bytes left is a lie, refused before the walk
     if (n > this.b.length - this.p) this.fail(`a list of ${n} elements in the ${this.b.length - this.p} bytes left`, start);
@@ -244,7 +246,7 @@ class Walker {
 
   map(shape: Shape, n: number, start: number): void {
     const ms = shape.map;
-    if (ms === undefined) this.fail(`a map of ${n} entries, not ${what(shape)}`, start);
+    if (ms === undefined) this.fail(`a map of ${plural(n, 'entry', 'entries')}, not ${what(shape)}`, start);
     if (n > ms.max) this.fail(`a map of ${n} entries, more than the ${ms.max} allowed here`, start);
     if (n * 2 > this.b.length - this.p) this.fail(`a map of ${n} entries in the ${this.b.length - this.p} bytes left`, start);
     const seen = new Set<string>();
