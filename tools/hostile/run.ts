@@ -26,8 +26,8 @@ export interface CampaignOptions {
   seed: number;
   /** one input in this many also goes through the CLI (0: none) */
   cliEvery: number;
-  /** run the full-size bombs through the CLI */
-  cliBombs: boolean;
+  /** run the full-size bombs through the CLI (all, or those whose class contains one of these) */
+  cliBombs: boolean | string[];
   cli: CliOptions;
   /** goals */
   maxRssMiB: number;
@@ -123,7 +123,8 @@ export async function runCampaign(o: CampaignOptions, command = ''): Promise<Cam
     s.inProcessMaxRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
 
     // the CLI: the sample, then the bombs
-    const bombs = o.cliBombs ? cliBombs() : [];
+    const only = o.cliBombs;
+    const bombs = only === false ? [] : cliBombs().filter((b) => only === true || only.some((x) => b.cls.includes(x)));
     for (const b of bombs) {
       const file = path.join(dir, `bomb-${b.cls.replace(/\W+/g, '-')}${b.cls.includes('text') ? '.nvx' : '.nvxt'}`);
       fs.writeFileSync(file, b.bytes);
