@@ -232,14 +232,41 @@ class Walker {
   list(shape: Shape, n: number, start: number): void {
     const ls = shape.list;
     if (ls === undefined) this.fail(`a list of ${plural(n, 'element', 'elements')}, not ${what(shape)}`, start);
+    this.listBody(ls, n, start);
+  }
+
+  listBody(ls: { max: number; item: Shape }, n: number, start: number): void {
     if (n > ls.max) this.fail(`a list of ${n} elements, more than the ${ls.max} allowed here`, start);
     // every element takes at least one byte: a count beyond the bytes left is a lie, refused before the walk
     if (n > this.b.length - this.p) this.fail(`a list of ${n} elements in the ${this.b.length - this.p} bytes left`, start);
     const path = this.path;
+    const item = ls.item;
+    const b = this.b;
+    const end = b.length;
     path.push(0);
     for (let i = 0; i < n; i++) {
+      // the common case inline (event tuples are mostly small integers): one type byte, nothing to check but the bounds
+      if (item.scalar && this.p < end) {
+        const t = b[this.p];
+        if (t <= 0x7f || t >= 0xe0 || t === 0xc0 || t === 0xc2 || t === 0xc3) {
+          this.p++;
+          continue;
+        }
+        const w = t === 0xcc ? 2 : t === 0xcd ? 3 : t === 0xce ? 5 : t === 0xcf ? 9 : 0;
+        if (w !== 0 && this.p + w <= end) {
+          this.p += w;
+          continue;
+        }
+      }
       path[path.length - 1] = i;
-      this.value(ls.item);
+      const sub = item.list;
+      if (sub !== undefined && this.p < end && (b[this.p] & 0xf0) === 0x90 && (b[this.p] & 0x0f) <= sub.max) {
+        // a short list (an event tuple): straight into its loop, without the dispatch of value()
+        const m = b[this.p++] & 0x0f;
+        this.listBody(sub, m, this.p - 1);
+        continue;
+      }
+      this.value(item);
     }
     path.pop();
   }
