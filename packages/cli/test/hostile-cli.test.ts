@@ -77,4 +77,12 @@ describe('hostile arguments and files', () => {
       expectOneLineError(r.stderr, /not a regular file/);
     }
   });
+
+  it("'-' reads the trace from standard input", () => {
+    const child = path.resolve(__dirname, '..', '..', '..', 'tools', 'hostile', 'child.ts');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', child, 'trace', 'validate', '-'], { input: fs.readFileSync(trace), encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^OK -: 1 events \(text\)/);
+    expect(r.status).toBe(0);
+  }, 30000);
 });
