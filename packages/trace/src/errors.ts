@@ -20,10 +20,13 @@ export class TraceError extends Error {
   readonly problem: string;
 
   constructor(problem: string, where: TraceErrorWhere = {}) {
-    super(TraceError.format(problem, where));
+    // the parts that can quote the input are clipped here too, for those who print them apart (validate --json)
+    const p = oneLine(problem, MAX_PROBLEM_CHARS);
+    const w = where.field !== undefined && where.field.length > MAX_FIELD_CHARS ? { ...where, field: oneLine(where.field, MAX_FIELD_CHARS) } : where;
+    super(TraceError.format(p, w));
     this.name = 'TraceError';
-    this.problem = problem;
-    this.where = where;
+    this.problem = p;
+    this.where = w;
   }
 
   /** A copy of this error with more context (for example the file name, added by the caller that knows it). */
@@ -43,8 +46,9 @@ export class TraceError extends Error {
     if (w.line !== undefined) parts.push(`line ${w.line}`);
     if (w.offset !== undefined) parts.push(`offset ${w.offset}`);
     if (w.index !== undefined) parts.push(`event ${w.index}`);
-    if (w.field !== undefined) parts.push(`field '${oneLine(w.field, MAX_FIELD_CHARS)}'`);
-    const p = oneLine(problem, MAX_PROBLEM_CHARS);
+    // (room for the '... (N characters in all)' of a part the constructor has clipped already)
+    if (w.field !== undefined) parts.push(`field '${oneLine(w.field, MAX_FIELD_CHARS + 40)}'`);
+    const p = oneLine(problem, MAX_PROBLEM_CHARS + 40);
     return clipBytes(parts.length ? `${parts.join(', ')}: ${p}` : p, MAX_MESSAGE_BYTES);
   }
 }
