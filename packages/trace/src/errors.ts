@@ -91,6 +91,7 @@ export function describeValue(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'null';
   if (Array.isArray(v)) return `a list of ${v.length} elements`;
+  if (v instanceof Uint8Array) return `a binary blob of ${v.length} bytes`;
   if (typeof v === 'object') return 'a map';
   if (typeof v === 'function' || typeof v === 'symbol') return `a ${typeof v}`;
   return String(v);

@@ -28,6 +28,8 @@ export interface Shape {
   scalar?: boolean;
   /** strings, at most this many bytes */
   str?: number;
+  /** binary blobs, at most this many bytes (they decode to one buffer of that size) */
+  bin?: number;
   list?: { max: number; item: Shape };
   map?: MapShape;
 }
@@ -118,6 +120,7 @@ function what(shape: Shape): string {
   const alts: string[] = [];
   if (shape.scalar) alts.push('a number', 'a boolean');
   if (shape.str !== undefined) alts.push('a string');
+  if (shape.bin !== undefined) alts.push('a binary blob');
   if (shape.list) alts.push('a list');
   if (shape.map) alts.push('a map');
   return alts.length > 1 ? `${alts.slice(0, -1).join(', ')} or ${alts[alts.length - 1]}` : alts.join('');
@@ -212,10 +215,16 @@ class Walker {
         return this.map(shape, this.u16(), start);
       case 0xdf:
         return this.map(shape, this.u32(), start);
+      case 0xc4:
+        return this.bin(shape, this.u8(), start);
+      case 0xc5:
+        return this.bin(shape, this.u16(), start);
+      case 0xc6:
+        return this.bin(shape, this.u32(), start);
       case 0xc1:
         return this.fail('the byte 0xc1, which is not valid msgpack', start, true);
       default:
-        // binary blobs (0xc4-0xc6) and extension values (0xc7-0xc9, 0xd4-0xd8): no trace value is one
+        // extension values (0xc7-0xc9, 0xd4-0xd8): no trace value is one
         return this.fail(`${describeAt(this.b, start)}, not ${what(shape)}`, start);
     }
   }
@@ -227,6 +236,12 @@ class Walker {
   str(shape: Shape, n: number, start: number): void {
     if (shape.str === undefined) this.fail(`a string of ${plural(n, 'byte', 'bytes')}, not ${what(shape)}`, start);
     this.strBody(n, shape.str, start);
+  }
+
+  bin(shape: Shape, n: number, start: number): void {
+    if (shape.bin === undefined) this.fail(`a binary blob of ${plural(n, 'byte', 'bytes')}, not ${what(shape)}`, start);
+    if (n > shape.bin) this.fail(`a binary blob of ${n} bytes, longer than the ${shape.bin} allowed here`, start);
+    this.skip(n);
   }
 
   list(shape: Shape, n: number, start: number): void {
@@ -322,18 +337,26 @@ const SCALAR: Shape = { scalar: true };
 
 /** The longest event tuple: the code, every field of the widest kind, and an expect outcome. */
 export const MAX_TUPLE_LENGTH = 2 + Math.max(...EVENT_KINDS.map((k) => EVENT_SCHEMA[k].fields.length));
-/** The longest outcome tuple (cpuid: the code and four registers), with room to spare for a wrong one to be reported by the validator. */
-const MAX_OUTCOME_LENGTH = 8;
+/**
+ * The longest list inside an event tuple. Today that is an outcome tuple
+ * (at most five values); the bound leaves room for list-valued fields a
+ * later schema may add, while keeping what a frame decodes to proportional
+ * to it (the values of such a list are never containers).
+ */
+const MAX_INNER_LIST = 4096;
 
 /**
- * An events payload: a list of event tuples, each a list of numbers and
- * booleans and possibly an outcome tuple (numbers, and the reason string of
- * `ignored`). Strings are allowed as values so that the validator names the
- * field that holds one; maps, blobs and deeper lists are refused here.
+ * An events payload: a list of event tuples, each a list of values (numbers,
+ * booleans, strings, blobs) and lists of such values (the outcome tuple).
+ * Strings and blobs are allowed wherever a value is, bounded by the frame,
+ * so that the validator, which knows each field's type, names the field
+ * that holds a wrong one; maps, extension values and deeper lists are
+ * refused here.
  */
 export function eventsShape(maxEvents: number, maxStr: number): Shape {
-  const outcome: Shape = { scalar: true, str: maxStr, list: { max: MAX_OUTCOME_LENGTH, item: { scalar: true, str: maxStr } } };
-  return { list: { max: maxEvents, item: { scalar: true, str: maxStr, list: { max: MAX_TUPLE_LENGTH, item: outcome } } } };
+  const leaf: Shape = { scalar: true, str: maxStr, bin: maxStr };
+  const value: Shape = { ...leaf, list: { max: MAX_INNER_LIST, item: leaf } };
+  return { list: { max: maxEvents, item: { ...leaf, list: { max: MAX_TUPLE_LENGTH, item: value } } } };
 }
 
 /** The end frame: `{ events: <count> }`. */
@@ -350,7 +373,8 @@ const PROVENANCE_BYTES = 3 * LIMITS.maxProvenanceValue;
  * shallow, so that validateHeader can name it without it costing anything.
  */
 const LEAF: Shape = { scalar: true, str: PROVENANCE_BYTES };
-const UNKNOWN: Shape = { ...LEAF, list: { max: 256, item: LEAF }, map: { max: 256, keyBytes: 256, value: () => LEAF } };
+const INNER: Shape = { ...LEAF, list: { max: 256, item: LEAF }, map: { max: 256, keyBytes: 256, value: () => LEAF } };
+const UNKNOWN: Shape = { ...LEAF, list: { max: 1024, item: INNER }, map: { max: 1024, keyBytes: 256, value: () => INNER } };
 
 /** The shape of each configuration key, from the type of its default value. */
 function configValueShape(key: string): Shape {
