@@ -35,7 +35,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Profile, Replayer, World, archHash, diffArch, initialState } from '@nvx/emulator';
-import { Outcome, TraceEvent, TraceForm, TraceHeader, formatEvent, outcomeEquals, writeTraceFile } from '@nvx/trace';
+import { Outcome, TraceEvent, TraceForm, TraceHeader, formatEvent, outcomeEquals, writeFileAtomic, writeTraceFile } from '@nvx/trace';
 import { ContractMonitor, ContractViolation } from './contracts';
 import { Divergence, Lockstep, explainSide } from './diff';
 
@@ -559,16 +559,9 @@ export function sha256Of(buf: Uint8Array): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
-/** Write a file under its final name only once complete. */
+/** Write a file under its final name only once complete (@nvx/trace's writeFileAtomic). */
 export function writeFileAtomically(file: string, text: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  try {
-    fs.writeFileSync(tmp, text);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomic(file, text);
 }
 
 /**

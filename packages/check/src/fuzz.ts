@@ -28,7 +28,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
 import { AREAS, AREA_IDS, AreaId, Profile, parseProfile } from '@nvx/emulator';
-import { TraceEvent, TraceHeader, formatEvent, formatTextTrace, readTraceFile } from '@nvx/trace';
+import { TraceEvent, TraceHeader, formatEvent, formatTextTrace, readTraceFile, writeFileAtomic as writeTraceFileAtomic } from '@nvx/trace';
 import fc from 'fast-check';
 import { CoverageCounts, CoverageRecorder, mergeCoverage } from './coverage';
 import { listTraces } from './corpus';
@@ -251,31 +251,14 @@ export function defaultFuzzProfiles(areas: readonly AreaId[], expected: readonly
 
 // ---------------------------------------------------------------- writing files
 
-/** Write a file under a temporary name in the same directory, flush it, then rename it onto `file`. */
+/**
+ * Write a findings file atomically (@nvx/trace's writeFileAtomic: temporary
+ * file, fsync, rename, directory fsync). The findings directory is this
+ * command's own, so it is created when missing.
+ */
 export function writeFileAtomic(file: string, text: string): void {
-  const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomInt(1 << 30).toString(16)}.tmp`);
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    fs.writeSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  try {
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-  try {
-    const dfd = fs.openSync(dir, 'r');
-    fs.fsyncSync(dfd);
-    fs.closeSync(dfd);
-  } catch {
-    // not every platform can fsync a directory
-  }
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeTraceFileAtomic(file, text);
 }
 
 // ---------------------------------------------------------------- the engine (one per worker)

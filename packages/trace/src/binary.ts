@@ -24,11 +24,14 @@
 import * as fs from 'fs';
 import { crc32 } from 'zlib';
 import { Packr, Unpackr } from 'msgpackr';
-import { TraceError } from './errors';
+import { TraceError, loneSurrogateAt } from './errors';
 import { EVENT_KINDS, EVENT_SCHEMA, EventKind, FieldType, TraceEvent } from './events';
 import { FORMAT_VERSION, TraceHeader, WorldConfig, headerToPlain, validateHeader } from './header';
 import { OUTCOME_KINDS, Outcome } from './outcome';
 import { eventFromTuple, validateEvent } from './validate';
+import { AtomicFile } from './atomic';
+import { openForReading } from './readfile';
+import { END_SHAPE, HEADER_SHAPE, Shape, ShapeError, checkShape, clipForMessage, eventsShape, pathName } from './shape';
 
 export const BINARY_MAGIC = 'NVXT';
 /** The largest payload a frame may declare; a reader rejects larger ones before reading them. */
@@ -135,7 +138,7 @@ export function tryOutcomeFromTuple(t: unknown): Outcome | undefined {
     case 'ignored': {
       if (len !== 2) return undefined;
       const why = t[1];
-      if (why !== null && typeof why !== 'string') return undefined;
+      if (why !== null && (typeof why !== 'string' || loneSurrogateAt(why) >= 0)) return undefined;
       return { k, why: (why ?? undefined) as string };
     }
     case 'userspace': {
@@ -341,7 +344,7 @@ function decodeTuple(
     return eventFromTuple(t, index, cfg);
   } catch (err) {
     if (err instanceof TraceError) throw err.at({ file, offset });
-    throw new TraceError(`malformed event tuple (${errorText(err)})`, { file, offset, index });
+    throw new TraceError('malformed event tuple', { file, offset, index });
   }
 }
 
@@ -471,6 +474,8 @@ function msgpackListLength(p: Uint8Array): number {
   return -1;
 }
 
+const EVENTS_SHAPE = eventsShape(MAX_CHUNK_EVENTS, MAX_FRAME_PAYLOAD);
+
 /** The state of a decode: fed complete, checksummed frames in file order. */
 class FrameDecoder {
   header: TraceHeader | undefined;
@@ -481,11 +486,44 @@ class FrameDecoder {
 
   constructor(readonly file: string | undefined) {}
 
-  private unpack(payload: Uint8Array, type: number, offset: number): unknown {
+  /**
+   * Check the payload's shape on its raw bytes (shape.ts), then decode it:
+   * msgpackr only ever sees a payload whose every count, string length and
+   * nesting level the shape has bounded.
+   */
+  private unpack(payload: Uint8Array, type: number, offset: number, shape: Shape, base = 0): unknown {
+    try {
+      checkShape(payload, shape);
+    } catch (e) {
+      if (!(e instanceof ShapeError)) throw e;
+      throw this.shapeError(e, type, offset, base);
+    }
     try {
       return unpackr.unpack(payload);
     } catch (e) {
-      throw new TraceError(`malformed ${FRAME_NAMES[type]} frame payload: ${errorText(e)}`, { file: this.file, offset });
+      // the shape check accepted it, so this is msgpackr disagreeing about bytes: say so in the trace's terms
+      throw new TraceError(`malformed ${FRAME_NAMES[type]} frame payload (${clipForMessage(errorText(e), 80)})`, { file: this.file, offset });
+    }
+  }
+
+  private shapeError(e: ShapeError, type: number, offset: number, base: number): TraceError {
+    const file = this.file;
+    const at = `at payload byte ${e.at}`;
+    const index = type === FRAME_EVENTS && e.path.length > 0 ? base + (e.path[0] as number) : undefined;
+    if (e.malformed) return new TraceError(`malformed ${FRAME_NAMES[type]} frame payload: ${e.problem} ${at}`, index === undefined ? { file, offset } : { file, offset, index });
+    switch (type) {
+      case FRAME_EVENTS: {
+        if (index === undefined) return new TraceError(`events frame does not hold a list of event tuples: ${e.problem} ${at}`, { file, offset });
+        const [, pos, sub] = e.path as number[];
+        const inside = pos === undefined ? '' : sub === undefined ? ` (tuple value ${pos})` : ` (tuple value ${pos}, outcome value ${sub})`;
+        return new TraceError(`malformed event tuple${inside}: ${e.problem}`, { file, offset, index });
+      }
+      case FRAME_END:
+        return new TraceError(`end frame is not { events: <count> }: ${e.problem} ${at}`, { file, offset });
+      default:
+        return e.path.length > 0
+          ? new TraceError(`${e.problem} ${at}`, { file, offset, field: pathName(e.path) })
+          : new TraceError(`trace header is not a map: ${e.problem} ${at}`, { file, offset, field: 'header' });
     }
   }
 
@@ -497,9 +535,9 @@ class FrameDecoder {
     if (this.header === undefined) {
       if (type !== FRAME_HEADER) throw new TraceError(`the first frame is ${FRAME_NAMES[type]}, not the trace header`, { file, offset });
       try {
-        this.header = validateHeader(this.unpack(payload, type, offset));
+        this.header = validateHeader(this.unpack(payload, type, offset, HEADER_SHAPE));
       } catch (e) {
-        throw e instanceof TraceError ? e.at({ file, offset }) : new TraceError(`bad trace header (${errorText(e)})`, { file, offset });
+        throw e instanceof TraceError ? e.at({ file, offset }) : new TraceError('malformed trace header', { file, offset });
       }
       this.cfg = this.header.config;
       this.fast = tupleDecoder(this.cfg);
@@ -507,7 +545,7 @@ class FrameDecoder {
     }
     if (type === FRAME_HEADER) throw new TraceError('a second trace header frame', { file, offset });
     if (type === FRAME_END) {
-      const v = this.unpack(payload, type, offset) as Record<string, unknown>;
+      const v = this.unpack(payload, type, offset, END_SHAPE) as Record<string, unknown>;
       if (typeof v !== 'object' || v === null || Array.isArray(v) || Object.keys(v).length !== 1 || typeof v.events !== 'number' || !Number.isSafeInteger(v.events))
         throw new TraceError('end frame is not { events: <count> }', { file, offset });
       if (v.events !== this.count) throw new TraceError(`end frame says ${v.events} events, but ${this.count} were read`, { file, offset });
@@ -519,7 +557,7 @@ class FrameDecoder {
     if (n < 0) throw new TraceError('events frame does not hold a list', { file, offset });
     if (n > MAX_CHUNK_EVENTS) throw new TraceError(`events frame announces ${n} events, more than the bound of ${MAX_CHUNK_EVENTS}`, { file, offset });
     if (n * 2 > length) throw new TraceError(`events frame announces ${n} events in ${length} bytes`, { file, offset });
-    const list = this.unpack(payload, type, offset);
+    const list = this.unpack(payload, type, offset, EVENTS_SHAPE, this.count);
     if (!Array.isArray(list)) throw new TraceError('events frame does not hold a list', { file, offset });
     const cfg = this.cfg as WorldConfig;
     const fast = this.fast;
@@ -602,23 +640,26 @@ export function encodeBinaryTrace(header: TraceHeader, events: Iterable<TraceEve
 // ---------------------------------------------------------------------------
 
 /**
- * Writes a binary trace chunk by chunk to `<path>.tmp-<pid>` and renames it
- * onto `path` in close(), so `path` only ever holds a complete trace.
+ * Writes a binary trace chunk by chunk to a temporary file next to `path`
+ * (atomic.ts) and renames it onto `path` in close(), so `path` only ever
+ * holds a complete trace.
  */
 export class BinaryTraceWriter {
-  private fd: number | undefined;
+  private out: AtomicFile | undefined;
   private pending: unknown[] = [];
   private n = 0;
   private readonly fast: (e: TraceEvent) => unknown[] | undefined;
+  readonly tmpPath: string;
 
   private constructor(
     readonly path: string,
-    readonly tmpPath: string,
     private readonly header: TraceHeader,
     private readonly per: number,
   ) {
     this.fast = tupleEncoder(header.config);
-    this.fd = fs.openSync(tmpPath, 'w');
+    const out = AtomicFile.open(path);
+    this.out = out;
+    this.tmpPath = out.tmpPath;
     try {
       this.writeParts([fileHeaderBytes(), ...headerFrame(header)]);
     } catch (e) {
@@ -628,7 +669,7 @@ export class BinaryTraceWriter {
   }
 
   static open(path: string, header: TraceHeader, opts?: { chunkEvents?: number }): BinaryTraceWriter {
-    return new BinaryTraceWriter(path, `${path}.tmp-${process.pid}`, checkedHeader(header), chunkSize(opts));
+    return new BinaryTraceWriter(path, checkedHeader(header), chunkSize(opts));
   }
 
   /** Events accepted so far. */
@@ -638,7 +679,7 @@ export class BinaryTraceWriter {
 
   /** Add an event; an invalid one is a TraceError and is not written. */
   write(e: TraceEvent): void {
-    if (this.fd === undefined) throw new Error(`trace writer for ${this.path} is closed`);
+    if (this.out === undefined) throw new TraceError('write after the trace writer was closed', { file: this.path });
     this.pending.push(encodeEvent(this.fast, e, this.header.config, this.n));
     this.n++;
     if (this.pending.length >= this.per) this.flush();
@@ -653,24 +694,21 @@ export class BinaryTraceWriter {
   }
 
   private writeParts(parts: Buffer[]): void {
-    const fd = this.fd as number;
-    for (const p of parts) {
-      let off = 0;
-      while (off < p.length) off += fs.writeSync(fd, p, off, p.length - off);
-    }
+    const out = this.out as AtomicFile;
+    for (const p of parts) out.write(p);
   }
 
   /** Write the last chunk and the end frame, and move the file onto its final name. */
   close(): void {
-    if (this.fd === undefined) throw new Error(`trace writer for ${this.path} is closed`);
+    const out = this.out;
+    if (out === undefined) throw new TraceError('the trace writer was already closed', { file: this.path });
     try {
       this.flush();
       this.writeParts(endFrame(this.n));
-      fs.fsyncSync(this.fd);
-      fs.closeSync(this.fd);
-      this.fd = undefined;
-      fs.renameSync(this.tmpPath, this.path);
+      this.out = undefined;
+      out.commit();
     } catch (e) {
+      this.out = out;
       this.abort();
       throw e;
     }
@@ -678,20 +716,9 @@ export class BinaryTraceWriter {
 
   /** Drop the trace: close and remove the temporary file; the final name is never touched. */
   abort(): void {
-    if (this.fd !== undefined) {
-      try {
-        fs.closeSync(this.fd);
-      } catch {
-        // already unusable; removing the file is what matters
-      }
-      this.fd = undefined;
-    }
+    this.out?.abort();
+    this.out = undefined;
     this.pending = [];
-    try {
-      fs.unlinkSync(this.tmpPath);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
   }
 }
 
@@ -725,16 +752,9 @@ export class BinaryTraceReader {
   }
 
   static async open(path: string): Promise<BinaryTraceReader> {
-    let fh: fs.promises.FileHandle;
+    const fh = await openForReading(path);
     try {
-      fh = await fs.promises.open(path, 'r');
-    } catch (e) {
-      throw new TraceError(`cannot open: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`, { file: path });
-    }
-    try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw new TraceError('not a regular file', { file: path });
-      const size = st.size;
+      const size = (await fh.stat()).size;
       const fileHead = Buffer.alloc(FILE_HEADER_SIZE);
       const got = await readFully(fh, fileHead, 0, FILE_HEADER_SIZE, 0, path);
       if (got < FILE_HEADER_SIZE) decodeBinaryTrace(fileHead.subarray(0, got), path); // throws the same error as the in-memory decoder

@@ -2,7 +2,7 @@
  * The trace header: format version, the world L0 runs in, and where the
  * trace came from.
  */
-import { TraceError } from './errors';
+import { TraceError, describeValue, loneSurrogateAt } from './errors';
 
 export const FORMAT_VERSION = 1;
 
@@ -115,7 +115,7 @@ function u64(v: unknown, field: string): bigint {
 }
 
 function intIn(v: unknown, lo: number, hi: number, field: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw new TraceError(`must be an integer in ${lo}..${hi}, got ${String(v)}`, { field });
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw new TraceError(`must be an integer in ${lo}..${hi}, got ${describeValue(v)}`, { field });
   return v;
 }
 
@@ -161,10 +161,31 @@ export function validateHeader(raw: unknown): TraceHeader {
   if (entries.length > LIMITS.maxProvenanceEntries) throw new TraceError(`more than ${LIMITS.maxProvenanceEntries} entries`, { field: 'provenance' });
   const provenance: Record<string, string> = {};
   for (const [k, v] of entries) {
+    checkProvenanceString(k, 'key', k);
     if (typeof v !== 'string' || v.length > LIMITS.maxProvenanceValue) throw new TraceError(`must be a string of at most ${LIMITS.maxProvenanceValue} characters`, { field: `provenance.${k}` });
+    checkProvenanceString(v, 'value', k);
     provenance[k] = v;
   }
   return { version, config, provenance };
+}
+
+/** Keys that would reach the prototype of the plain object a header decodes into: refused, never silently dropped. */
+const RESERVED_PROVENANCE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * A provenance key or value both forms can hold and give back unchanged:
+ * bounded, not a reserved object key, and without a lone UTF-16 surrogate
+ * (the binary form holds UTF-8, which cannot encode one; refusing it in
+ * every writer and reader keeps text <-> binary lossless).
+ */
+function checkProvenanceString(s: string, what: 'key' | 'value', key: string): void {
+  const field = `provenance.${key}`;
+  if (what === 'key') {
+    if (s.length > LIMITS.maxProvenanceValue) throw new TraceError(`key longer than ${LIMITS.maxProvenanceValue} characters`, { field: 'provenance' });
+    if (RESERVED_PROVENANCE_KEYS.has(s)) throw new TraceError(`'${s}' is a reserved key`, { field });
+  }
+  const at = loneSurrogateAt(s);
+  if (at >= 0) throw new TraceError(`${what} holds a lone surrogate (\\u${s.charCodeAt(at).toString(16)} at character ${at}), which a trace cannot hold (its strings are UTF-8)`, { field });
 }
 
 /** The header as plain msgpack-able data (bigints kept). */

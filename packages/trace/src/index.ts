@@ -6,3 +6,6 @@ export * from './validate';
 export * from './binary';
 export * from './text';
 export * from './io';
+export * from './atomic';
+export * from './shape';
+export * from './readfile';

@@ -8,10 +8,11 @@
  */
 import * as fs from 'fs';
 import { TraceError, fsProblem } from './errors';
+import { nonFileKind, openForReading } from './readfile';
 import type { TraceEvent } from './events';
 import type { TraceHeader } from './header';
-import { BinaryTraceReader, BinaryTraceWriter, TraceWarning, isBinaryTrace } from './binary';
-import { TextTraceReader, TextTraceWriter } from './text';
+import { BinaryTraceReader, BinaryTraceWriter, TraceWarning, decodeBinaryTrace, isBinaryTrace } from './binary';
+import { TextTraceReader, TextTraceWriter, decodeTextTrace } from './text';
 
 export type TraceForm = 'text' | 'binary';
 
@@ -72,7 +73,10 @@ async function checkReadable(path: string): Promise<void> {
     throw asTraceError(e, path);
   }
   if (st.isDirectory()) throw new TraceError('is a directory, not a trace file', { file: path });
+  // a FIFO or a device would block or never end: only regular files are traces
+  if (!st.isFile()) throw new TraceError(`is ${nonFileKind(st)}, not a regular file: nvx reads traces from regular files`, { file: path });
 }
+
 
 /** The form of an existing file: by extension, else by its first bytes. */
 export async function detectTraceForm(path: string, opts: TraceFileOptions = {}): Promise<TraceForm> {
@@ -82,7 +86,7 @@ export async function detectTraceForm(path: string, opts: TraceFileOptions = {})
   await checkReadable(path);
   let fh: fs.promises.FileHandle | undefined;
   try {
-    fh = await fs.promises.open(path, 'r');
+    fh = await openForReading(path);
     const buf = Buffer.alloc(8);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
     return isBinaryTrace(buf.subarray(0, bytesRead)) ? 'binary' : 'text';
@@ -143,8 +147,65 @@ class FileTraceReader implements TraceReader {
 
 export type OpenTraceReader = TraceReader & { readonly file: string; readonly form: TraceForm };
 
-/** Open a trace for streaming; the header is read and validated here. */
+/** The name that stands for standard input where a command reads a trace. */
+export const STDIN_NAME = '-';
+/** The most standard input is read into memory (it cannot be read twice or from an offset, so it is held whole). */
+export const MAX_STDIN_BYTES = 1024 * 1024 * 1024;
+
+let stdinBytes: Promise<Buffer> | undefined;
+
+/** All of standard input, read once (a command that reads its trace twice gets the same bytes). */
+function readStdin(): Promise<Buffer> {
+  return (stdinBytes ??= (async () => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const c of process.stdin) {
+      const b = typeof c === 'string' ? Buffer.from(c, 'utf8') : (c as Buffer);
+      n += b.length;
+      if (n > MAX_STDIN_BYTES) throw new TraceError(`standard input holds more than ${MAX_STDIN_BYTES} bytes: write the trace to a file`, { file: STDIN_NAME });
+      parts.push(b);
+    }
+    return Buffer.concat(parts);
+  })());
+}
+
+/** A reader over a trace decoded in memory (standard input). */
+class MemoryTraceReader implements TraceReader {
+  constructor(
+    readonly header: TraceHeader,
+    private readonly all: TraceEvent[],
+    readonly warnings: TraceWarning[],
+  ) {}
+
+  async *chunks(): AsyncIterable<TraceEvent[]> {
+    for (let i = 0; i < this.all.length; i += 4096) yield this.all.slice(i, i + 4096);
+  }
+
+  async *events(): AsyncIterable<TraceEvent> {
+    for await (const c of this.chunks()) yield* c;
+  }
+
+  async close(): Promise<void> {}
+}
+
+async function openStdin(opts: TraceFileOptions): Promise<OpenTraceReader> {
+  const buf = await readStdin();
+  const form = opts.form ? checkForm(opts.form) : isBinaryTrace(buf) ? 'binary' : 'text';
+  try {
+    const t = form === 'binary' ? decodeBinaryTrace(buf, STDIN_NAME) : { ...decodeTextTrace(buf, STDIN_NAME), warnings: [] };
+    return new FileTraceReader(new MemoryTraceReader(t.header, t.events, t.warnings), STDIN_NAME, form);
+  } catch (e) {
+    throw asTraceError(e, STDIN_NAME);
+  }
+}
+
+/**
+ * Open a trace for streaming; the header is read and validated here. `-`
+ * reads standard input (whole, into memory); any other path must be a
+ * regular file.
+ */
 export async function openTrace(path: string, opts: TraceFileOptions = {}): Promise<OpenTraceReader> {
+  if (path === STDIN_NAME) return openStdin(opts);
   await checkReadable(path);
   const form = await detectTraceForm(path, opts);
   try {

@@ -5,7 +5,7 @@
  * part of an outcome.
  */
 import { exitReasonByName, exitReasonName, vmxErrorByName, vmxErrorName } from '@nvx/arch';
-import { TraceError } from './errors';
+import { TraceError, loneSurrogateAt } from './errors';
 
 export type Outcome =
   /** the instruction or access completed (VMsucceed, a store, a WRMSR) */
@@ -214,8 +214,17 @@ export function parseOutcome(text: string): Expect {
       const r = (n: string) => (m[n] === undefined ? (undefined as unknown as number) : parseU32(m[n], `expect cpuid ${n}`));
       return { k, eax: r('eax'), ebx: r('ebx'), ecx: r('ecx'), edx: r('edx') };
     }
-    case 'ignored':
-      return { k, why: rest.length ? JSON.parse(rest.join(' ')) : (undefined as unknown as string) };
+    case 'ignored': {
+      if (!rest.length) return { k, why: undefined as unknown as string };
+      let why: unknown;
+      try {
+        why = JSON.parse(rest.join(' '));
+      } catch {
+        why = undefined;
+      }
+      if (typeof why !== 'string') throw new TraceError('expect ignored: the reason must be a JSON string');
+      return { k, why: checkedWhy(why) };
+    }
     case 'userspace': {
       // `userspace`, `userspace mmio`, `userspace mmio gpa=0xfee00000`, `userspace internal-error`
       const pos = rest.filter((t) => !t.includes('='));
@@ -303,6 +312,13 @@ function tupleU32(v: unknown, what: string): number | undefined {
   throw new TraceError(`${what} is not a 32-bit value`);
 }
 
+/** An `ignored` reason both trace forms hold unchanged: no lone surrogate (the binary form is UTF-8). */
+function checkedWhy(why: string): string {
+  const at = loneSurrogateAt(why);
+  if (at >= 0) throw new TraceError(`expect ignored: the reason holds a lone surrogate (\\u${why.charCodeAt(at).toString(16)} at character ${at}), which a trace cannot hold`);
+  return why;
+}
+
 /** Decode and validate an outcome tuple; throws TraceError naming the problem. */
 export function outcomeFromTuple(t: unknown): Outcome {
   if (!Array.isArray(t) || t.length === 0 || typeof t[0] !== 'number') throw new TraceError('expect: not an outcome tuple');
@@ -331,7 +347,7 @@ export function outcomeFromTuple(t: unknown): Outcome {
       };
     case 'ignored':
       if (t[1] !== null && typeof t[1] !== 'string') throw new TraceError('expect ignored: reason is not a string');
-      return { k, why: (t[1] ?? undefined) as string };
+      return { k, why: t[1] === null ? (undefined as unknown as string) : checkedWhy(t[1]) };
     case 'userspace': {
       const x = t[1] === null ? undefined : USERSPACE_EXITS[tupleU32(t[1], 'expect userspace exit')!];
       if (t[1] !== null && x === undefined) throw new TraceError(`expect userspace: unknown exit code ${String(t[1])}`);

@@ -20,10 +20,6 @@
  *
  * The printer is canonical, so print(parse(print(x))) === print(x).
  */
-import * as fs from 'fs';
-import * as nodePath from 'path';
-import { randomBytes } from 'crypto';
-import { StringDecoder } from 'string_decoder';
 import type { Readable } from 'stream';
 import { MSRS, VMCS_FIELDS, VMCS_NOT_IN_VMCS12, msrByName, msrName, vmcsFieldByName, vmcsFieldName } from '@nvx/arch';
 import { TraceError, TraceErrorWhere, fsProblem } from './errors';
@@ -32,6 +28,8 @@ import { FORMAT_VERSION, TraceHeader, WorldConfig, defaultConfig, validateHeader
 import { Expect, formatOutcome, parseOutcome } from './outcome';
 import { validateEvent } from './validate';
 import type { TraceWarning } from './binary';
+import { AtomicFile } from './atomic';
+import { openForReading } from './readfile';
 
 /** The first word of a text trace. */
 export const TEXT_MAGIC = 'nvx-trace';
@@ -97,7 +95,7 @@ function parseJsonString(tok: Tok, where: TraceErrorWhere): string {
 }
 
 function clip(s: string): string {
-  return s.length > 40 ? `'${s.slice(0, 40)}...'` : `'${s}'`;
+  return `'${clipRaw(s)}'`;
 }
 
 // ---------------------------------------------------------------- suggestions
@@ -209,8 +207,9 @@ function parseInteger(tok: string, type: FieldType, where: TraceErrorWhere, fiel
   return v;
 }
 
+/** A value from the input for a message: its first 40 characters, and its length when longer. */
 function clipRaw(s: string): string {
-  return s.length > 40 ? s.slice(0, 40) + '...' : s;
+  return s.length > 40 ? `${s.slice(0, 40)}... (${s.length} characters)` : s;
 }
 
 /** Parse one value of `field`, of the given type. */
@@ -665,12 +664,20 @@ function fileError(e: unknown, file: string): TraceError {
  * Memory stays bounded by a chunk and a line.
  */
 async function* streamLines(stream: Readable, file: string, max = MAX_LINE_LENGTH): AsyncGenerator<string[]> {
-  const dec = new StringDecoder('utf8');
+  // fatal: a byte sequence that is not UTF-8 is an error, never a silent U+FFFD
+  const dec = new TextDecoder('utf-8', { fatal: true });
   let pending = '';
   let lineNo = 0;
   const tooLong = () => new TraceError(`line longer than ${max} characters`, { file, line: lineNo + 1 });
+  const decode = (chunk: Uint8Array | undefined): string => {
+    try {
+      return chunk === undefined ? dec.decode() : dec.decode(chunk, { stream: true });
+    } catch {
+      throw notUtf8(chunk ?? new Uint8Array(0), lineNo + countNewlines(pending), file);
+    }
+  };
   for await (const chunk of stream) {
-    const s = pending + dec.write(chunk as Buffer);
+    const s = pending + decode(chunk as Buffer);
     const batch: string[] = [];
     let pos = 0;
     let nl: number;
@@ -687,9 +694,78 @@ async function* streamLines(stream: Readable, file: string, max = MAX_LINE_LENGT
     if (batch.length) yield batch;
     if (pending.length > max + 1) throw tooLong();
   }
-  pending += dec.end();
+  pending += decode(undefined);
   if (pending.length > max + 1) throw tooLong();
   if (pending.length) yield [pending.endsWith('\r') ? pending.slice(0, -1) : pending];
+}
+
+function countNewlines(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/**
+ * The index of the first byte of `b` that does not start or continue a
+ * well-formed UTF-8 sequence (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), or -1. Continuation bytes at the very start are
+ * skipped (they may end a character begun in the previous chunk); a
+ * sequence cut at the end counts as well-formed (the next chunk may end it).
+ */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < 3 && i < b.length && (b[i] & 0xc0) === 0x80) i++;
+  while (i < b.length) {
+    const c = b[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let n: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) n = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      if (c === 0xe0) lo = 0xa0;
+      if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      if (c === 0xf0) lo = 0x90;
+      if (c === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k <= n; k++) {
+      if (i + k >= b.length) return -1;
+      const d = b[i + k];
+      if (k === 1 ? d < lo || d > hi : (d & 0xc0) !== 0x80) return i;
+    }
+    i += n + 1;
+  }
+  return -1;
+}
+
+/** The error for bytes that are not UTF-8: the line they are on (`linesBefore` lines end before `b`), and the bytes. */
+function notUtf8(b: Uint8Array, linesBefore: number, file: string | undefined): TraceError {
+  let at = firstInvalidUtf8(b);
+  if (at < 0) at = Math.max(0, b.length - 1);
+  let line = linesBefore + 1;
+  for (let i = 0; i < at; i++) if (b[i] === 0x0a) line++;
+  const bytes = Array.from(b.subarray(at, at + 4), (x) => x.toString(16).padStart(2, '0')).join(' ');
+  return new TraceError(`not valid UTF-8 (bytes ${bytes}); a text trace must be UTF-8`, file === undefined ? { line } : { file, line });
+}
+
+/**
+ * Parse a whole text trace held in memory as bytes: the bytes must be UTF-8
+ * (an error names the line otherwise), then as parseTextTrace.
+ */
+export function decodeTextTrace(buf: Uint8Array, file?: string): { header: TraceHeader; events: TraceEvent[] } {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
+  } catch {
+    throw notUtf8(buf, 0, file);
+  }
+  return parseTextTrace(text, file);
 }
 
 export interface TextReaderOptions {
@@ -721,12 +797,7 @@ export class TextTraceReader {
   }
 
   static async open(path: string, opts: TextReaderOptions = {}): Promise<TextTraceReader> {
-    let fh: fs.promises.FileHandle;
-    try {
-      fh = await fs.promises.open(path, 'r');
-    } catch (e) {
-      throw fileError(e, path);
-    }
+    const fh = await openForReading(path);
     const stream = fh.createReadStream({ highWaterMark: 64 * 1024 });
     const lines = streamLines(stream, path);
     const parser = new TextTraceParser(path);
@@ -800,13 +871,6 @@ export class TextTraceReader {
   }
 }
 
-/** A temporary name next to `path`, so the final rename stays on one file system. */
-export function tempPathFor(path: string): string {
-  const dir = nodePath.dirname(path);
-  const base = nodePath.basename(path);
-  return nodePath.join(dir, `.${base}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-}
-
 export interface TextWriterOptions {
   /** check each event against the schema and the header's config (default true) */
   validate?: boolean;
@@ -819,29 +883,21 @@ export interface TextWriterOptions {
 export class TextTraceWriter {
   private buf: string[] = [];
   private bufLen = 0;
-  private fd: number | undefined;
+  private out: AtomicFile | undefined;
   private n = 0;
 
   private constructor(
     readonly path: string,
-    private readonly tmp: string,
-    fd: number,
+    out: AtomicFile,
     private readonly header: TraceHeader,
     private readonly check: boolean,
   ) {
-    this.fd = fd;
+    this.out = out;
   }
 
   static open(path: string, header: TraceHeader, opts: TextWriterOptions = {}): TextTraceWriter {
     const h = validateHeader(header);
-    const tmp = tempPathFor(path);
-    let fd: number;
-    try {
-      fd = fs.openSync(tmp, 'wx', 0o644);
-    } catch (e) {
-      throw new TraceError(`cannot create the output: ${fsProblem(e)}`, { file: path });
-    }
-    const w = new TextTraceWriter(path, tmp, fd, h, opts.validate !== false);
+    const w = new TextTraceWriter(path, AtomicFile.open(path), h, opts.validate !== false);
     w.push(formatTextHeader(h));
     return w;
   }
@@ -851,7 +907,7 @@ export class TextTraceWriter {
   }
 
   write(e: TraceEvent): void {
-    if (this.fd === undefined) throw new TraceError('write after close', { file: this.path });
+    if (this.out === undefined) throw new TraceError('write after close', { file: this.path });
     const ev = this.check ? validateEvent(e, this.n, this.header.config) : e;
     this.push(formatEvent(ev) + '\n');
     this.n++;
@@ -864,49 +920,33 @@ export class TextTraceWriter {
   }
 
   private flush(): void {
-    if (!this.bufLen || this.fd === undefined) return;
-    const data = Buffer.from(this.buf.join(''), 'utf8');
+    if (!this.bufLen || this.out === undefined) return;
+    const data = this.buf.join('');
     this.buf = [];
     this.bufLen = 0;
     try {
-      let off = 0;
-      while (off < data.length) off += fs.writeSync(this.fd, data, off, data.length - off);
+      this.out.write(data);
     } catch (e) {
-      this.abort();
-      throw new TraceError(`cannot write: ${fsProblem(e)}`, { file: this.path });
+      this.out = undefined; // the atomic file removed its temporary file
+      throw e;
     }
   }
 
   /** Flush, then rename the temporary file to the final name. */
   close(): void {
-    if (this.fd === undefined) return;
+    if (this.out === undefined) return;
     this.flush();
-    const fd = this.fd;
-    try {
-      fs.fsyncSync(fd);
-      fs.closeSync(fd);
-      this.fd = undefined;
-      fs.renameSync(this.tmp, this.path);
-    } catch (e) {
-      this.abort();
-      throw new TraceError(`cannot finish writing: ${fsProblem(e)}`, { file: this.path });
-    }
+    const out = this.out;
+    if (out === undefined) return;
+    this.out = undefined;
+    out.commit();
   }
 
   /** Drop everything written: the temporary file is removed, `path` is untouched. */
   abort(): void {
-    if (this.fd !== undefined) {
-      try {
-        fs.closeSync(this.fd);
-      } catch {
-        /* already closed */
-      }
-      this.fd = undefined;
-    }
-    try {
-      fs.unlinkSync(this.tmp);
-    } catch {
-      /* already gone */
-    }
+    this.out?.abort();
+    this.out = undefined;
+    this.buf = [];
+    this.bufLen = 0;
   }
 }

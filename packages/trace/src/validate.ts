@@ -6,7 +6,7 @@
  * written as plain numbers when they fit in 32 bits (msgpack packs those in
  * 1-5 bytes) and as bigints otherwise; they always decode to bigint.
  */
-import { TraceError } from './errors';
+import { TraceError, describeValue } from './errors';
 import { EVENT_SCHEMA, EventKind, FieldType, TraceEvent, isEventKind, kindByCode } from './events';
 import type { WorldConfig } from './header';
 import { outcomeFromTuple, outcomeToTuple } from './outcome';
@@ -54,15 +54,7 @@ const RANGE: Record<Exclude<FieldType, 'u64' | 'bool' | 'access'>, number> = {
   size: 8,
 };
 
-function describe(v: unknown): string {
-  if (typeof v === 'bigint') return `${v}n`;
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '...' : v);
-  if (v === undefined) return 'nothing';
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a map';
-  return String(v);
-}
+const describe = describeValue;
 
 /**
  * Validate an event given as a plain object (from JSON, a plugin, a test).

@@ -274,10 +274,10 @@ describe('writer and reader', () => {
     const w = BinaryTraceWriter.open(file, header, { chunkEvents: 2 });
     for (const e of events) w.write(e);
     expect(fs.existsSync(file)).toBe(false);
-    expect(fs.existsSync(`${file}.tmp-${process.pid}`)).toBe(true);
+    expect(fs.existsSync(w.tmpPath)).toBe(true);
     w.close();
     expect(fs.existsSync(file)).toBe(true);
-    expect(fs.existsSync(`${file}.tmp-${process.pid}`)).toBe(false);
+    expect(fs.existsSync(w.tmpPath)).toBe(false);
     expect(() => w.write(events[0])).toThrow();
   });
 

@@ -25,7 +25,7 @@ import {
   sha256Of,
 } from '@nvx/check';
 import { newCosts } from '@nvx/emulator';
-import { TraceEvent, TraceForm, TraceHeader, formatEvent, readTraceFile } from '@nvx/trace';
+import { TraceEvent, TraceForm, TraceHeader, checkOutputPath, formatEvent, readTraceFile } from '@nvx/trace';
 import { CliContext, EXIT, UsageError } from '../output';
 import { addPathModuleOption, loadPathModules } from '../plugins';
 import { PROFILE_HELP, profileArg } from '../profiles';
@@ -164,6 +164,7 @@ function outputTail(run: CommandRun, lines = 20): string {
 async function runCommand(ctx: CliContext, t: LoadedTrace, o: BisectCliOptions, command: string, known: PrefixStep[], logFile = o.log): Promise<void> {
   if (!t.events.length) throw new UsageError(`${t.file}: the trace has no events: nothing to bisect`);
   if (!command.trim()) throw new UsageError('--run: the command is empty');
+  if (logFile) checkOutputPath(logFile); // a missing directory or a directory as the log: before the first step
   const total = t.events.length;
   if (!o.json) ctx.line(`bisecting the ${total + 1} prefixes (0..${total} events) of ${t.file} with: ${command}`);
   let res: PrefixBisectResult;

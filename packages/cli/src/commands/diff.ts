@@ -20,7 +20,7 @@ export function registerDiffCommands(program: Command, ctx: CliContext): void {
     .option('--strict', 'exit 1 on a permitted divergence too (one after a broken contract)')
     .option('--checkpoint <k>', 'compare whole architectural states every K events', (v) => {
       const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new Error('--checkpoint must be a positive integer');
+      if (!Number.isInteger(n) || n < 1) throw new UsageError(`--checkpoint must be a positive integer, got '${v}'`);
       return n;
     }, 1000)
     .option('--json', 'print one JSON object instead of text')

@@ -4,7 +4,7 @@
  * clauses are what the host recorded (see docs/import.md).
  */
 import type { Command } from 'commander';
-import { traceFormOf } from '@nvx/trace';
+import { checkOutputPath, traceFormOf } from '@nvx/trace';
 import { CliContext, UsageError } from '../output';
 import { jsonText } from '../report';
 import { ImportResult, importTraceCmd } from '../importers/trace-cmd';
@@ -22,6 +22,7 @@ export function registerImportCommands(program: Command, ctx: CliContext): void 
     .option('-q, --quiet', 'print nothing but errors and warnings')
     .action(async (report: string, o: { output: string; skipBad?: boolean; json?: boolean; quiet?: boolean }) => {
       if (!traceFormOf(o.output)) throw new UsageError(`--output ${o.output}: use a .nvx (text) or .nvxt (binary) name`);
+      checkOutputPath(o.output);
       const bar = progressBar(ctx, 'importing', { quiet: o.quiet || o.json, unit: 'bytes' });
       let r: ImportResult;
       try {

@@ -6,9 +6,9 @@
  */
 import * as path from 'path';
 import type { Command } from 'commander';
-import { NoDivergence, StateCompare, describeKind, describeSides, jestTest, minimizeTrace, parseDuration, writeFileAtomic } from '@nvx/check';
+import { NoDivergence, StateCompare, describeKind, describeSides, jestTest, minimizeTrace, parseDuration } from '@nvx/check';
 import { AREAS, AREA_IDS } from '@nvx/emulator';
-import { formatEvent, formatOutcome, formatTextTrace, outputFormOf, readTraceFile, writeTraceFile } from '@nvx/trace';
+import { checkOutputPath, formatEvent, formatOutcome, formatTextTrace, outputFormOf, readTraceFile, writeFileAtomic, writeTraceFile } from '@nvx/trace';
 import { CliContext, EXIT, UsageError } from '../output';
 import { addPathModuleOption, loadPathModules } from '../plugins';
 import { PROFILE_HELP, profileArg } from '../profiles';
@@ -50,6 +50,9 @@ export function registerMinimizeCommands(program: Command, ctx: CliContext): voi
         throw new UsageError(`--time: ${(e as Error).message}`);
       }
       if (o.output) outputFormOf(o.output); // a bad extension is a usage error before any work
+      // so are a missing directory and a directory given as an output
+      if (o.output) checkOutputPath(o.output);
+      if (o.emitJest) checkOutputPath(o.emitJest);
       const t = await readTraceFile(file);
       for (const w of t.warnings) ctx.warn(`${file}: ${w.message}`);
 

@@ -10,12 +10,10 @@
  * base (the first profile), and one to replay every profile at once for
  * the timeline, the table and the statistics.
  */
-import * as fs from 'fs';
-import * as path from 'path';
 import type { Command } from 'commander';
 import { DiffResult, diffStream } from '@nvx/check';
 import { Profile } from '@nvx/emulator';
-import { OpenTraceReader, TraceEvent, eventVcpu, formatEvent, formatOutcome, openTrace, outcomeEquals } from '@nvx/trace';
+import { OpenTraceReader, TraceEvent, checkOutputPath, eventVcpu, formatEvent, formatOutcome, openTrace, outcomeEquals, writeFileAtomic } from '@nvx/trace';
 import { CliContext, UsageError } from '../output';
 import { addPathModuleOption, loadPathModules } from '../plugins';
 import { Agreement, isImportedTrace, outcomeClass } from '../importers/agreement';
@@ -150,20 +148,9 @@ export async function buildReport(file: string, opts: ReportOptions): Promise<Re
   };
 }
 
-/** Write `html` to `out` through a temporary file renamed into place. */
+/** Write `html` to `out` through a temporary file renamed into place (@nvx/trace's writeFileAtomic). */
 function writeAtomically(out: string, html: string): void {
-  const tmp = path.join(path.dirname(out), `.${path.basename(out)}.${process.pid}.tmp`);
-  try {
-    fs.writeFileSync(tmp, html);
-    fs.renameSync(tmp, out);
-  } catch (e) {
-    try {
-      fs.rmSync(tmp, { force: true });
-    } catch {
-      /* nothing left to clean */
-    }
-    throw e;
-  }
+  writeFileAtomic(out, html);
 }
 
 export function registerReportCommands(program: Command, ctx: CliContext): void {
@@ -184,6 +171,7 @@ export function registerReportCommands(program: Command, ctx: CliContext): void 
     }, 1000)
     .option('-q, --quiet', 'print nothing but errors and warnings')
     .action(async (file: string, o: { output: string; profiles: string; window: number; checkpoint: number; quiet?: boolean; pathModule?: string[] }) => {
+      checkOutputPath(o.output); // a missing directory or a directory as the output: say so before the work
       await loadPathModules(o, (m) => ctx.warn(m));
       const profiles = parseProfileList(o.profiles);
       const bar = progressBar(ctx, 'report', { quiet: o.quiet });

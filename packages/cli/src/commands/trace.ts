@@ -10,6 +10,7 @@ import {
   TraceHeader,
   TraceWarning,
   TraceWriter,
+  checkOutputPath,
   createTraceWriter,
   formatEvent,
   formatTextHeader,
@@ -146,6 +147,7 @@ interface ConvertOptions {
 async function convert(ctx: CliContext, input: string, output: string, opts: ConvertOptions): Promise<void> {
   const to = opts.to ?? traceFormOf(output);
   if (!to) throw new UsageError(`cannot tell the output form from '${output}': name it .nvx (text) or .nvxt (binary), or give --to text|binary`);
+  checkOutputPath(output); // before reading anything: a missing directory or a directory as the output
   await withReader(input, opts.from, async (r) => {
     let w: TraceWriter | undefined;
     try {

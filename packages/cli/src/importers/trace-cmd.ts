@@ -26,7 +26,7 @@ import * as readline from 'readline';
 import { createHash } from 'crypto';
 import { CPU_BASED, EXIT_REASON, VMCS, VMCS12_REVISION } from '@nvx/arch';
 import { initialVmcs01Bitmap, testBitmapBit } from '@nvx/emulator';
-import { LIMITS, Outcome, TraceError, TraceEvent, TraceHeader, asTraceError, createTraceWriter, makeHeader } from '@nvx/trace';
+import { LIMITS, Outcome, TraceError, TraceEvent, TraceHeader, asTraceError, createTraceWriter, makeHeader, nonFileKind } from '@nvx/trace';
 import {
   CpuidFields,
   ExitReason,
@@ -101,6 +101,7 @@ async function forEachLine(file: string, onLine: (line: string, no: number) => v
   try {
     const st = await fs.promises.stat(file);
     if (st.isDirectory()) throw new TraceError('is a directory, not a trace-cmd report', { file });
+    if (!st.isFile()) throw new TraceError(`is ${nonFileKind(st)}, not a regular file: the report must be a file`, { file });
     stream = fs.createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 16 });
   } catch (e) {
     throw asTraceError(e, file);
