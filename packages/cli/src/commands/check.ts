@@ -8,11 +8,40 @@
  */
 import * as fs from 'fs';
 import type { Command } from 'commander';
-import { CellStatus, checkCorpus, corpusCosts, corpusProfiles } from '@nvx/check';
-import { estimateCycles } from '@nvx/emulator';
+import { CellStatus, CorpusCell, checkCorpus, corpusCosts, corpusProfiles } from '@nvx/check';
+import { AREAS, AREA_IDS, estimateCycles } from '@nvx/emulator';
 import { CliContext, EXIT, UsageError } from '../output';
+import { JUnitCase, JUnitSuite, writeJUnit } from '../junit';
+import { addPathModuleOption, loadPathModules } from '../plugins';
 import { jsonText } from '../report';
-import { checkFuzzLines, checkFuzzRow, runCheckFuzz } from './fuzz';
+import { EXIT_RULE_HELP } from '../verdict';
+import { checkFuzzLines, checkFuzzRow, fuzzJUnitSuite, parseProfiles, runCheckFuzz } from './fuzz';
+
+/** Every `area=path` registered now (built-in and loaded plugins). */
+export const registeredPaths = () => AREA_IDS.flatMap((a) => [...AREAS[a].paths.keys()].map((p) => `${a}=${p}`));
+
+/** A word as a POSIX shell reads it back. */
+export const shellWord = (w: string) => (/^[A-Za-z0-9_./:=,+@%-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
+
+/** The command that shows one cell's divergence: its trace, its profile and the plugins it needs. */
+export function diffReplayLine(file: string, profile: string, pathModules: readonly string[], cmd: 'diff' | 'run' = 'diff'): string {
+  return [`nvx ${cmd}`, shellWord(file), '--profile', shellWord(profile), ...pathModules.flatMap((m) => ['--path-module', shellWord(m)])].join(' ');
+}
+
+/** The corpus cells as JUnit: one suite, one case per trace x profile; an expected divergence passes and says so. */
+export function corpusJUnitSuite(cells: readonly CorpusCell[], times: ReadonlyMap<CorpusCell, number>, pathModules: readonly string[] = []): JUnitSuite {
+  const cases: JUnitCase[] = cells.map((c) => {
+    const bad = c.status !== 'pass' && c.status !== 'expected-divergence';
+    return {
+      classname: c.file,
+      name: c.profile,
+      time: (times.get(c) ?? 0) / 1000,
+      failure: bad ? { message: `${c.status}: ${c.detail ?? ''}`.slice(0, 300), type: c.status, text: `${c.file} [${c.profile}]: ${c.status}\n${c.detail ?? ''}\nshow it: ${diffReplayLine(c.file, c.profile, pathModules, c.status === 'expect-failed' ? 'run' : 'diff')}` } : undefined,
+      out: c.status === 'expected-divergence' ? `expected divergence (declared by the trace): ${c.detail ?? ''}` : undefined,
+    };
+  });
+  return { name: 'nvx check: corpus', cases };
+}
 
 const COLS: [CellStatus, string][] = [
   ['pass', 'pass'],
@@ -23,29 +52,43 @@ const COLS: [CellStatus, string][] = [
 ];
 
 export function registerCheckCommands(program: Command, ctx: CliContext): void {
-  program
-    .command('check')
+  addPathModuleOption(program.command('check'))
     .description('the main job: replay every corpus trace under every profile and path, check expectations and verdicts, then fuzz every area for a short while (exit 1 on anything new)')
     .option('-d, --dir <dir...>', 'trace directories', ['traces/scenarios', 'traces/regressions'])
-    .option('-p, --profile <profile...>', 'profiles to check (default: reference, optimized and every optimized path alone)')
+    .option('-p, --profile <profile...>', 'profiles to check (default: reference, optimized and every optimized path alone; with --path-module: reference and the module\'s paths)')
+    .option('--profiles <list>', "the same, comma-separated; join the areas of one profile with '+' (as nvx fuzz)")
+    .option('--junit <file>', 'also write a JUnit XML report: one testcase per trace x profile, one per fuzz campaign')
     .option('-v, --verbose', 'print every trace x profile result')
     .option('--json', 'print one JSON object instead of text')
     .option('--fuzz-time <duration>', 'then fuzz every area under the same profiles for this long (e.g. 30s, 5m)', '30s')
     .option('--no-fuzz', 'replay the corpus only')
     .option('--fuzz-seed <n>', 'the fuzz campaign seed (default: drawn and printed)')
     .option('--fuzz-out <dir>', 'where the fuzz writes its findings', 'nvx-findings')
-    .action(async (o: { dir: string[]; profile?: string[]; verbose?: boolean; json?: boolean; fuzz: boolean; fuzzTime: string; fuzzSeed?: string; fuzzOut: string }) => {
+    .addHelpText('after', `\nA trace's declared divergences (meta verdict "finding" or "permitted:<contract>") count as expected here,\nand only here: nvx diff and bisect exit 1 on a kept finding.\n${EXIT_RULE_HELP}`)
+    .action(async (o: { dir: string[]; profile?: string[]; profiles?: string; junit?: string; verbose?: boolean; json?: boolean; fuzz: boolean; fuzzTime: string; fuzzSeed?: string; fuzzOut: string; pathModule?: string[] }) => {
+      const before = new Set(registeredPaths());
+      await loadPathModules(o, (m) => ctx.warn(m));
+      const plugins = registeredPaths().filter((s) => !before.has(s));
       const dirs = o.dir.filter((d) => fs.existsSync(d));
       if (!dirs.length) throw new UsageError(`none of ${o.dir.join(', ')} exists (run nvx check from the project root, or give --dir)`);
-      const profiles = o.profile ?? corpusProfiles();
+      if (o.profile && o.profiles) throw new UsageError('give --profile or --profiles, not both');
+      const listed = o.profiles ? ['reference', ...parseProfiles(o.profiles, { allowReference: true }).filter((p) => p !== 'reference')] : o.profile;
+      const profiles = listed ?? (plugins.length ? ['reference', ...plugins] : corpusProfiles());
+      const times = new Map<CorpusCell, number>();
+      let t0 = Date.now();
       const report = await checkCorpus(dirs, profiles, (c) => {
+        const now = Date.now();
+        times.set(c, now - t0);
+        t0 = now;
         if (o.json) return;
         const bad = c.status !== 'pass' && c.status !== 'expected-divergence';
-        if (bad || o.verbose) ctx.line(`${bad ? ctx.c.red(c.status) : ctx.c.dim(c.status)}  ${c.file}  [${c.profile}]${c.detail ? `\n    ${c.detail}` : ''}`);
+        const show = bad ? `\n    show it: ${diffReplayLine(c.file, c.profile, o.pathModule ?? [], c.status === 'expect-failed' ? 'run' : 'diff')}` : '';
+        if (bad || o.verbose) ctx.line(`${bad ? ctx.c.red(c.status) : ctx.c.dim(c.status)}  ${c.file}  [${c.profile}]${c.detail ? `\n    ${c.detail}` : ''}${show}`);
       });
       const costs = corpusCosts(report);
-      const fuzz = o.fuzz ? await runCheckFuzz(ctx, { dirs, profiles, time: o.fuzzTime, seed: o.fuzzSeed, out: o.fuzzOut, quiet: !!o.json }) : null;
+      const fuzz = o.fuzz ? await runCheckFuzz(ctx, { dirs, profiles, time: o.fuzzTime, seed: o.fuzzSeed, out: o.fuzzOut, quiet: !!o.json, pathModules: o.pathModule ?? [] }) : null;
       const ok = report.ok && !fuzz?.newFindings;
+      if (o.junit) writeJUnit(o.junit, [corpusJUnitSuite(report.cells, times, o.pathModule ?? []), ...(fuzz ? [fuzzJUnitSuite(fuzz, o.pathModule ?? [])] : [])]);
       if (o.json) {
         ctx.line(jsonText({ ...report, ok, costs: Object.fromEntries(costs), fuzz }));
       } else {
@@ -64,7 +107,7 @@ export function registerCheckCommands(program: Command, ctx: CliContext): void {
         if (fuzz) {
           ctx.line(checkFuzzRow(ctx, fuzz, w));
           ctx.line('');
-          for (const l of checkFuzzLines(ctx, fuzz)) ctx.line(l);
+          for (const l of checkFuzzLines(ctx, fuzz, o.pathModule ?? [])) ctx.line(l);
         }
         ctx.line(
           ctx.c.dim(
