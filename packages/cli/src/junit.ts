@@ -47,7 +47,7 @@ export function xmlEscape(s: string): string {
     .replace(/"/g, '&quot;');
 }
 
-const secs = (t: number | undefined) => (t === undefined ? '0' : t.toFixed(3));
+const secs = (t: number | undefined) => (t ?? 0).toFixed(3);
 
 export function junitXml(suites: JUnitSuite[]): string {
   const out = ['<?xml version="1.0" encoding="UTF-8"?>'];

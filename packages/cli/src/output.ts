@@ -7,6 +7,9 @@ import { TraceError } from '@nvx/trace';
 
 export type Colors = ReturnType<typeof pc.createColors>;
 
+/** Colours that are no colours: for files (JUnit, logs). */
+export const NO_COLORS: Colors = pc.createColors(false);
+
 /** Exit codes (documented in the README). */
 export const EXIT = {
   /** success */

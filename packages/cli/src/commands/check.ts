@@ -9,16 +9,13 @@
 import * as fs from 'fs';
 import type { Command } from 'commander';
 import { CellStatus, CorpusCell, checkCorpus, corpusCosts, corpusProfiles } from '@nvx/check';
-import { AREAS, AREA_IDS, estimateCycles } from '@nvx/emulator';
+import { estimateCycles } from '@nvx/emulator';
 import { CliContext, EXIT, UsageError } from '../output';
 import { JUnitCase, JUnitSuite, writeJUnit } from '../junit';
 import { addPathModuleOption, loadPathModules } from '../plugins';
 import { jsonText } from '../report';
 import { EXIT_RULE_HELP } from '../verdict';
 import { checkFuzzLines, checkFuzzRow, fuzzJUnitSuite, parseProfiles, runCheckFuzz } from './fuzz';
-
-/** Every `area=path` registered now (built-in and loaded plugins). */
-export const registeredPaths = () => AREA_IDS.flatMap((a) => [...AREAS[a].paths.keys()].map((p) => `${a}=${p}`));
 
 /** A word as a POSIX shell reads it back. */
 export const shellWord = (w: string) => (/^[A-Za-z0-9_./:=,+@%-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
@@ -66,9 +63,7 @@ export function registerCheckCommands(program: Command, ctx: CliContext): void {
     .option('--fuzz-out <dir>', 'where the fuzz writes its findings', 'nvx-findings')
     .addHelpText('after', `\nA trace's declared divergences (meta verdict "finding" or "permitted:<contract>") count as expected here,\nand only here: nvx diff and bisect exit 1 on a kept finding.\n${EXIT_RULE_HELP}`)
     .action(async (o: { dir: string[]; profile?: string[]; profiles?: string; junit?: string; verbose?: boolean; json?: boolean; fuzz: boolean; fuzzTime: string; fuzzSeed?: string; fuzzOut: string; pathModule?: string[] }) => {
-      const before = new Set(registeredPaths());
-      await loadPathModules(o, (m) => ctx.warn(m));
-      const plugins = registeredPaths().filter((s) => !before.has(s));
+      const plugins = await loadPathModules(o, (m) => ctx.warn(m));
       const dirs = o.dir.filter((d) => fs.existsSync(d));
       if (!dirs.length) throw new UsageError(`none of ${o.dir.join(', ')} exists (run nvx check from the project root, or give --dir)`);
       if (o.profile && o.profiles) throw new UsageError('give --profile or --profiles, not both');
