@@ -142,7 +142,7 @@ describe('--run: prefixes judged by a command', () => {
     expect(amb.code).toBe(1);
     expect(amb.stdout).toMatch(/only skipped prefixes are left: the first bad prefix is one of 10, 11, 12, 13, 14, 15\n {2}event 9: /);
     expect(fs.readFileSync(log, 'utf8')).toMatch(/# only skipped prefixes left: the first bad prefix is one of 10, 11, 12, 13, 14, 15/);
-  });
+  }, 30_000); // about ten node processes: seconds on a loaded machine
 
   test('a command that always fails, always succeeds, aborts or hangs: exit 2 and why', async () => {
     const fails = await nvx(['bisect', '--run', 'exit 1', L0_CHANGE]);

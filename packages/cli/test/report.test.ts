@@ -34,14 +34,17 @@ describe('nvx report', () => {
     expect(r.stderr).toBe('');
     // the page is written; the exit code says a bug divergence was found, as nvx diff would
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/bug\.html: 12 events under reference, msr-bitmap=test-open-bitmap, optimized; msr-bitmap=test-open-bitmap diverges at event 10 \(bug\)/);
+    expect(r.stdout).toMatch(/bug\.html: 12 events under reference, msr-bitmap=test-open-bitmap, optimized; msr-bitmap=test-open-bitmap diverges at event 9 \(bug\)/);
     const html = fs.readFileSync(p('bug.html'), 'utf8');
     expect(html.startsWith('<!doctype html>')).toBe(true);
     expect(html).toContain(`<meta http-equiv="Content-Security-Policy" content="default-src 'none';`);
     expect(externalReferences(html)).toEqual([]);
-    // the divergent row of the event table, and the marker on the timeline
-    expect(html).toMatch(/<tr id="divergence" data-index="10" class="[^"]*divergent[^"]*">/);
-    expect(html).toMatch(/<g class="divergence-marker" data-index="10">/);
+    // the divergent row of the event table, and the marker on the timeline: the first event after which
+    // the states differ (as nvx bisect names it), then the first one whose outcomes differ
+    expect(html).toMatch(/<tr id="divergence" data-index="9" class="[^"]*divergent[^"]*">/);
+    expect(html).toMatch(/<g class="divergence-marker" data-index="9">/);
+    expect(html).toMatch(/<div class="muted first-observable">first observable \(outcomes differ\) at event 10<\/div>/);
+    expect(html).toMatch(/<p class="first-observable">The states differ from event 9 on; the first outcome that differs .* is at event 10: <code>l2\.rdmsr MSR_IA32_SPEC_CTRL<\/code>/);
     // the state diff behind it and the contract status
     expect(html).toMatch(/<table class="arch-diff">.*vcpu 0 L2 MSR_IA32_SPEC_CTRL.*0x1.*\(absent\)/s);
     expect(html).toContain('Contract: none broken before this event, so this is a bug in the optimized path.');
@@ -97,7 +100,7 @@ describe('nvx report', () => {
     for (let i = 0; i < 1000; i++) ev.push({ kind: 'l2.wrmsr', vcpu: 0, msr: 0x48, value: 7n });
     fs.writeFileSync(p('long.nvxt'), encodeBinaryTrace(makeHeader({ vcpus: 1 }, {}), ev, { chunkEvents: 500 }));
     const r = await nvx(['report', p('long.nvxt'), '-o', p('long.html'), '-p', `reference,${OPEN}`, '--window', '100']);
-    expect(r.code).toBe(0);
+    expect(r.code).toBe(1); // a bug divergence
     const html = fs.readFileSync(p('long.html'), 'utf8');
     const rows = [...html.matchAll(/<tr(?: id="divergence")? data-index="(\d+)"/g)].map((m) => Number(m[1]));
     expect(rows).toHaveLength(100);

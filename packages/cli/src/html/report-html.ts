@@ -69,7 +69,7 @@ td.out.exit{color:#1f5fa8}td.out.ignored{color:var(--warn)}.marker{color:var(--b
 .scroll th{top:0}.muted{color:var(--muted)}.controls{margin:8px 0}.controls label{margin-right:16px}.scroll{max-height:620px;overflow:auto;border:1px solid var(--line)}
 .chart{display:block;margin:8px 0 18px;max-width:100%;height:auto}.chart-title{font-weight:600;font-size:13px}.axis,.legend,.value{font-size:11px;fill:var(--muted)}.value{fill:var(--fg)}
 #timeline-svg .l0{fill:#c9cfdb}#timeline-svg .differs{fill:var(--bad)}#timeline-svg .baseline{stroke:var(--line)}#timeline-svg .window{fill:#fff6d6;stroke:#e8d48a}
-.divergence-marker line{stroke:var(--bad);stroke-width:2}.divergence-marker path{fill:var(--bad)}
+.divergence-marker line{stroke:var(--bad);stroke-width:2}.divergence-marker path{fill:var(--bad)}.divergence-marker.permitted line{stroke:var(--warn)}.divergence-marker.permitted path{fill:var(--warn)}
 .detail{border:1px solid var(--line);border-radius:8px;padding:10px 14px;margin:10px 0}.detail.bug{border-color:var(--bad)}.detail.permitted{border-color:var(--warn)}
 .contract-status{font-weight:600}.bug .contract-status{color:var(--bad)}.permitted .contract-status{color:var(--warn)}
 .charts{display:flex;flex-wrap:wrap;gap:8px 28px}.kv td:first-child{color:var(--muted)}
@@ -100,7 +100,7 @@ function summary(data: ReportData): string {
     const v = verdictOf(d);
     const dv = d.divergence;
     const body = dv
-      ? `<div class="verdict">${v === 'bug' ? 'DIVERGENCE (bug)' : 'DIVERGENCE (permitted)'}</div><div>at <a href="#detail-${esc(d.other)}">event ${dv.index}</a>: <code>${esc(formatEvent({ ...dv.event, expect: undefined }))}</code></div><div class="muted">${dv.kind === 'outcome' ? 'outcomes differ' : 'same outcome, architectural state differs'}${dv.confirmed ? '' : ' (not confirmed by a replay from scratch)'}</div>`
+      ? `<div class="verdict">${v === 'bug' ? 'DIVERGENCE (bug)' : 'DIVERGENCE (permitted)'}</div><div>at <a href="#detail-${esc(d.other)}">event ${dv.index}</a>: <code>${esc(formatEvent({ ...dv.event, expect: undefined }))}</code></div><div class="muted">${dv.kind === 'outcome' ? 'outcomes differ' : 'same outcome, architectural state differs'}${dv.confirmed ? '' : ' (not confirmed by a replay from scratch)'}</div>${dv.firstObservable ? `<div class="muted first-observable">first observable (outcomes differ) at event ${dv.firstObservable.index}</div>` : ''}`
       : `<div class="verdict">same</div><div class="muted">matches ${esc(base)} on all ${d.events} events</div>`;
     return `<div class="card ${v}" data-profile="${esc(d.other)}"><h3>${esc(d.other)} <span class="muted">vs ${esc(base)}</span></h3>${body}</div>`;
   });
@@ -145,6 +145,13 @@ function eventsSection(data: ReportData): string {
   return `<section id="events"><h2>Events ${ws}..${we - 1}</h2><p class="muted">Each profile's outcome; red cells differ from ${esc(data.profiles[0])}. Hover a cell for the exit to L0 it took and its estimated cycles.</p><div class="controls"><label><input type="checkbox" id="only-interesting"> only nested exits to L1 and differences</label></div><div class="scroll"><table id="events-table"><thead>${head}</thead><tbody>${body.join('')}</tbody></table></div></section>`;
 }
 
+/** When the states parted before the outcomes: the first event whose outcomes differ, after the first state difference. */
+function firstObservable(d: DiffResult): string {
+  const fo = d.divergence?.firstObservable;
+  if (!fo) return '';
+  return `<p class="first-observable">The states differ from event ${d.divergence!.index} on; the first outcome that differs (what L1, L2 or the host first sees) is at event ${fo.index}: <code>${esc(formatEvent({ ...fo.event, expect: undefined }))}</code>: ${esc(d.base)} <code>${esc(describeOutcome(fo.base))}</code>, ${esc(d.other)} <code>${esc(describeOutcome(fo.other))}</code>.</p>`;
+}
+
 function detailSection(data: ReportData): string {
   const parts: string[] = [];
   for (const d of data.diffs) {
@@ -165,7 +172,7 @@ function detailSection(data: ReportData): string {
       ? `<p class="contract-status">Contract: L1 broke ${esc(dv.contract.contract)} at event ${dv.contract.index}${dv.contract.cause !== undefined ? ` (set up at event ${dv.contract.cause})` : ''}: ${esc(dv.contract.message)}. A divergence after a broken contract is permitted: the optimization may rely on it.</p>`
       : '<p class="contract-status">Contract: none broken before this event, so this is a bug in the optimized path.</p>';
     parts.push(
-      `<div class="detail ${v}" id="detail-${esc(d.other)}"><h3>${esc(d.other)} vs ${esc(d.base)}: ${v === 'bug' ? 'DIVERGENCE (bug)' : 'DIVERGENCE (permitted)'} at event ${dv.index}</h3><p><code>${esc(formatEvent({ ...dv.event, expect: undefined }))}</code> — ${dv.kind === 'outcome' ? 'outcomes differ' : 'same outcome, the architectural state differs after the event'}${dv.confirmed ? ', confirmed by a replay from scratch' : ' (not confirmed by a replay from scratch!)'}</p><table class="kv outcomes"><tr><td>${esc(d.base)}</td><td class="mono">${esc(describeOutcome(dv.base))}</td></tr><tr><td>${esc(d.other)}</td><td class="mono">${esc(describeOutcome(dv.other))}</td></tr></table>${diff}${explain}${contract}${d.violations.length > 1 ? `<p class="muted">${d.violations.length} contract violations in the trace; the first at event ${d.violations[0].index}.</p>` : ''}</div>`,
+      `<div class="detail ${v}" id="detail-${esc(d.other)}"><h3>${esc(d.other)} vs ${esc(d.base)}: ${v === 'bug' ? 'DIVERGENCE (bug)' : 'DIVERGENCE (permitted)'} at event ${dv.index}</h3><p><code>${esc(formatEvent({ ...dv.event, expect: undefined }))}</code> — ${dv.kind === 'outcome' ? 'outcomes differ' : 'same outcome, the architectural state differs after the event'}${dv.confirmed ? ', confirmed by a replay from scratch' : ' (not confirmed by a replay from scratch!)'}</p><table class="kv outcomes"><tr><td>${esc(d.base)}</td><td class="mono">${esc(describeOutcome(dv.base))}</td></tr><tr><td>${esc(d.other)}</td><td class="mono">${esc(describeOutcome(dv.other))}</td></tr></table>${firstObservable(d)}${diff}${explain}${contract}${d.violations.length > 1 ? `<p class="muted">${d.violations.length} contract violations in the trace; the first at event ${d.violations[0].index}.</p>` : ''}</div>`,
     );
   }
   if (!parts.length) parts.push(`<p class="muted">Every profile matches ${esc(data.profiles[0])} on every event and at every checkpoint.</p>`);

@@ -106,7 +106,7 @@ export function timeline(opts: { events: number; width: number; lanes: Lane[]; w
     }
     if (l.divergence !== null) {
       const x = xOfEvent(l.divergence + 0.5);
-      p.push(`<g class="divergence-marker" data-index="${l.divergence}"><line x1="${x.toFixed(1)}" x2="${x.toFixed(1)}" y1="${y0}" y2="${y0 + laneH - 4}"/><path d="M ${(x - 5).toFixed(1)} ${y0} L ${(x + 5).toFixed(1)} ${y0} L ${x.toFixed(1)} ${y0 + 8} Z"/><title>${esc(`first divergence from the base: event ${l.divergence}${l.verdict ? ` (${l.verdict})` : ''}`)}</title></g>`);
+      p.push(`<g class="divergence-marker${l.verdict === 'permitted' ? ' permitted' : ''}" data-index="${l.divergence}"><line x1="${x.toFixed(1)}" x2="${x.toFixed(1)}" y1="${y0}" y2="${y0 + laneH - 4}"/><path d="M ${(x - 5).toFixed(1)} ${y0} L ${(x + 5).toFixed(1)} ${y0} L ${x.toFixed(1)} ${y0 + 8} Z"/><title>${esc(`first divergence from the base: event ${l.divergence}${l.verdict ? ` (${l.verdict})` : ''}`)}</title></g>`);
     }
   });
   const yAxis = top + lanes.length * laneH + 14;
