@@ -9,6 +9,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { parseTextTrace } from '@nvx/trace';
 import { junitXml } from '../src/junit';
+import { nodeTooOld } from '../src/main';
+import { defaultCorpusDirs } from '../src/commands/check';
 import { nvx } from './fixtures/nvx';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -141,5 +143,20 @@ describe('--junit on diff', () => {
     expect(junitXml([{ name: 'a<b', cases: [{ classname: 'x&y', name: '"q"', failure: { message: '\x1b[31mred\x1b[39m', type: 't', text: 'a\x01b' } }] }])).toContain(
       '<testsuite name="a&lt;b" tests="1" failures="1" errors="0" skipped="0" time="0.000">\n    <testcase classname="x&amp;y" name="&quot;q&quot;" time="0.000">\n      <failure message="red" type="t">ab</failure>',
     );
+  });
+});
+
+describe('outside the clone', () => {
+  test('an older Node without zlib.crc32 gets one clear line; this one passes', () => {
+    expect(nodeTooOld()).toBeNull();
+    expect(nodeTooOld({}, 'v20.11.1')).toBe('nvx needs Node.js 20.15 or later (zlib.crc32, for binary traces); this is Node.js v20.11.1');
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'packages', 'cli', 'package.json'), 'utf8'));
+    expect(pkg.engines.node).toBe('>=20.15');
+    expect(pkg.bin).toEqual({ nvx: 'bin/nvx.js', 'nvx-vmx': 'bin/nvx.js' });
+  });
+
+  test("nvx check run elsewhere takes nvx's own corpus", () => {
+    expect(defaultCorpusDirs(ROOT)).toEqual(['traces/scenarios', 'traces/regressions']);
+    expect(defaultCorpusDirs(dir)).toEqual([path.join(ROOT, 'traces', 'scenarios'), path.join(ROOT, 'traces', 'regressions')]);
   });
 });

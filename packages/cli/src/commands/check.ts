@@ -7,6 +7,7 @@
  * divergence) with the fuzz's row.
  */
 import * as fs from 'fs';
+import * as path from 'path';
 import type { Command } from 'commander';
 import { CellStatus, CorpusCell, checkCorpus, corpusCosts, corpusProfiles } from '@nvx/check';
 import { estimateCycles } from '@nvx/emulator';
@@ -16,6 +17,19 @@ import { addPathModuleOption, loadPathModules } from '../plugins';
 import { jsonText } from '../report';
 import { EXIT_RULE_HELP } from '../verdict';
 import { checkFuzzLines, checkFuzzRow, fuzzJUnitSuite, parseProfiles, runCheckFuzz } from './fuzz';
+
+const CORPUS = ['traces/scenarios', 'traces/regressions'];
+
+/**
+ * The corpus: traces/scenarios and traces/regressions of the working
+ * directory when it has them (a clone of nvx), else the ones shipped beside
+ * this package (nvx installed globally, run from the user's own repository).
+ */
+export function defaultCorpusDirs(cwd = process.cwd()): string[] {
+  if (CORPUS.some((d) => fs.existsSync(path.resolve(cwd, d)))) return CORPUS;
+  const shipped = path.resolve(__dirname, '..', '..', '..', '..');
+  return CORPUS.map((d) => path.join(shipped, d));
+}
 
 /** A word as a POSIX shell reads it back. */
 export const shellWord = (w: string) => (/^[A-Za-z0-9_./:=,+@%-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
@@ -51,7 +65,7 @@ const COLS: [CellStatus, string][] = [
 export function registerCheckCommands(program: Command, ctx: CliContext): void {
   addPathModuleOption(program.command('check'))
     .description('the main job: replay every corpus trace under every profile and path, check expectations and verdicts, then fuzz every area for a short while (exit 1 on anything new)')
-    .option('-d, --dir <dir...>', 'trace directories', ['traces/scenarios', 'traces/regressions'])
+    .option('-d, --dir <dir...>', "trace directories (default: traces/scenarios and traces/regressions, here or else nvx's own)")
     .option('-p, --profile <profile...>', 'profiles to check (default: reference, optimized and every optimized path alone; with --path-module: reference and the module\'s paths)')
     .option('--profiles <list>', "the same, comma-separated; join the areas of one profile with '+' (as nvx fuzz)")
     .option('--junit <file>', 'also write a JUnit XML report: one testcase per trace x profile, one per fuzz campaign')
@@ -62,10 +76,11 @@ export function registerCheckCommands(program: Command, ctx: CliContext): void {
     .option('--fuzz-seed <n>', 'the fuzz campaign seed (default: drawn and printed)')
     .option('--fuzz-out <dir>', 'where the fuzz writes its findings', 'nvx-findings')
     .addHelpText('after', `\nA trace's declared divergences (meta verdict "finding" or "permitted:<contract>") count as expected here,\nand only here: nvx diff and bisect exit 1 on a kept finding.\n${EXIT_RULE_HELP}`)
-    .action(async (o: { dir: string[]; profile?: string[]; profiles?: string; junit?: string; verbose?: boolean; json?: boolean; fuzz: boolean; fuzzTime: string; fuzzSeed?: string; fuzzOut: string; pathModule?: string[] }) => {
+    .action(async (o: { dir?: string[]; profile?: string[]; profiles?: string; junit?: string; verbose?: boolean; json?: boolean; fuzz: boolean; fuzzTime: string; fuzzSeed?: string; fuzzOut: string; pathModule?: string[] }) => {
       const plugins = await loadPathModules(o, (m) => ctx.warn(m));
-      const dirs = o.dir.filter((d) => fs.existsSync(d));
-      if (!dirs.length) throw new UsageError(`none of ${o.dir.join(', ')} exists (run nvx check from the project root, or give --dir)`);
+      const given = o.dir ?? defaultCorpusDirs();
+      const dirs = given.filter((d) => fs.existsSync(d));
+      if (!dirs.length) throw new UsageError(`none of ${given.join(', ')} exists (give --dir)`);
       if (o.profile && o.profiles) throw new UsageError('give --profile or --profiles, not both');
       const listed = o.profiles ? ['reference', ...parseProfiles(o.profiles, { allowReference: true }).filter((p) => p !== 'reference')] : o.profile;
       const profiles = listed ?? (plugins.length ? ['reference', ...plugins] : corpusProfiles());
