@@ -10,7 +10,8 @@ import * as path from 'path';
 import { parseTextTrace } from '@nvx/trace';
 import { junitXml } from '../src/junit';
 import { nodeTooOld } from '../src/main';
-import { defaultCorpusDirs } from '../src/commands/check';
+import { defaultCorpusDirs, diffReplayLine } from '../src/commands/check';
+import { fuzzReplayLine } from '../src/commands/fuzz';
 import { nvx } from './fixtures/nvx';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -158,5 +159,16 @@ describe('outside the clone', () => {
   test("nvx check run elsewhere takes nvx's own corpus", () => {
     expect(defaultCorpusDirs(ROOT)).toEqual(['traces/scenarios', 'traces/regressions']);
     expect(defaultCorpusDirs(dir)).toEqual([path.join(ROOT, 'traces', 'scenarios'), path.join(ROOT, 'traces', 'regressions')]);
+  });
+});
+
+describe('repro lines', () => {
+  test('carry the profile, the campaign options that change the replay, and every plugin', () => {
+    const f = { replay: '795093051:40', profile: 'msr-bitmap=broken-merge,evmcs=clean-fields' };
+    expect(fuzzReplayLine(f, [])).toBe('nvx fuzz --replay 795093051:40 --profiles msr-bitmap=broken-merge+evmcs=clean-fields');
+    expect(fuzzReplayLine(f, ['a.js', 'b.ts'], { areas: ['msr-bitmap', 'evmcs'], allowViolations: true, stateAt: 'end' })).toBe(
+      'nvx fuzz --replay 795093051:40 --profiles msr-bitmap=broken-merge+evmcs=clean-fields --areas msr-bitmap,evmcs --allow-violations --state-at end --path-module a.js --path-module b.ts',
+    );
+    expect(diffReplayLine("my traces/it's.nvx", 'msr-bitmap=x', ['p.ts'])).toBe(`nvx diff 'my traces/it'\\''s.nvx' --profile msr-bitmap=x --path-module p.ts`);
   });
 });

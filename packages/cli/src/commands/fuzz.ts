@@ -136,9 +136,19 @@ export function fuzzProgressBar(ctx: CliContext, budget: { runs?: number; timeMs
   };
 }
 
-function findingLine(ctx: CliContext, f: FuzzFinding): string {
+function findingLine(ctx: CliContext, f: FuzzFinding, o: ReplayContext): string {
   const tag = f.classification === 'new' ? ctx.c.red('NEW finding') : ctx.c.yellow('expected finding');
-  return `${tag} ${f.name} [${cliProfile(f.profile)}] ${f.kind.verdict} on ${f.kind.event}: ${f.generatedEvents} -> ${f.minimizedEvents} events${f.file ? ` ${f.file}` : ''}\n  ${f.summary}\n  replay: --replay ${f.replay}`;
+  return `${tag} ${f.name} [${cliProfile(f.profile)}] ${f.kind.verdict} on ${f.kind.event}: ${f.generatedEvents} -> ${f.minimizedEvents} events${f.file ? ` ${f.file}` : ''}\n  ${f.summary}\n  replay: ${fuzzReplayLine(f, o.pathModules, o)}`;
+}
+
+/** What a replay line must repeat of the campaign's options besides the finding's own seed, path and profile. */
+export interface ReplayContext {
+  pathModules: readonly string[];
+  /** the areas, when not all of them */
+  areas?: readonly string[];
+  allowViolations?: boolean;
+  /** when not the default 'entries' */
+  stateAt?: string;
 }
 
 export function summaryLines(ctx: CliContext, s: FuzzSummary): string[] {
@@ -217,7 +227,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
         else if (!f) {
           ctx.line(`${ctx.c.green('no divergence')}: the trace of ${o.replay} (${r.trace.events.length} events) matches reference under ${profiles.map(cliProfile).join(', ')}`);
           for (const [c, n] of Object.entries(r.permitted)) ctx.line(`  permitted divergence after a broken contract (${c}): ${n}`);
-        } else ctx.line(findingLine(ctx, f));
+        } else ctx.line(findingLine(ctx, f, { pathModules: o.pathModule ?? [], areas, allowViolations: o.allowViolations, stateAt: o.stateAt }));
         if (f?.classification === 'new') ctx.exitCode = EXIT.CHECK_FAILED;
         return;
       }
@@ -264,7 +274,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
           onFinding: (f, fresh) => {
             if (!fresh || quiet) return;
             bar.stop();
-            ctx.line(findingLine(ctx, f));
+            ctx.line(findingLine(ctx, f, { pathModules: o.pathModule ?? [], areas, allowViolations: o.allowViolations, stateAt: o.stateAt }));
           },
         });
       } finally {
@@ -337,8 +347,9 @@ export function checkFuzzLines(ctx: CliContext, s: FuzzSummary, pathModules: rea
 }
 
 /** The command that reproduces a finding of `nvx check`'s fuzz: its seed and path, its profile, the plugins it needs. */
-export function fuzzReplayLine(f: Pick<FuzzFinding, 'replay' | 'profile'>, pathModules: readonly string[]): string {
-  return ['nvx fuzz --replay', f.replay, '--profiles', cliProfile(f.profile), ...pathModules.flatMap((m) => ['--path-module', m])].join(' ');
+export function fuzzReplayLine(f: Pick<FuzzFinding, 'replay' | 'profile'>, pathModules: readonly string[], o: Omit<ReplayContext, 'pathModules'> = {}): string {
+  const areas = o.areas && o.areas.length !== AREA_IDS.length ? ['--areas', o.areas.join(',')] : [];
+  return ['nvx fuzz --replay', f.replay, '--profiles', cliProfile(f.profile), ...areas, ...(o.allowViolations ? ['--allow-violations'] : []), ...(o.stateAt && o.stateAt !== 'entries' ? ['--state-at', o.stateAt] : []), ...pathModules.flatMap((m) => ['--path-module', m])].join(' ');
 }
 
 /** A fuzz campaign as JUnit: one case, failing with every new finding (its first divergence and replay line). */
