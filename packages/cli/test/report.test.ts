@@ -83,6 +83,43 @@ describe('nvx report', () => {
     expect(html).toMatch(/<section id="agreement">/);
     expect(html).toMatch(/<td>reference<\/td><td class="num">6 \/ 6<\/td><td class="num">100\.0%<\/td>/);
     expect(html).toContain('host samples');
+    // the host's recorded exits are a series of the exits chart, beside each profile
+    expect(html).toMatch(/<svg [^>]*id="exits-chart"[^>]*>.*<text [^>]*class="legend">host \(recorded\)<\/text>.*<text [^>]*class="legend">reference<\/text>/s);
+    expect(html).toMatch(/<rect [^>]*fill="#6b7280"><title>CPUID — host \(recorded\): \d+<\/title>/);
+  });
+
+  test('internals side by side with the deciding facts first; contract breaks on the timeline and in the table; colour by verdict', async () => {
+    const bug = await nvx(['report', DIVERGING, '-o', p('side.html'), '--profiles', `reference,${OPEN}`, '-q']);
+    expect(bug.code).toBe(1);
+    const html = fs.readFileSync(p('side.html'), 'utf8');
+    const table = /<h4>Internals side by side<\/h4>.*?<table class="kv explain">(.*?)<\/table>/s.exec(html)![1];
+    expect(table).toMatch(/^<thead><tr><th>area<\/th><th>fact<\/th><th>reference<\/th><th>msr-bitmap=test-open-bitmap<\/th><\/tr><\/thead><tbody><tr class="decides"><td>msr-bitmap<\/td>/);
+    // a deciding fact names each side's path and value; agreeing ones follow, not highlighted
+    expect(table).toMatch(/<tr class="decides"><td>msr-bitmap<\/td><td class="mono">[^<]+<\/td><td class="mono"><span class="muted">no-bitmap:<\/span>/);
+    const rows = [...table.split('<tbody>')[1].matchAll(/<tr( class="decides")?>/g)].map((m) => !!m[1]);
+    expect(rows[0]).toBe(true);
+    expect(rows.indexOf(false) === -1 || rows.slice(rows.indexOf(false)).every((d) => !d)).toBe(true);
+
+    const permitted = await nvx(['report', BROKEN_CONTRACT, '-o', p('broken.html'), '-q', '--window', '20']);
+    expect(permitted.code).toBe(0);
+    const h2 = fs.readFileSync(p('broken.html'), 'utf8');
+    expect(h2).toMatch(/<g class="divergence-marker permitted" data-index="13">/);
+    expect(h2).toMatch(/<g class="contract-break" data-index="\d+">.*?<title>event \d+: L1 broke hyperv-clean-fields: /s);
+    expect(h2).toMatch(/<tr data-index="\d+" class="[^"]*contract-break[^"]*"><td class="num"><span class="break" title="L1 broke hyperv-clean-fields here">contract broken<\/span>/);
+    expect(h2).toMatch(/<tr id="divergence" data-index="13" class="[^"]*divergent permitted/);
+  });
+
+  test('chart labels fit: long profile names whole in the legends and lanes', async () => {
+    const long = 'msr-bitmap=merge-tracked,evmcs=clean-fields,shadow-vmcs=intercept-ro';
+    const r = await nvx(['report', DIVERGING, '-o', p('long-names.html'), '--profiles', `reference,${long.replace(/,/g, '+')}`, '-q']);
+    expect(r.code).toBe(0);
+    const html = fs.readFileSync(p('long-names.html'), 'utf8');
+    expect(html).toContain(`class="legend">${long}</text>`);
+    expect(html).toContain(`text-anchor="end" class="axis">${long}</text>`);
+    // every chart is wide enough for its labels: the legend starts after the label column and fits in the width
+    for (const m of html.matchAll(/<svg [^>]*width="(\d+)"[^>]*>(.*?)<\/svg>/gs)) {
+      for (const t of m[2].matchAll(/<text x="([\d.]+)"[^>]*class="legend">([^<]*)<\/text>/g)) expect(Number(t[1]) + t[2].length * 6.6).toBeLessThanOrEqual(Number(m[1]) + 1);
+    }
   });
 
   test('a long trace: the table shows a window around the first divergence, the timeline the whole trace in buckets', async () => {

@@ -100,6 +100,8 @@ export async function buildReport(file: string, opts: ReportOptions): Promise<Re
     differs: new Array(nb).fill(0),
     divergence: i === 0 ? null : (diffs[i - 1].divergence?.index ?? null),
     verdict: i === 0 ? undefined : diffs[i - 1].divergence?.verdict,
+    // the contract monitor watches the base's state: the same breaks in every lane compared with it
+    contractBreaks: i === 0 ? [] : diffs[i - 1].violations.slice(0, 40).map((v) => ({ index: v.index, contract: v.contract, message: v.message })),
   }));
   const rows: ReportRow[] = [];
   const r = await openTrace(file);
