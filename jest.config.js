@@ -3,7 +3,8 @@
  * checking here: `npm run typecheck` does that for every package and test).
  */
 module.exports = {
-  testEnvironment: 'node',
+  // node's, holding console.log/info/debug back unless the test fails (tools/jest/quiet-environment.js)
+  testEnvironment: '<rootDir>/tools/jest/quiet-environment.js',
   roots: ['<rootDir>/packages', '<rootDir>/tools'],
   testMatch: ['**/test/**/*.test.ts'],
   transform: { '^.+\\.tsx?$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json', diagnostics: false }] },
