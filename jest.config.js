@@ -10,4 +10,6 @@ module.exports = {
   transform: { '^.+\\.tsx?$': ['ts-jest', { tsconfig: '<rootDir>/tsconfig.json', diagnostics: false }] },
   moduleNameMapper: { '^@nvx/(.*)$': '<rootDir>/packages/$1/src' },
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
+  // a hang still fails; 5 s (jest's default) fails tests that start processes on a busy 2-core CI machine
+  testTimeout: 60_000,
 };
