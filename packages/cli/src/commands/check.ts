@@ -100,7 +100,7 @@ export function registerCheckCommands(program: Command, ctx: CliContext): void {
       const ok = report.ok && !fuzz?.newFindings;
       if (o.junit) writeJUnit(o.junit, [corpusJUnitSuite(report.cells, times, o.pathModule ?? []), ...(fuzz ? [fuzzJUnitSuite(fuzz, o.pathModule ?? [])] : [])]);
       if (o.json) {
-        ctx.line(jsonText({ ...report, ok, costs: Object.fromEntries(costs), fuzz }));
+        ctx.line(jsonText({ ...report, ok, exit: ok ? EXIT.OK : EXIT.CHECK_FAILED, costs: Object.fromEntries(costs), fuzz }));
       } else {
         ctx.line(`\n${report.files.length} traces x ${profiles.length} profiles (${dirs.join(', ')})\n`);
         const w = Math.max(...profiles.map((p) => p.length), 8);
