@@ -11,6 +11,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { UsageError } from './output';
 
 export interface JUnitCase {
   /** the group the case belongs to (a trace file, `fuzz`) */
@@ -76,6 +77,20 @@ export function junitXml(suites: JUnitSuite[]): string {
   }
   out.push('</testsuites>');
   return out.join('\n') + '\n';
+}
+
+/** Refuse a --junit file whose directory is missing before any work is done (not after a half-hour check). */
+export function checkJUnitPath(file: string | undefined): void {
+  if (file === undefined) return;
+  const dir = path.dirname(path.resolve(file));
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    throw new UsageError(`--junit ${file}: the directory ${path.dirname(file)} does not exist`);
+  }
+  if (!st.isDirectory()) throw new UsageError(`--junit ${file}: ${path.dirname(file)} is not a directory`);
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new UsageError(`--junit ${file}: is a directory`);
 }
 
 /** Write the report through a temporary file renamed into place (a CI step never reads half a file). */

@@ -141,6 +141,11 @@ describe('--junit on diff', () => {
     const xml = fs.readFileSync(junit, 'utf8');
     expect(cases(xml)).toEqual([{ classname: 'l0-intercept-change-in-l2.nvx', name: 'msr-bitmap=broken-merge', failure: 'bug: bug divergence at event 15 (l2.rdmsr MSR_FS_BASE)' }]);
     expect(xml).toContain('no contract was broken before this event');
+    // a --junit file nvx cannot write is a usage error before any work
+    for (const cmd of [['diff', path.join(SCEN, 'l0-intercept-change-in-l2.nvx')], ['check', '--no-fuzz'], ['fuzz', '--runs', '1']]) {
+      const bad = await nvx([...cmd, '--junit', path.join(dir, 'missing', 'r.xml')]);
+      expect({ cmd: cmd[0], code: bad.code, err: bad.stderr }).toEqual({ cmd: cmd[0], code: 2, err: `error: --junit ${path.join(dir, 'missing', 'r.xml')}: the directory ${path.join(dir, 'missing')} does not exist\n` });
+    }
     expect(junitXml([{ name: 'a<b', cases: [{ classname: 'x&y', name: '"q"', failure: { message: '\x1b[31mred\x1b[39m', type: 't', text: 'a\x01b' } }] }])).toContain(
       '<testsuite name="a&lt;b" tests="1" failures="1" errors="0" skipped="0" time="0.000">\n    <testcase classname="x&amp;y" name="&quot;q&quot;" time="0.000">\n      <failure message="red" type="t">ab</failure>',
     );

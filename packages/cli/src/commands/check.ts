@@ -12,7 +12,7 @@ import type { Command } from 'commander';
 import { CellStatus, CorpusCell, checkCorpus, corpusCosts, corpusProfiles } from '@nvx/check';
 import { estimateCycles } from '@nvx/emulator';
 import { CliContext, EXIT, UsageError } from '../output';
-import { JUnitCase, JUnitSuite, writeJUnit } from '../junit';
+import { JUnitCase, JUnitSuite, checkJUnitPath, writeJUnit } from '../junit';
 import { addPathModuleOption, loadPathModules } from '../plugins';
 import { jsonText } from '../report';
 import { EXIT_RULE_HELP } from '../verdict';
@@ -77,6 +77,7 @@ export function registerCheckCommands(program: Command, ctx: CliContext): void {
     .option('--fuzz-out <dir>', 'where the fuzz writes its findings', 'nvx-findings')
     .addHelpText('after', `\nA trace's declared divergences (meta verdict "finding" or "permitted:<contract>") count as expected here,\nand only here: nvx diff and bisect exit 1 on a kept finding.\n${EXIT_RULE_HELP}`)
     .action(async (o: { dir?: string[]; profile?: string[]; profiles?: string; junit?: string; verbose?: boolean; json?: boolean; fuzz: boolean; fuzzTime: string; fuzzSeed?: string; fuzzOut: string; pathModule?: string[] }) => {
+      checkJUnitPath(o.junit);
       const plugins = await loadPathModules(o, (m) => ctx.warn(m));
       const given = o.dir ?? defaultCorpusDirs();
       const dirs = given.filter((d) => fs.existsSync(d));

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { diffStream } from '@nvx/check';
 import { formatEvent, openTrace, OpenTraceReader, TraceEvent } from '@nvx/trace';
 import { CliContext, NO_COLORS } from '../output';
-import { writeJUnit } from '../junit';
+import { checkJUnitPath, writeJUnit } from '../junit';
 import { ACCEPT_DECLARED_HELP, EXIT_RULE_HELP, declaredFor, exitFor, verdictOf } from '../verdict';
 import { addPathModuleOption, loadPathModules } from '../plugins';
 import { PROFILE_HELP, profileArg } from '../profiles';
@@ -29,6 +29,7 @@ export function registerDiffCommands(program: Command, ctx: CliContext): void {
     .option('--json', 'print one JSON object instead of text (with verdict: same, bug, permitted or expected-finding, and exit)')
     .addHelpText('after', EXIT_RULE_HELP)
     .action(async (file: string, o: { base: string; profile: string; strict?: boolean; acceptDeclared?: boolean; junit?: string; checkpoint: number; json?: boolean; pathModule?: string[] }) => {
+      checkJUnitPath(o.junit);
       await loadPathModules(o, (m) => ctx.warn(m));
       const base = profileArg(o.base, '--base');
       const other = profileArg(o.profile, '--profile');

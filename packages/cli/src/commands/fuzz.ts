@@ -26,7 +26,7 @@ import {
 import { AREAS, AREA_IDS, AreaId, ProfileError, parseProfile } from '@nvx/emulator';
 import { CliContext, EXIT, UsageError } from '../output';
 import { addPathModuleOption, loadPathModules } from '../plugins';
-import { JUnitSuite, writeJUnit } from '../junit';
+import { JUnitSuite, checkJUnitPath, writeJUnit } from '../junit';
 import { jsonText } from '../report';
 
 export interface FuzzCliOptions {
@@ -193,6 +193,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
     .option('--junit <file>', 'also write a JUnit XML report: one testcase for the campaign, failing with its new findings')
     .addHelpText('after', '\nExit codes: 0 no new finding (expected findings and permitted divergences do not count), 1 a new finding,\n2 bad usage or bad input, 3 internal error.')
     .action(async (o: FuzzCliOptions) => {
+      checkJUnitPath(o.junit);
       const before = new Set(AREA_IDS.flatMap((a) => [...AREAS[a].paths.keys()].map((p) => `${a}=${p}`)));
       await loadPathModules(o, (m) => ctx.warn(m));
       const plugins = AREA_IDS.flatMap((a) => [...AREAS[a].paths.keys()].map((p) => `${a}=${p}`)).filter((s) => !before.has(s));
