@@ -25,6 +25,13 @@ export interface Divergence {
   verdict: 'bug' | 'permitted';
   /** the divergence was found again by a replay from scratch */
   confirmed: boolean;
+  /**
+   * With `firstState`, when the states parted before the outcomes did: the
+   * first event whose outcomes differ (what L1, L2 or the host first saw),
+   * while `index` is the first event after which the states differ (what
+   * `nvx bisect` names).
+   */
+  firstObservable?: { index: number; event: TraceEvent; base: Outcome; other: Outcome };
 }
 
 export interface DiffResult {
@@ -44,6 +51,13 @@ export interface DiffOptions {
   /** called every `progressEvery` events */
   onProgress?: (events: number) => void;
   progressEvery?: number;
+  /**
+   * On an outcome divergence, replay the stretch since the last agreeing
+   * checkpoint comparing states after every event, and report the first
+   * event after which the states differ if it comes earlier (the event
+   * `nvx bisect` names), with the outcome divergence as `firstObservable`.
+   */
+  firstState?: boolean;
 }
 
 /** Each path's private facts that explain an event on its vCPU, keyed `area/path: fact`. */
@@ -72,6 +86,7 @@ export class Lockstep {
   private cpB: World;
   private cpIndex = 0;
   private readonly k: number;
+  private readonly firstState: boolean;
   /** events since the last checkpoint, kept to replay a stretch */
   private stretch: TraceEvent[] = [];
   divergence: Divergence | null = null;
@@ -85,6 +100,7 @@ export class Lockstep {
     this.a = new Replayer(initialState(header, base), base);
     this.b = new Replayer(initialState(header, other), other);
     this.k = Math.max(1, opts.checkpointEvery ?? 1000);
+    this.firstState = !!opts.firstState;
     this.cpA = this.a.snapshot();
     this.cpB = this.b.snapshot();
   }
@@ -102,7 +118,9 @@ export class Lockstep {
     const ob = this.b.apply(e);
     this.stretch.push(e);
     if (!outcomeEquals(oa, ob)) {
-      this.divergence = this.make(i, e, 'outcome', oa, ob);
+      const earlier = this.firstState ? this.earlierStateDivergence() : null;
+      if (earlier) earlier.firstObservable = { index: i, event: e, base: oa, other: ob };
+      this.divergence = earlier ?? this.make(i, e, 'outcome', oa, ob);
       return false;
     }
     if (this.stretch.length >= this.k) return this.checkpoint();
@@ -125,6 +143,23 @@ export class Lockstep {
     this.cpIndex = this.index;
     this.stretch = [];
     return true;
+  }
+
+  /**
+   * The states agreed at the last checkpoint: replay the stretch before the
+   * current event from there, comparing states after each event, and return
+   * the first state divergence, if any.
+   */
+  private earlierStateDivergence(): Divergence | null {
+    const ra = new Replayer(this.cpA, this.base);
+    const rb = new Replayer(this.cpB, this.other);
+    for (let j = 0; j < this.stretch.length - 1; j++) {
+      const e = this.stretch[j];
+      const oa = ra.apply(e);
+      const ob = rb.apply(e);
+      if (archHash(ra.peek()) !== archHash(rb.peek())) return this.make(this.cpIndex + j, e, 'state', oa, ob, ra, rb);
+    }
+    return null;
   }
 
   /** Replay the stretch since the last checkpoint one event at a time, comparing states after each. */
@@ -204,7 +239,7 @@ export async function diffStream(header: TraceHeader, open: () => AsyncIterable<
   const ls = await runStream(header, open(), base, other, opts, opts.limit);
   const d = ls.divergence;
   if (d) {
-    const again = await runStream(header, open(), base, other, { checkpointEvery: opts.checkpointEvery }, d.index + 1);
+    const again = await runStream(header, open(), base, other, { checkpointEvery: opts.checkpointEvery, firstState: opts.firstState }, d.index + 1);
     d.confirmed = again.divergence?.index === d.index && again.divergence.kind === d.kind;
   }
   return { base: base.name, other: other.name, events: ls.events, divergence: d, violations: ls.monitor.violations, costs: { base: ls.a.cost, other: ls.b.cost } };

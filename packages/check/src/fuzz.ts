@@ -304,7 +304,8 @@ export interface EngineHooks {
 }
 
 export function replayCommand(seed: number, p: string, cfg: Pick<FuzzConfig, 'areas' | 'allowViolations' | 'pathModules' | 'migrate'>, profile: string): string {
-  const parts = ['nvx fuzz', `--replay ${seed}:${p}`, `--profiles ${profile}`];
+  // a profile of several areas is written with '+' in a --profiles list
+  const parts = ['nvx fuzz', `--replay ${seed}:${p}`, `--profiles ${profile.replace(/,/g, '+')}`];
   if (cfg.migrate) parts.push('--migrate');
   if (cfg.areas.length !== AREA_IDS.length) parts.push(`--areas ${cfg.areas.join(',')}`);
   if (cfg.allowViolations) parts.push('--allow-violations');
@@ -341,7 +342,7 @@ export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'sum
     ...d.archDiff.slice(d.kind === 'state' ? 1 : 0, 4).map((a) => `  ${a.key}: ${a.a ?? '-'} vs ${a.b ?? '-'}`),
     `found after ${f.foundAtRun} runs; ${f.generatedEvents} events generated, ${f.shrunkEvents !== f.generatedEvents ? `${f.shrunkEvents} after shrinking, ` : ''}${f.minimizedEvents} after minimizing`,
     `replay: ${replayCommand(f.seed, f.path, cfg, f.profile)}`,
-    `check:  nvx diff <this file> --profile ${f.profile}`,
+    `check:  nvx diff <this file> --profile ${f.profile}${cfg.pathModules.map((m) => ` --path-module ${m}`).join('')}`,
   ];
   const text = comment.map((l) => `# ${l}`.trimEnd()).join('\n') + '\n' + formatTextTrace({ ...header, provenance: { ...provenance } }, events);
   return { text, hash, summary };

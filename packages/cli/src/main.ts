@@ -7,6 +7,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import * as zlib from 'zlib';
 import { Command, CommanderError } from 'commander';
 import { CliContext, CliIO, EXIT, processIO } from './output';
 import { registerBisectCommands } from './commands/bisect';
@@ -79,8 +80,24 @@ export async function run(argv: string[], io: Partial<CliIO> = {}): Promise<numb
   }
 }
 
+/**
+ * The Node.js nvx needs: binary traces checksum their chunks with
+ * zlib.crc32, which Node has since 20.15 (package.json `engines` says the
+ * same). Returns the message for an older Node, or null.
+ */
+export function nodeTooOld(z: object = zlib, version = process.version): string | null {
+  if (typeof (z as { crc32?: unknown }).crc32 === 'function') return null;
+  return `nvx needs Node.js 20.15 or later (zlib.crc32, for binary traces); this is Node.js ${version}`;
+}
+
 /** Entry point of the `nvx` executable. */
 export function main(): void {
+  const old = nodeTooOld();
+  if (old) {
+    process.stderr.write(`error: ${old}\n`);
+    process.exitCode = EXIT.USAGE;
+    return;
+  }
   // `nvx trace cat big.nvxt | head` closes the pipe early: that is not an error
   for (const s of [process.stdout, process.stderr]) {
     s.on('error', (e: NodeJS.ErrnoException) => {

@@ -7,6 +7,9 @@ import { TraceError } from '@nvx/trace';
 
 export type Colors = ReturnType<typeof pc.createColors>;
 
+/** Colours that are no colours: for files (JUnit, logs). */
+export const NO_COLORS: Colors = pc.createColors(false);
+
 /** Exit codes (documented in the README). */
 export const EXIT = {
   /** success */
@@ -32,6 +35,8 @@ export interface CliIO {
   stdout: OutStream;
   stderr: OutStream;
   env: Record<string, string | undefined>;
+  /** standard input, for a `-` file argument (process.stdin by default) */
+  stdin?: NodeJS.ReadableStream;
 }
 
 /** A usage mistake the option parser cannot see (for example an output name without a known extension). */
@@ -126,5 +131,5 @@ export class CliContext {
 
 /** Standard streams of this process. */
 export function processIO(): CliIO {
-  return { stdout: process.stdout, stderr: process.stderr, env: process.env };
+  return { stdout: process.stdout, stderr: process.stderr, env: process.env, stdin: process.stdin };
 }

@@ -19,14 +19,17 @@ export function addPathModuleOption(cmd: Command): Command {
  * paths. A module that cannot be loaded or does not fit its area's
  * interface becomes a UsageError (exit 2) naming the file, the area and
  * what is missing. `warn` hears about members no interface knows.
+ * Returns the paths the modules register, as `area=name`.
  */
-export async function loadPathModules(opts: { pathModule?: string[] }, warn?: (message: string) => void): Promise<void> {
+export async function loadPathModules(opts: { pathModule?: string[] }, warn?: (message: string) => void): Promise<string[]> {
+  const names: string[] = [];
   for (const file of opts.pathModule ?? []) {
     try {
-      await loadPathModule(file, { warn });
+      for (const p of await loadPathModule(file, { warn })) if (!names.includes(`${p.area}=${p.name}`)) names.push(`${p.area}=${p.name}`);
     } catch (e) {
       if (e instanceof PluginError) throw new UsageError(e.message);
       throw new UsageError(`${file}: cannot load the path module: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
+  return names;
 }

@@ -31,6 +31,12 @@ export function divergenceLines(d: Divergence, r: DiffResult, c: Colors): string
   out.push(`  ${d.kind === 'outcome' ? 'outcomes differ' : 'same outcome, architectural state differs after the event'}${d.confirmed ? '' : ' (not confirmed by a replay from scratch!)'}`);
   out.push(`  ${r.base.padEnd(24)} ${describeOutcome(d.base)}`);
   out.push(`  ${r.other.padEnd(24)} ${describeOutcome(d.other)}`);
+  const fo = d.firstObservable;
+  if (fo) {
+    out.push(`  first observable difference (outcomes differ) at event ${fo.index}: ${formatEvent({ ...fo.event, expect: undefined })}`);
+    out.push(`    ${r.base.padEnd(22)} ${describeOutcome(fo.base)}`);
+    out.push(`    ${r.other.padEnd(22)} ${describeOutcome(fo.other)}`);
+  }
   if (d.archDiff.length) {
     out.push('  architectural state after the event:');
     for (const x of d.archDiff) out.push(`    ${x.key}: ${x.a ?? '(absent)'} vs ${x.b ?? '(absent)'}`);

@@ -30,12 +30,14 @@ import { CliContext, EXIT, UsageError } from '../output';
 import { addPathModuleOption, loadPathModules } from '../plugins';
 import { PROFILE_HELP, profileArg } from '../profiles';
 import { divergenceLines, jsonText } from '../report';
+import { ACCEPT_DECLARED_HELP, EXIT_RULE_HELP, declaredFor, exitFor, verdictOf } from '../verdict';
 
 interface BisectCliOptions {
   base: string;
   profile: string;
   checkpoint: number;
   strict?: boolean;
+  acceptDeclared?: boolean;
   json?: boolean;
   pathModule?: string[];
   run?: string;
@@ -75,7 +77,8 @@ export function registerBisectCommands(program: Command, ctx: CliContext): void 
       return n;
     }, 1000)
     .option('--strict', 'exit 1 on a permitted divergence too (one after a broken contract)')
-    .option('--json', 'print one JSON object instead of text')
+    .option('--accept-declared', ACCEPT_DECLARED_HELP)
+    .option('--json', 'print one JSON object instead of text (with verdict: same, bug, permitted or expected-finding, and exit)')
     .option('--run <command>', "bisect event prefixes with this shell command as the judge: the prefix trace is in $NVX_TRACE and replaces '{}'; exit 0 good, 125 skip, 1-127 bad, 128+ abort")
     .option('--log <file>', 'with --run: write the bisection log here (after every step)')
     .option('--timeout <seconds>', 'with --run: kill a run of the command after this long and stop', (v) => {
@@ -87,6 +90,7 @@ export function registerBisectCommands(program: Command, ctx: CliContext): void 
     .option('--rerun', "with --replay-log: run the log's command again on every prefix it tested and compare the verdicts")
     .option('--continue', "with --replay-log: carry on an unfinished bisection with the log's command, appending to the log")
     .option('-v, --verbose', "with --run: show the command's output")
+    .addHelpText('after', `${EXIT_RULE_HELP}\nWith --run: 0 a first bad prefix was found, 1 none (only skipped prefixes left, or unfinished), 2 the command failed to run.`)
     .action(async (file: string | undefined, o: BisectCliOptions) => {
       await loadPathModules(o, (m) => ctx.warn(m));
       if (o.replayLog) return replayCommand(ctx, file, o);
@@ -107,7 +111,10 @@ async function profilesCommand(ctx: CliContext, file: string, o: BisectCliOption
   const res = bisectEvents(t.header, t.events, base, other, { checkpointEvery: o.checkpoint });
   const d = res.divergence;
   const s = res.stats;
-  if (o.json) ctx.line(jsonText({ file, ...res }));
+  const declared = d ? declaredFor(t.header, o.profile, res.other) : null;
+  const verdict = verdictOf(d, declared);
+  const exit = exitFor(verdict, o);
+  if (o.json) ctx.line(jsonText({ file, verdict, declared, exit, ...res }));
   else {
     const how =
       `checkpoints every ${s.checkpointEvery} events (${s.checkpoints} kept per profile); forward pass ${s.forwardSteps} events, ` +
@@ -117,10 +124,11 @@ async function profilesCommand(ctx: CliContext, file: string, o: BisectCliOption
       ctx.line(`${file}: ${res.events} events; the first difference between ${res.base} and ${res.other} is at event ${d.index}`);
       for (const l of divergenceLines(d, { base: res.base, other: res.other, events: res.events, divergence: d, violations: res.violations, costs: { base: newCosts(), other: newCosts() } }, ctx.c)) ctx.line(l);
       if (s.refined) ctx.line('  (the confirming replay found this difference, which did not last, before the one the jumps landed on)');
+      if (verdict === 'expected-finding') ctx.line(ctx.c.yellow(`kept finding: this trace declares the divergence of ${res.other} (meta verdict "finding"); ${o.acceptDeclared ? 'accepted (--accept-declared)' : 'exit 1 (--accept-declared to accept it)'}`));
     }
     ctx.line(`bisect: ${how}`);
   }
-  if (d && (d.verdict === 'bug' || o.strict)) ctx.exitCode = EXIT.CHECK_FAILED;
+  ctx.exitCode = exit;
 }
 
 // ---- prefixes judged by a command ----

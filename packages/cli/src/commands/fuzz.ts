@@ -26,6 +26,7 @@ import {
 import { AREAS, AREA_IDS, AreaId, ProfileError, parseProfile } from '@nvx/emulator';
 import { CliContext, EXIT, UsageError } from '../output';
 import { addPathModuleOption, loadPathModules } from '../plugins';
+import { JUnitSuite, checkJUnitPath, writeJUnit } from '../junit';
 import { jsonText } from '../report';
 
 export interface FuzzCliOptions {
@@ -50,6 +51,7 @@ export interface FuzzCliOptions {
   corpus: string[];
   json?: boolean;
   quiet?: boolean;
+  junit?: string;
 }
 
 /** A profile as the command line writes it (areas joined with '+'). */
@@ -82,12 +84,12 @@ export function parseAreas(v: string | undefined): AreaId[] {
 }
 
 /** `--profiles a,b` (a profile of several areas joins them with '+') -> canonical profile names. */
-export function parseProfiles(v: string): string[] {
+export function parseProfiles(v: string, o: { allowReference?: boolean } = {}): string[] {
   const out: string[] = [];
   for (const part of v.split(',').map((s) => s.trim()).filter(Boolean)) {
     try {
       const name = parseProfile(part.replace(/\+/g, ',')).name;
-      if (name === 'reference') throw new UsageError("--profiles: 'reference' is what every profile is checked against");
+      if (name === 'reference' && !o.allowReference) throw new UsageError("--profiles: 'reference' is what every profile is checked against");
       if (!out.includes(name)) out.push(name);
     } catch (e) {
       if (e instanceof ProfileError) throw new UsageError(`--profiles: ${e.message}`);
@@ -135,9 +137,19 @@ export function fuzzProgressBar(ctx: CliContext, budget: { runs?: number; timeMs
   };
 }
 
-function findingLine(ctx: CliContext, f: FuzzFinding): string {
+function findingLine(ctx: CliContext, f: FuzzFinding, o: ReplayContext): string {
   const tag = f.classification === 'new' ? ctx.c.red('NEW finding') : ctx.c.yellow('expected finding');
-  return `${tag} ${f.name} [${cliProfile(f.profile)}] ${f.kind.verdict} on ${f.kind.event}: ${f.generatedEvents} -> ${f.minimizedEvents} events${f.file ? ` ${f.file}` : ''}\n  ${f.summary}\n  replay: --replay ${f.replay}`;
+  return `${tag} ${f.name} [${cliProfile(f.profile)}] ${f.kind.verdict} on ${f.kind.event}: ${f.generatedEvents} -> ${f.minimizedEvents} events${f.file ? ` ${f.file}` : ''}\n  ${f.summary}\n  replay: ${fuzzReplayLine(f, o.pathModules, o)}`;
+}
+
+/** What a replay line must repeat of the campaign's options besides the finding's own seed, path and profile. */
+export interface ReplayContext {
+  pathModules: readonly string[];
+  /** the areas, when not all of them */
+  areas?: readonly string[];
+  allowViolations?: boolean;
+  /** when not the default 'entries' */
+  stateAt?: string;
 }
 
 export function summaryLines(ctx: CliContext, s: FuzzSummary): string[] {
@@ -180,7 +192,10 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
     .option('--corpus <dir...>', "trace directories whose 'finding' traces declare the paths known to diverge", ['traces/scenarios', 'traces/regressions'])
     .option('-q, --quiet', 'no progress bar, no finding lines: the summary only')
     .option('--json', 'print the summary as one JSON object')
+    .option('--junit <file>', 'also write a JUnit XML report: one testcase for the campaign, failing with its new findings')
+    .addHelpText('after', '\nExit codes: 0 no new finding (expected findings and permitted divergences do not count), 1 a new finding,\n2 bad usage or bad input, 3 internal error.')
     .action(async (o: FuzzCliOptions) => {
+      checkJUnitPath(o.junit);
       const before = new Set(AREA_IDS.flatMap((a) => [...AREAS[a].paths.keys()].map((p) => `${a}=${p}`)));
       await loadPathModules(o, (m) => ctx.warn(m));
       const plugins = AREA_IDS.flatMap((a) => [...AREAS[a].paths.keys()].map((p) => `${a}=${p}`)).filter((s) => !before.has(s));
@@ -216,7 +231,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
         else if (!f) {
           ctx.line(`${ctx.c.green('no divergence')}: the trace of ${o.replay} (${r.trace.events.length} events) matches reference under ${profiles.map(cliProfile).join(', ')}`);
           for (const [c, n] of Object.entries(r.permitted)) ctx.line(`  permitted divergence after a broken contract (${c}): ${n}`);
-        } else ctx.line(findingLine(ctx, f));
+        } else ctx.line(findingLine(ctx, f, { pathModules: o.pathModule ?? [], areas, allowViolations: o.allowViolations, stateAt: o.stateAt }));
         if (f?.classification === 'new') ctx.exitCode = EXIT.CHECK_FAILED;
         return;
       }
@@ -263,7 +278,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
           onFinding: (f, fresh) => {
             if (!fresh || quiet) return;
             bar.stop();
-            ctx.line(findingLine(ctx, f));
+            ctx.line(findingLine(ctx, f, { pathModules: o.pathModule ?? [], areas, allowViolations: o.allowViolations, stateAt: o.stateAt }));
           },
         });
       } finally {
@@ -280,6 +295,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
           if (summary.findings.length) ctx.line(`findings in ${o.out}/ (nvx diff <file> --profile <profile> shows one; nvx minimize shrinks an imported one)`);
         }
       }
+      if (o.junit) writeJUnit(o.junit, [fuzzJUnitSuite(summary, o.pathModule ?? [])]);
       if (summary.newFindings) ctx.exitCode = EXIT.CHECK_FAILED;
     });
 }
@@ -295,6 +311,8 @@ export interface CheckFuzzOptions {
   seed?: string;
   out: string;
   quiet: boolean;
+  /** the --path-module files, loaded again by every worker */
+  pathModules: string[];
 }
 
 /** `nvx check`'s fuzz: every area, the check's profiles, a short time budget, all cores. */
@@ -309,7 +327,7 @@ export async function runCheckFuzz(ctx: CliContext, o: CheckFuzzOptions): Promis
   const profiles = o.profiles.filter((p) => p !== 'reference' && !expected.includes(p));
   const bar = o.quiet ? { update: () => undefined, stop: () => undefined } : fuzzProgressBar(ctx, { timeMs });
   try {
-    return await runFuzz({ areas: [...AREA_IDS], profiles: profiles.length ? profiles : undefined, expected, seed, timeMs, outDir: o.out, onProgress: (p) => bar.update(p) });
+    return await runFuzz({ areas: [...AREA_IDS], profiles: profiles.length ? profiles : undefined, expected, seed, timeMs, outDir: o.out, pathModules: o.pathModules, onProgress: (p) => bar.update(p) });
   } finally {
     bar.stop();
   }
@@ -324,10 +342,41 @@ export function checkFuzzRow(ctx: CliContext, s: FuzzSummary, width: number, col
 }
 
 /** Lines under the table: the fuzz's findings and its coverage. */
-export function checkFuzzLines(ctx: CliContext, s: FuzzSummary): string[] {
+export function checkFuzzLines(ctx: CliContext, s: FuzzSummary, pathModules: readonly string[] = []): string[] {
   const out = summaryLines(ctx, s);
-  for (const f of s.findings) out.push(`  ${f.classification === 'new' ? ctx.c.red('NEW') : 'expected'} ${f.name} [${cliProfile(f.profile)}] ${f.summary}${f.file ? `\n    ${f.file} (replay: nvx fuzz --replay ${f.replay} --profiles ${cliProfile(f.profile)})` : ''}`);
+  for (const f of s.findings) out.push(`  ${f.classification === 'new' ? ctx.c.red('NEW') : 'expected'} ${f.name} [${cliProfile(f.profile)}] ${f.summary}${f.file ? `\n    ${f.file} (replay: ${fuzzReplayLine(f, pathModules)})` : ''}`);
   const cov = coverageLines(s.coverage);
   out.push(`fuzz coverage of the modelled rules: ${cov.slice(1).map((l) => l.trim().split(/\s+/).slice(0, 3).join(' ')).map((x) => x.replace(/ (\d+\/\d+) ([\d.]+)$/, ' $1 ($2%)')).join(', ')}`);
   return out;
+}
+
+/** The command that reproduces a finding of `nvx check`'s fuzz: its seed and path, its profile, the plugins it needs. */
+export function fuzzReplayLine(f: Pick<FuzzFinding, 'replay' | 'profile'>, pathModules: readonly string[], o: Omit<ReplayContext, 'pathModules'> = {}): string {
+  const areas = o.areas && o.areas.length !== AREA_IDS.length ? ['--areas', o.areas.join(',')] : [];
+  return ['nvx fuzz --replay', f.replay, '--profiles', cliProfile(f.profile), ...areas, ...(o.allowViolations ? ['--allow-violations'] : []), ...(o.stateAt && o.stateAt !== 'entries' ? ['--state-at', o.stateAt] : []), ...pathModules.flatMap((m) => ['--path-module', m])].join(' ');
+}
+
+/** A fuzz campaign as JUnit: one case, failing with every new finding (its first divergence and replay line). */
+export function fuzzJUnitSuite(s: FuzzSummary, pathModules: readonly string[]): JUnitSuite {
+  const fresh = s.findings.filter((f) => f.classification === 'new');
+  const name = `campaign seed ${s.seed}${s.shard.count > 1 ? ` shard ${s.shard.index}/${s.shard.count}` : ''} (${s.profiles.map(cliProfile).join(', ')})`;
+  const text = fresh.map((f) => `${f.name} [${cliProfile(f.profile)}] ${f.summary}${f.file ? `\n  ${f.file}` : ''}\n  replay: ${fuzzReplayLine(f, pathModules)}`).join('\n');
+  const expected = s.findings.filter((f) => f.classification !== 'new');
+  const out = [
+    `${s.runs} runs, ${s.events} events in ${(s.ms / 1000).toFixed(1)} s`,
+    ...expected.map((f) => `expected finding ${f.name} [${cliProfile(f.profile)}] ${f.summary}`),
+    ...Object.entries(s.permitted).map(([c, n]) => `permitted divergences after ${c} was broken: ${n}`),
+  ].join('\n');
+  return {
+    name: 'nvx fuzz',
+    cases: [
+      {
+        classname: 'fuzz',
+        name,
+        time: s.ms / 1000,
+        failure: fresh.length ? { message: `${fresh.length} new finding${fresh.length > 1 ? 's' : ''}: ${fresh[0].summary}`.slice(0, 300), type: 'new-finding', text } : undefined,
+        out,
+      },
+    ],
+  };
 }

@@ -3,6 +3,10 @@
  * as `trace-cmd report` prints them, into an nvx trace whose `expect`
  * clauses are what the host recorded (see docs/import.md).
  */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { pipeline } from 'stream/promises';
 import type { Command } from 'commander';
 import { checkOutputPath, traceFormOf } from '@nvx/trace';
 import { CliContext, UsageError } from '../output';
@@ -15,7 +19,7 @@ export function registerImportCommands(program: Command, ctx: CliContext): void 
   imp
     .command('trace-cmd')
     .description("import the text of `trace-cmd report` for a KVM host's kvm tracepoints (record with `trace-cmd record -e kvm`)")
-    .argument('<report>', 'the output of `trace-cmd report`, as text')
+    .argument('<report>', "the output of `trace-cmd report`, as text; '-' reads standard input")
     .requiredOption('-o, --output <trace>', 'the trace to write (.nvx text or .nvxt binary)')
     .option('--skip-bad', 'skip lines that do not parse (counted in the header) instead of failing on the first')
     .option('--json', 'print one JSON object instead of text')
@@ -26,7 +30,8 @@ export function registerImportCommands(program: Command, ctx: CliContext): void 
       const bar = progressBar(ctx, 'importing', { quiet: o.quiet || o.json, unit: 'bytes' });
       let r: ImportResult;
       try {
-        r = await importTraceCmd(report, o.output, { skipBad: o.skipBad, onProgress: (d, t) => bar.update(d, t) });
+        if (report === '-') r = await importStdin(ctx, o.output, { skipBad: o.skipBad });
+        else r = await importTraceCmd(report, o.output, { skipBad: o.skipBad, onProgress: (d, t) => bar.update(d, t) });
       } finally {
         bar.stop();
       }
@@ -39,6 +44,23 @@ export function registerImportCommands(program: Command, ctx: CliContext): void 
       if (o.quiet) return;
       for (const l of importLines(r)) ctx.line(l);
     });
+}
+
+/**
+ * `-`: the importer reads its source three times (threads, facts, events),
+ * so standard input goes to a private temporary file first, removed after.
+ */
+async function importStdin(ctx: CliContext, output: string, opts: { skipBad?: boolean }): Promise<ImportResult> {
+  const stdin = ctx.io.stdin;
+  if (!stdin) throw new UsageError("'-': no standard input");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nvx-stdin-'));
+  try {
+    const tmp = path.join(dir, 'report.txt');
+    await pipeline(stdin, fs.createWriteStream(tmp, { mode: 0o600 }));
+    return await importTraceCmd(tmp, output, { ...opts, name: '-' });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function table(m: Record<string, number>, indent = '    '): string[] {

@@ -13,6 +13,7 @@ import { CliContext, EXIT, UsageError } from '../output';
 import { addPathModuleOption, loadPathModules } from '../plugins';
 import { PROFILE_HELP, profileArg } from '../profiles';
 import { jsonText } from '../report';
+import { ACCEPT_DECLARED_HELP, EXIT_RULE_HELP, declaredFor, exitFor, verdictOf } from '../verdict';
 
 interface MinimizeCliOptions {
   base: string;
@@ -23,6 +24,9 @@ interface MinimizeCliOptions {
   stateAt: string;
   pathModule?: string[];
   json?: boolean;
+  strict?: boolean;
+  acceptDeclared?: boolean;
+  keepDeclared?: boolean;
 }
 
 export function registerMinimizeCommands(program: Command, ctx: CliContext): void {
@@ -36,6 +40,10 @@ export function registerMinimizeCommands(program: Command, ctx: CliContext): voi
     .option('-t, --time <duration>', 'stop improving after this long (the best trace so far is kept)', '60s')
     .option('--state-at <when>', "compare whole architectural states after every nested 'entries' and exit, only at the 'end', or after 'every' event", 'entries')
     .option('--json', 'print one JSON object (the report, and the trace as text) instead of text')
+    .option('--keep-declared', 'keep the input\'s declared verdict (meta verdict/diverges) in the minimized trace; by default it is dropped, so the minimized trace diverges with exit 1 under nvx diff')
+    .option('--strict', 'exit 1 on a permitted divergence too (one after a broken contract)')
+    .option('--accept-declared', ACCEPT_DECLARED_HELP)
+    .addHelpText('after', `${EXIT_RULE_HELP}\nminimize exits as nvx diff would on its input; a trace on which the profiles do not diverge is bad input (2): nothing to minimize.`)
     .action(async (file: string, o: MinimizeCliOptions) => {
       const before = new Set(AREA_IDS.flatMap((a) => [...AREAS[a].paths.keys()].map((p) => `${a}=${p}`)));
       await loadPathModules(o, (m) => ctx.warn(m));
@@ -83,7 +91,7 @@ export function registerMinimizeCommands(program: Command, ctx: CliContext): voi
       } catch (e) {
         if (e instanceof NoDivergence) {
           ctx.error(`${file}: ${e.message}`);
-          ctx.exitCode = EXIT.CHECK_FAILED;
+          ctx.exitCode = EXIT.USAGE;
           return;
         }
         throw e;
@@ -94,10 +102,16 @@ export function registerMinimizeCommands(program: Command, ctx: CliContext): voi
       }
 
       const d = m.result.divergence!;
+      const declared = declaredFor(t.header, o.profile, other.name);
+      const verdict = verdictOf(d, declared);
+      ctx.exitCode = exitFor(verdict, o);
+      // A kept finding's declaration is the corpus trace's, not the minimized one's: a CI gate running
+      // nvx diff on the small trace must see the bug (unless the user keeps the declaration).
+      const { verdict: _v, diverges: _d, ...inherited } = m.header.provenance;
       const header = {
         ...m.header,
         provenance: {
-          ...m.header.provenance,
+          ...(o.keepDeclared ? m.header.provenance : inherited),
           'minimized-from': path.basename(file),
           minimized: `${m.before} -> ${m.after} events`,
           base: base.name,
@@ -109,6 +123,11 @@ export function registerMinimizeCommands(program: Command, ctx: CliContext): voi
       const text = formatTextTrace(header, m.events);
       if (o.output) await writeTraceFile(o.output, header, m.events);
       if (o.emitJest) {
+        // the project's jest (jest.config.js) runs **/test/**/*.test.ts under packages/ and tools/
+        const rel = path.relative(process.cwd(), path.resolve(o.emitJest)).split(path.sep).join('/');
+        if (!/^(packages|tools)\/(.+\/)?test\/(.+\/)?[^/]+\.test\.ts$/.test(rel)) {
+          ctx.warn(`${o.emitJest}: this project's jest only runs **/test/**/*.test.ts under packages/ and tools/ (e.g. packages/check/test/${path.basename(o.emitJest).replace(/(\.test)?\.[jt]s$/, '')}.test.ts)`);
+        }
         const jestDir = path.dirname(path.resolve(o.emitJest));
         const mods = (o.pathModule ?? []).map((f) => {
           const rel = path.relative(jestDir, path.resolve(f)).split(path.sep).join('/');
@@ -135,6 +154,9 @@ export function registerMinimizeCommands(program: Command, ctx: CliContext): voi
         ms: m.ms,
         candidates: m.tests,
         timedOut: m.timedOut,
+        verdict,
+        declared,
+        exit: ctx.exitCode,
         divergence: { index: d.index, event: formatEvent(d.event), base: formatOutcome(d.base), other: formatOutcome(d.other), verdict: d.verdict, contract: d.contract?.contract ?? null },
         output: o.output ?? null,
         jest: o.emitJest ?? null,

@@ -21,6 +21,7 @@ import { progressBar } from '../importers/progress';
 import { ReportData, ReportRow, renderReport } from '../html/report-html';
 import type { Lane } from '../html/svg';
 import { StatCollector, hostExits, parseProfileList } from './stat';
+import { ACCEPT_DECLARED_HELP, EXIT_RULE_HELP, declaredFor, exitFor, verdictOf, worstExit } from '../verdict';
 
 export interface ReportOptions {
   profiles: Profile[];
@@ -70,6 +71,7 @@ export async function buildReport(file: string, opts: ReportOptions): Promise<Re
     try {
       const res = await diffStream(first.header, () => (opened++ === 0 ? first.chunks() : open()), base, other, {
         checkpointEvery: opts.checkpointEvery,
+        firstState: true,
         onProgress: (n) => opts.onProgress?.(Math.min(total, before + n), total),
       });
       diffs.push(res);
@@ -96,6 +98,8 @@ export async function buildReport(file: string, opts: ReportOptions): Promise<Re
     differs: new Array(nb).fill(0),
     divergence: i === 0 ? null : (diffs[i - 1].divergence?.index ?? null),
     verdict: i === 0 ? undefined : diffs[i - 1].divergence?.verdict,
+    // the contract monitor watches the base's state: the same breaks in every lane compared with it
+    contractBreaks: i === 0 ? [] : diffs[i - 1].violations.slice(0, 40).map((v) => ({ index: v.index, contract: v.contract, message: v.message })),
   }));
   const rows: ReportRow[] = [];
   const r = await openTrace(file);
@@ -170,7 +174,10 @@ export function registerReportCommands(program: Command, ctx: CliContext): void 
       return n;
     }, 1000)
     .option('-q, --quiet', 'print nothing but errors and warnings')
-    .action(async (file: string, o: { output: string; profiles: string; window: number; checkpoint: number; quiet?: boolean; pathModule?: string[] }) => {
+    .option('--strict', 'exit 1 on a permitted divergence too (one after a broken contract)')
+    .option('--accept-declared', ACCEPT_DECLARED_HELP)
+    .addHelpText('after', `${EXIT_RULE_HELP}\nThe page is written whatever the verdict; the exit code is the worst over the profiles compared with the first.`)
+    .action(async (file: string, o: { output: string; profiles: string; window: number; checkpoint: number; quiet?: boolean; strict?: boolean; acceptDeclared?: boolean; pathModule?: string[] }) => {
       checkOutputPath(o.output); // a missing directory or a directory as the output: say so before the work
       await loadPathModules(o, (m) => ctx.warn(m));
       const profiles = parseProfileList(o.profiles);
@@ -183,8 +190,10 @@ export function registerReportCommands(program: Command, ctx: CliContext): void 
       }
       for (const w of data.warnings) ctx.warn(`${file}: ${w}`);
       writeAtomically(o.output, renderReport(data));
+      const verdicts = data.diffs.map((d) => verdictOf(d.divergence, d.divergence ? declaredFor(data.header, d.other) : null));
+      ctx.exitCode = worstExit(verdicts.map((v) => exitFor(v, o)));
       if (o.quiet) return;
-      const divs = data.diffs.filter((d) => d.divergence);
-      ctx.line(`${o.output}: ${data.events} events under ${data.profiles.join(', ')}; ${divs.length ? divs.map((d) => `${d.other} diverges at event ${d.divergence!.index} (${d.divergence!.verdict})`).join('; ') : `every profile matches ${data.profiles[0]}`}`);
+      const divs = data.diffs.map((d, i) => ({ d, v: verdicts[i] })).filter(({ d }) => d.divergence);
+      ctx.line(`${o.output}: ${data.events} events under ${data.profiles.join(', ')}; ${divs.length ? divs.map(({ d, v }) => `${d.other} diverges at event ${d.divergence!.index} (${v === 'expected-finding' ? 'bug, a kept finding' : v})`).join('; ') : `every profile matches ${data.profiles[0]}`}`);
     });
 }

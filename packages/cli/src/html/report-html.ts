@@ -69,7 +69,10 @@ td.out.exit{color:#1f5fa8}td.out.ignored{color:var(--warn)}.marker{color:var(--b
 .scroll th{top:0}.muted{color:var(--muted)}.controls{margin:8px 0}.controls label{margin-right:16px}.scroll{max-height:620px;overflow:auto;border:1px solid var(--line)}
 .chart{display:block;margin:8px 0 18px;max-width:100%;height:auto}.chart-title{font-weight:600;font-size:13px}.axis,.legend,.value{font-size:11px;fill:var(--muted)}.value{fill:var(--fg)}
 #timeline-svg .l0{fill:#c9cfdb}#timeline-svg .differs{fill:var(--bad)}#timeline-svg .baseline{stroke:var(--line)}#timeline-svg .window{fill:#fff6d6;stroke:#e8d48a}
-.divergence-marker line{stroke:var(--bad);stroke-width:2}.divergence-marker path{fill:var(--bad)}
+.divergence-marker line{stroke:var(--bad);stroke-width:2}.divergence-marker path{fill:var(--bad)}.divergence-marker.permitted line{stroke:var(--warn)}.divergence-marker.permitted path{fill:var(--warn)}
+#timeline-svg .differs.permitted{fill:var(--warn)}.contract-break path{fill:#fff;stroke:var(--warn);stroke-width:2}
+tr.contract-break td:first-child{box-shadow:inset 4px 0 0 var(--warn)}.break{color:var(--warn);font-weight:700}tr.divergent.permitted{outline-color:var(--warn)}
+table.explain td.same{color:var(--muted)}table.explain tr.decides td{background:#fff3c4;font-weight:600}table.explain tr.decides td:first-child::before{content:"\\25B6 ";color:var(--bad)}
 .detail{border:1px solid var(--line);border-radius:8px;padding:10px 14px;margin:10px 0}.detail.bug{border-color:var(--bad)}.detail.permitted{border-color:var(--warn)}
 .contract-status{font-weight:600}.bug .contract-status{color:var(--bad)}.permitted .contract-status{color:var(--warn)}
 .charts{display:flex;flex-wrap:wrap;gap:8px 28px}.kv td:first-child{color:var(--muted)}
@@ -100,7 +103,7 @@ function summary(data: ReportData): string {
     const v = verdictOf(d);
     const dv = d.divergence;
     const body = dv
-      ? `<div class="verdict">${v === 'bug' ? 'DIVERGENCE (bug)' : 'DIVERGENCE (permitted)'}</div><div>at <a href="#detail-${esc(d.other)}">event ${dv.index}</a>: <code>${esc(formatEvent({ ...dv.event, expect: undefined }))}</code></div><div class="muted">${dv.kind === 'outcome' ? 'outcomes differ' : 'same outcome, architectural state differs'}${dv.confirmed ? '' : ' (not confirmed by a replay from scratch)'}</div>`
+      ? `<div class="verdict">${v === 'bug' ? 'DIVERGENCE (bug)' : 'DIVERGENCE (permitted)'}</div><div>at <a href="#detail-${esc(d.other)}">event ${dv.index}</a>: <code>${esc(formatEvent({ ...dv.event, expect: undefined }))}</code></div><div class="muted">${dv.kind === 'outcome' ? 'outcomes differ' : 'same outcome, architectural state differs'}${dv.confirmed ? '' : ' (not confirmed by a replay from scratch)'}</div>${dv.firstObservable ? `<div class="muted first-observable">first observable (outcomes differ) at event ${dv.firstObservable.index}</div>` : ''}`
       : `<div class="verdict">same</div><div class="muted">matches ${esc(base)} on all ${d.events} events</div>`;
     return `<div class="card ${v}" data-profile="${esc(d.other)}"><h3>${esc(d.other)} <span class="muted">vs ${esc(base)}</span></h3>${body}</div>`;
   });
@@ -125,24 +128,78 @@ function agreementSection(data: ReportData): string {
 }
 
 function timelineSection(data: ReportData): string {
-  return `<section id="timeline"><h2>Timeline</h2><p class="muted">${data.events} events in buckets of ${data.bucketWidth}. Grey: exits to L0; coloured: nested VM-exits to L1; red strip: outcomes that differ from ${esc(data.profiles[0])}; red marker: first divergence; yellow: the events listed below.</p>${timeline({ events: data.events, width: 1000, lanes: data.lanes, window: data.window })}</section>`;
+  return `<section id="timeline"><h2>Timeline</h2><p class="muted">${data.events} events in buckets of ${data.bucketWidth}. Grey: exits to L0; coloured: nested VM-exits to L1; red strip: outcomes that differ from ${esc(data.profiles[0])}; marker: first divergence (red: a bug, yellow: permitted by a broken contract); white diamonds: events where L1 broke a contract; yellow band: the events listed below.</p>${timeline({ events: data.events, width: 1000, lanes: data.lanes, window: data.window })}</section>`;
+}
+
+/** Events where L1 broke a contract, with the contracts (the monitor follows the base: every diff has the same). */
+function contractBreaks(data: ReportData): Map<number, string[]> {
+  const m = new Map<number, string[]>();
+  for (const d of data.diffs) for (const v of d.violations) if (!(m.get(v.index) ?? []).includes(v.contract)) m.set(v.index, [...(m.get(v.index) ?? []), v.contract]);
+  return m;
 }
 
 function eventsSection(data: ReportData): string {
   const first = firstDivergence(data);
+  const breaks = contractBreaks(data);
+  const firstVerdict = data.diffs.find((d) => d.divergence?.index === first)?.divergence?.verdict;
   const head = `<tr><th class="num">#</th><th>vCPU</th><th>event</th><th>expect</th>${data.profiles.map((p, i) => `<th style="border-top:3px solid ${colorOf(i)}">${esc(p)}</th>`).join('')}</tr>`;
   const body = data.rows.map((r) => {
     const differs = r.cells.some((c) => c.differs);
     const exits = r.cells.some((c) => c.cls.startsWith('exit'));
     const divergent = first !== null && r.index === first;
-    const cls = [differs ? 'differs' : '', exits ? 'exits' : '', divergent ? 'divergent' : ''].filter(Boolean).join(' ');
+    const broke = breaks.get(r.index);
+    const cls = [differs ? 'differs' : '', exits ? 'exits' : '', divergent ? 'divergent' : '', divergent && firstVerdict === 'permitted' ? 'permitted' : '', broke ? 'contract-break' : ''].filter(Boolean).join(' ');
     const cells = r.cells
       .map((c) => `<td class="out ${c.cls.startsWith('exit') ? 'exit' : ''} ${c.cls === 'ignored' ? 'ignored' : ''} ${c.differs ? 'differs' : ''}" title="${esc(`${c.exit ? `exit to L0 (${c.exit})` : 'no exit to L0'}, ~${c.cycles} cycles`)}">${esc(c.outcome)}</td>`)
       .join('');
-    return `<tr${divergent ? ' id="divergence"' : ''} data-index="${r.index}"${cls ? ` class="${cls}"` : ''}><td class="num">${divergent ? '<span class="marker" title="first divergence">first divergence</span> ' : ''}${r.index}</td><td>${r.vcpu ?? ''}</td><td class="ev">${esc(r.event)}</td><td class="out">${esc(r.expect ?? '')}</td>${cells}</tr>`;
+    return `<tr${divergent ? ' id="divergence"' : ''} data-index="${r.index}"${cls ? ` class="${cls}"` : ''}><td class="num">${divergent ? '<span class="marker" title="first divergence">first divergence</span> ' : ''}${broke ? `<span class="break" title="${esc(`L1 broke ${broke.join(', ')} here`)}">contract broken</span> ` : ''}${r.index}</td><td>${r.vcpu ?? ''}</td><td class="ev">${esc(r.event)}</td><td class="out">${esc(r.expect ?? '')}</td>${cells}</tr>`;
   });
   const [ws, we] = data.window;
-  return `<section id="events"><h2>Events ${ws}..${we - 1}</h2><p class="muted">Each profile's outcome; red cells differ from ${esc(data.profiles[0])}. Hover a cell for the exit to L0 it took and its estimated cycles.</p><div class="controls"><label><input type="checkbox" id="only-interesting"> only nested exits to L1 and differences</label></div><div class="scroll"><table id="events-table"><thead>${head}</thead><tbody>${body.join('')}</tbody></table></div></section>`;
+  return `<section id="events"><h2>Events ${ws}..${we - 1}</h2><p class="muted">Each profile's outcome; red cells differ from ${esc(data.profiles[0])}; a yellow edge marks an event where L1 broke a contract. Hover a cell for the exit to L0 it took and its estimated cycles.</p><div class="controls"><label><input type="checkbox" id="only-interesting"> only nested exits to L1 and differences</label></div><div class="scroll"><table id="events-table"><thead>${head}</thead><tbody>${body.join('')}</tbody></table></div></section>`;
+}
+
+/** When the states parted before the outcomes: the first event whose outcomes differ, after the first state difference. */
+function firstObservable(d: DiffResult): string {
+  const fo = d.divergence?.firstObservable;
+  if (!fo) return '';
+  return `<p class="first-observable">The states differ from event ${d.divergence!.index} on; the first outcome that differs (what L1, L2 or the host first sees) is at event ${fo.index}: <code>${esc(formatEvent({ ...fo.event, expect: undefined }))}</code>: ${esc(d.base)} <code>${esc(describeOutcome(fo.base))}</code>, ${esc(d.other)} <code>${esc(describeOutcome(fo.other))}</code>.</p>`;
+}
+
+/** `area/path: fact` -> its parts (explainSide's keys). */
+function splitFact(k: string): { area: string; path: string; fact: string } {
+  const m = /^([^/]+)\/([^:]+): (.*)$/.exec(k);
+  return m ? { area: m[1], path: m[2], fact: m[3] } : { area: '', path: '', fact: k };
+}
+
+/**
+ * Each path's internals at the divergence, the two profiles side by side:
+ * one row per area and fact, so what differs lines up. The facts whose
+ * values differ (or that only one side has) are what decided the
+ * divergence: highlighted and listed first.
+ */
+export function internalsTable(d: DiffResult): string {
+  const dv = d.divergence!;
+  const rows = new Map<string, { area: string; fact: string; base?: { path: string; v: string }; other?: { path: string; v: string } }>();
+  for (const side of ['base', 'other'] as const) {
+    for (const [k, v] of Object.entries(dv.explain[side])) {
+      const f = splitFact(k);
+      const key = `${f.area}\u0000${f.fact}`;
+      const row = rows.get(key) ?? { area: f.area, fact: f.fact };
+      row[side] = { path: f.path, v };
+      rows.set(key, row);
+    }
+  }
+  if (!rows.size) return '';
+  const all = [...rows.values()].map((r) => ({ ...r, decides: r.base?.v !== r.other?.v }));
+  all.sort((a, b) => Number(b.decides) - Number(a.decides));
+  const cell = (x: { path: string; v: string } | undefined, decides: boolean) => (x ? `<td class="mono${decides ? '' : ' same'}"><span class="muted">${esc(x.path)}:</span> ${esc(x.v)}</td>` : '<td class="muted">—</td>');
+  const n = all.filter((r) => r.decides).length;
+  return (
+    `<h4>Internals side by side</h4><p class="muted">Each path's private state behind the event; ${n ? `the ${n} highlighted fact${n > 1 ? 's' : ''} differ${n > 1 ? '' : 's'} between the profiles` : 'no fact differs'}.</p>` +
+    `<table class="kv explain"><thead><tr><th>area</th><th>fact</th><th>${esc(d.base)}</th><th>${esc(d.other)}</th></tr></thead><tbody>` +
+    all.map((r) => `<tr${r.decides ? ' class="decides"' : ''}><td>${esc(r.area)}</td><td class="mono">${esc(r.fact)}</td>${cell(r.base, r.decides)}${cell(r.other, r.decides)}</tr>`).join('') +
+    '</tbody></table>'
+  );
 }
 
 function detailSection(data: ReportData): string {
@@ -154,23 +211,20 @@ function detailSection(data: ReportData): string {
     const diff = dv.archDiff.length
       ? `<table class="arch-diff"><thead><tr><th>architectural state after the event</th><th>${esc(d.base)}</th><th>${esc(d.other)}</th></tr></thead><tbody>${dv.archDiff.map((x) => `<tr><td class="mono">${esc(x.key)}</td><td class="mono">${esc(x.a ?? '(absent)')}</td><td class="mono">${esc(x.b ?? '(absent)')}</td></tr>`).join('')}</tbody></table>`
       : '<p class="muted">No architectural difference after the event: only the outcomes differ.</p>';
-    const explain = (['base', 'other'] as const)
-      .map((side) => {
-        const facts = Object.entries(dv.explain[side]);
-        if (!facts.length) return '';
-        return `<h4>${esc(side === 'base' ? d.base : d.other)} internals</h4><table class="kv explain">${facts.map(([k, val]) => `<tr><td class="mono">${esc(k)}</td><td class="mono">${esc(val)}</td></tr>`).join('')}</table>`;
-      })
-      .join('');
+    const explain = internalsTable(d);
     const contract = dv.contract
       ? `<p class="contract-status">Contract: L1 broke ${esc(dv.contract.contract)} at event ${dv.contract.index}${dv.contract.cause !== undefined ? ` (set up at event ${dv.contract.cause})` : ''}: ${esc(dv.contract.message)}. A divergence after a broken contract is permitted: the optimization may rely on it.</p>`
       : '<p class="contract-status">Contract: none broken before this event, so this is a bug in the optimized path.</p>';
     parts.push(
-      `<div class="detail ${v}" id="detail-${esc(d.other)}"><h3>${esc(d.other)} vs ${esc(d.base)}: ${v === 'bug' ? 'DIVERGENCE (bug)' : 'DIVERGENCE (permitted)'} at event ${dv.index}</h3><p><code>${esc(formatEvent({ ...dv.event, expect: undefined }))}</code> — ${dv.kind === 'outcome' ? 'outcomes differ' : 'same outcome, the architectural state differs after the event'}${dv.confirmed ? ', confirmed by a replay from scratch' : ' (not confirmed by a replay from scratch!)'}</p><table class="kv outcomes"><tr><td>${esc(d.base)}</td><td class="mono">${esc(describeOutcome(dv.base))}</td></tr><tr><td>${esc(d.other)}</td><td class="mono">${esc(describeOutcome(dv.other))}</td></tr></table>${diff}${explain}${contract}${d.violations.length > 1 ? `<p class="muted">${d.violations.length} contract violations in the trace; the first at event ${d.violations[0].index}.</p>` : ''}</div>`,
+      `<div class="detail ${v}" id="detail-${esc(d.other)}"><h3>${esc(d.other)} vs ${esc(d.base)}: ${v === 'bug' ? 'DIVERGENCE (bug)' : 'DIVERGENCE (permitted)'} at event ${dv.index}</h3><p><code>${esc(formatEvent({ ...dv.event, expect: undefined }))}</code> — ${dv.kind === 'outcome' ? 'outcomes differ' : 'same outcome, the architectural state differs after the event'}${dv.confirmed ? ', confirmed by a replay from scratch' : ' (not confirmed by a replay from scratch!)'}</p><table class="kv outcomes"><tr><td>${esc(d.base)}</td><td class="mono">${esc(describeOutcome(dv.base))}</td></tr><tr><td>${esc(d.other)}</td><td class="mono">${esc(describeOutcome(dv.other))}</td></tr></table>${firstObservable(d)}${diff}${explain}${contract}${d.violations.length > 1 ? `<p class="muted">${d.violations.length} contract violations in the trace; the first at event ${d.violations[0].index}.</p>` : ''}</div>`,
     );
   }
   if (!parts.length) parts.push(`<p class="muted">Every profile matches ${esc(data.profiles[0])} on every event and at every checkpoint.</p>`);
   return `<section id="divergence-detail"><h2>Divergence</h2>${parts.join('')}</section>`;
 }
+
+/** The host's recorded series on an imported trace's charts: grey, apart from the profiles' palette. */
+const HOST_COLOR = '#6b7280';
 
 function exitsSection(data: ReportData): string {
   const s = data.stat;
@@ -196,7 +250,10 @@ function exitsSection(data: ReportData): string {
     title: 'Exits to L0 by reason',
     unit: 'samples',
     categories: reasons.slice(0, 16),
-    series: s.profiles.map((p) => ({ name: p.profile, values: reasons.slice(0, 16).map((r) => p.rows.find((x) => x.reason === r)?.samples ?? 0) })),
+    series: [
+      ...(s.host ? [{ name: 'host (recorded)', color: HOST_COLOR, values: reasons.slice(0, 16).map((r) => hostBy.get(r)?.samples ?? 0) }] : []),
+      ...s.profiles.map((p, i) => ({ name: p.profile, color: colorOf(i), values: reasons.slice(0, 16).map((r) => p.rows.find((x) => x.reason === r)?.samples ?? 0) })),
+    ],
   });
   return `<section id="exits"><h2>Exits (perf kvm stat)</h2><table id="exits-table"><thead>${head}</thead><tbody>${rows.join('')}</tbody></table>${reasons.length ? chart : ''}</section>`;
 }

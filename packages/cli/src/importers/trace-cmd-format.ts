@@ -24,6 +24,13 @@
  * - kvm_nested_intr_vmexit: `rip: 0x...`; kvm_nested_vmenter_failed: a message.
  *
  * Values printed with `%x`/`%lx` carry no `0x`; those with `0x%...` do.
+ *
+ * Reports pasted into bug trackers and mails often lose the
+ * `comm-pid [cpu] timestamp:` prefix: a line that is just
+ * `kvm_exit: reason MSR_READ rip 0x... info 0 0` is a *bare* record, of one
+ * unnamed thread on CPU 0 at no particular time; its vCPU is the one its
+ * fields name (`vcpu N`, 4.4 and later), else that of the last bare record
+ * that named one.
  */
 import { EXIT_REASON, exitReasonByName, exitReasonName, VMX_EXIT_REASONS_FAILED_VMENTRY, VMX_EXIT_REASONS_SGX_ENCLAVE_MODE } from '@nvx/arch';
 
@@ -36,6 +43,8 @@ export interface TraceCmdRecord {
   ts: number;
   tracepoint: string;
   body: string;
+  /** the line had no `comm-pid [cpu] timestamp:` prefix (comm '', pid -1, cpu 0, ts 0) */
+  bare?: boolean;
 }
 
 export type TraceCmdLine =
@@ -47,6 +56,10 @@ export type TraceCmdLine =
   | { t: 'bad'; why: string };
 
 const RECORD = /^\s*(.*?)-(\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(\d+)\]\s+(?:(\S+)\s+)?(\d+(?:\.\d+)?):\s+([A-Za-z_][\w]*):\s*(.*)$/;
+/** A record without its prefix: `kvm_exit: vcpu 0 reason ...` (tracepoint names are lower-case identifiers). */
+const BARE = /^\s*([a-z_][a-z0-9_]*):\s+(.*)$/;
+/** The pid bare records share. */
+export const BARE_PID = -1;
 const DROPPED = /^\s*CPU:\s*(\d+)\s+\[(?:(\d+)\s+)?EVENTS DROPPED\]\s*$/i;
 const META = [/^\s*$/, /^\s*version\s*=\s*\S+\s*$/i, /^\s*cpus\s*=\s*\d+\s*$/i, /^\s*CPU\s+\d+\s+is empty\s*$/i, /^\s*#/];
 
@@ -58,10 +71,12 @@ export function parseLine(line: string): TraceCmdLine {
       rec: { comm: m[1].trim(), pid: Number(m[2]), cpu: Number(m[3]), ts: Number(m[5]), tracepoint: m[6], body: m[7].trim() },
     };
   }
+  const b = BARE.exec(line);
+  if (b) return { t: 'record', rec: { comm: '', pid: BARE_PID, cpu: 0, ts: 0, tracepoint: b[1], body: b[2].trim(), bare: true } };
   const d = DROPPED.exec(line);
   if (d) return { t: 'dropped', cpu: Number(d[1]), count: d[2] === undefined ? null : Number(d[2]) };
   for (const re of META) if (re.test(line)) return { t: 'meta' };
-  return { t: 'bad', why: "not a trace-cmd report line ('comm-pid [cpu] timestamp: tracepoint: fields')" };
+  return { t: 'bad', why: "not a trace-cmd report line ('comm-pid [cpu] timestamp: tracepoint: fields', or 'tracepoint: fields')" };
 }
 
 /** A field list that does not have the shape its tracepoint prints. */

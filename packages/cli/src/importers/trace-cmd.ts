@@ -62,6 +62,8 @@ export interface ImportOptions {
   skipBad?: boolean;
   /** bytes read so far over the three passes, and the total */
   onProgress?: (done: number, total: number) => void;
+  /** the name to give the source in messages and the header (standard input read into a temporary file: '-') */
+  name?: string;
 }
 
 export interface ImportResult {
@@ -562,7 +564,14 @@ class Machine {
 
   // ---- lines ----
 
+  /** the vCPU the last bare record named (bare records have no thread to tell them apart) */
+  private bareVcpu: number | undefined;
+
   private vcpuOf(rec: TraceCmdRecord, explicit: number | undefined): VcpuState {
+    if (rec.bare) {
+      if (explicit !== undefined) this.bareVcpu = explicit;
+      else explicit = this.bareVcpu;
+    }
     const id = explicit !== undefined ? this.threads.renumber.get(explicit) : this.threads.byPid.get(rec.pid);
     const v = id === undefined ? undefined : this.vcpus[id];
     if (!v) throw new FormatError(`vCPU ${explicit ?? '?'} of thread ${rec.comm}-${rec.pid} was not seen in the first pass`);
@@ -860,6 +869,15 @@ async function sha256(file: string): Promise<string> {
 
 /** Import `source` (the text of `trace-cmd report`) into the trace file `output`. */
 export async function importTraceCmd(source: string, output: string, opts: ImportOptions = {}): Promise<ImportResult> {
+  if (opts.name === undefined) return importFile(source, output, opts);
+  try {
+    return { ...(await importFile(source, output, opts)), source: opts.name };
+  } catch (e) {
+    throw e instanceof TraceError && e.where.file === source ? e.at({ file: opts.name }) : e;
+  }
+}
+
+async function importFile(source: string, output: string, opts: ImportOptions): Promise<ImportResult> {
   let size: number;
   try {
     size = (await fs.promises.stat(source)).size;
@@ -891,7 +909,7 @@ export async function importTraceCmd(source: string, output: string, opts: Impor
 
   const header = makeHeader(
     { vcpus: threads.vcpus, pcpus: Math.max(1, Math.min(LIMITS.maxPcpus, threads.cpus.size)), memslots: [{ slot: 0, gfn: 0n, npages: lay.pages, flags: 0 }] },
-    provenance(source, await sha256(source), threads, st, pre.length),
+    provenance(opts.name ?? source, await sha256(source), threads, st, pre.length),
   );
 
   // pass 3

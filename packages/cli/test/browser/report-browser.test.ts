@@ -2,8 +2,8 @@
  * The HTML report in a real headless browser: Debian's chromium driven by
  * playwright-core. The page is opened from disk; the test checks the first
  * divergence is marked and its state diff and contract status are shown,
- * that the page asked for nothing but itself, and saves a screenshot to
- * out/report-browser.png.
+ * that the page asked for nothing but itself, and saves screenshots to
+ * out/report-browser.png and out/report-browser-divergence.png.
  *
  * Without chromium (NVX_CHROMIUM names another binary) the test fails under
  * CI=true and is skipped elsewhere, with a warning.
@@ -45,7 +45,7 @@ if (!available && !inCI) {
     const html = path.join(dir, 'report.html');
     const r = await nvx(['report', DIVERGING, '-o', html, '--profiles', 'reference,msr-bitmap=test-open-bitmap,optimized', '-q']);
     expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
+    expect(r.code).toBe(1); // the page is written; a bug divergence exits 1
 
     const { chromium } = await import('playwright-core');
     // a fresh profile directory: nothing from an earlier run, nothing shared with a desktop browser
@@ -69,12 +69,14 @@ if (!available && !inCI) {
       const row = page.locator('#divergence');
       await row.waitFor({ state: 'visible' });
       expect(await row.isVisible()).toBe(true);
-      expect(await row.getAttribute('data-index')).toBe('10');
+      // the first event after which the states differ (the one nvx bisect names); outcomes differ from event 10
+      expect(await row.getAttribute('data-index')).toBe('9');
+      expect(await page.locator('.card.bug .first-observable').innerText()).toBe('first observable (outcomes differ) at event 10');
       expect(await row.locator('.marker').innerText()).toBe('first divergence');
       const box = await row.boundingBox();
       expect(box).not.toBeNull();
-      // the divergent cell is highlighted
-      const bg = await row.locator('td.out.differs').first().evaluate((el) => (globalThis as unknown as { getComputedStyle(e: unknown): { backgroundColor: string } }).getComputedStyle(el).backgroundColor);
+      // the first cell whose outcome differs is highlighted
+      const bg = await page.locator('#events-table tr[data-index="10"] td.out.differs').first().evaluate((el) => (globalThis as unknown as { getComputedStyle(e: unknown): { backgroundColor: string } }).getComputedStyle(el).backgroundColor);
       expect(bg).not.toBe('rgba(0, 0, 0, 0)');
 
       // the timeline marker
@@ -87,6 +89,30 @@ if (!available && !inCI) {
       expect(await diff.isVisible()).toBe(true);
       const cells = await diff.locator('tbody tr').first().locator('td').allInnerTexts();
       expect(cells).toEqual(['vcpu 0 L2 MSR_IA32_SPEC_CTRL', '0x1', '(absent)']);
+      // the internals of both profiles side by side, the deciding facts highlighted first
+      const internals = page.locator('#divergence-detail table.explain').first();
+      await internals.scrollIntoViewIfNeeded();
+      expect(await internals.isVisible()).toBe(true);
+      const firstRow = internals.locator('tbody tr').first();
+      expect(await firstRow.getAttribute('class')).toBe('decides');
+      const hl = await firstRow.locator('td').first().evaluate((el) => (globalThis as unknown as { getComputedStyle(e: unknown): { backgroundColor: string } }).getComputedStyle(el).backgroundColor);
+      expect(hl).toBe('rgb(255, 243, 196)');
+      fs.mkdirSync(path.join(ROOT, 'out'), { recursive: true });
+      await page.locator('#divergence-detail .detail').first().screenshot({ path: path.join(ROOT, 'out', 'report-browser-divergence.png') });
+      // chart labels are not clipped: every text of the charts lies inside its svg
+      const clipped = await page.evaluate(() => {
+        const out: string[] = [];
+        const doc = (globalThis as unknown as { document: { querySelectorAll(s: string): ArrayLike<{ getBoundingClientRect(): { left: number; right: number }; textContent: string | null; closest(s: string): { getBoundingClientRect(): { left: number; right: number } } | null }> } }).document;
+        const texts = doc.querySelectorAll('svg.chart text');
+        for (let i = 0; i < texts.length; i++) {
+          const t = texts[i];
+          const svg = t.closest('svg')!.getBoundingClientRect();
+          const b = t.getBoundingClientRect();
+          if (b.left < svg.left - 1 || b.right > svg.right + 1) out.push(t.textContent ?? '');
+        }
+        return out;
+      });
+      expect(clipped).toEqual([]);
       const contract = page.locator('#divergence-detail .contract-status');
       expect(await contract.isVisible()).toBe(true);
       expect(await contract.innerText()).toMatch(/none broken before this event, so this is a bug/);
