@@ -44,7 +44,7 @@ export interface FuzzCliOptions {
   minimizeTime: string;
   shrinkTime: string;
   maxFindings?: string;
-  maxFindingsPerProfile: string;
+  maxFindingsPerProfile?: string;
   blockSize: string;
   corpus: string[];
   json?: boolean;
@@ -173,7 +173,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
     .option('--minimize-time <duration>', 'time for minimizing each finding', '20s')
     .option('--shrink-time <duration>', "time for fast-check's own shrinking of a finding before minimizing", '0s')
     .option('--max-findings <n>', 'stop after this many distinct findings')
-    .option('--max-findings-per-profile <n>', 'each worker stops checking a profile after this many findings of it', '3')
+    .option('--max-findings-per-profile <n>', 'stop checking a profile after this many distinct findings of it (default: never; with it, which runs are checked depends on the workers)')
     .option('--block-size <n>', 'runs per block of the seed space (the unit workers and shards take); campaigns compare only with the same block size', '100')
     .option('--corpus <dir...>', "trace directories whose 'finding' traces declare the paths known to diverge", ['traces/scenarios', 'traces/regressions'])
     .option('-q, --quiet', 'no progress bar, no finding lines: the summary only')
