@@ -163,6 +163,8 @@ export interface FuzzSummary {
   /** divergences permitted by a broken contract, by contract */
   permitted: Record<string, number>;
   coverage: CoverageCounts;
+  /** sequence coverage: ordered pairs of modelled rules on one vCPU (`a > b`), with their hits */
+  sequence: { pairs: number; hits: number; counts: Record<string, number> };
   /** what ended it: the run or time budget, --max-findings, a signal, or every profile at --max-findings-per-profile */
   stopped: 'runs' | 'time' | 'findings' | 'signal' | 'saturated';
   /** the first finding: how long (before minimizing) and how many runs it took */
@@ -357,6 +359,8 @@ export interface BlockResult {
   permitted: Record<string, number>;
   /** bug divergences of this block, by signature */
   signatures: Record<string, number>;
+  /** sequence coverage: ordered pairs of rules on one vCPU, with their hits */
+  pairs: Record<string, number>;
   interrupted: boolean;
   /** every profile has had its maximum of findings in this worker: nothing is left to check */
   exhausted: boolean;
@@ -492,7 +496,7 @@ export class FuzzEngine {
    * short (time, --max-findings, a signal).
    */
   runBlock(spec: BlockSpec, hooks: EngineHooks = {}): BlockResult {
-    const res: BlockResult = { block: spec.block, runs: 0, events: 0, coverage: {}, permitted: {}, signatures: {}, interrupted: false, exhausted: false };
+    const res: BlockResult = { block: spec.block, runs: 0, events: 0, coverage: {}, permitted: {}, signatures: {}, pairs: {}, interrupted: false, exhausted: false };
     this.learn(spec.known ?? []);
     const cov = new CoverageRecorder();
     let lastProgress = performance.now();
@@ -549,6 +553,7 @@ export class FuzzEngine {
     res.interrupted = d.interrupted || (d.failed && !res.exhausted);
     flush();
     res.coverage = cov.counts;
+    res.pairs = cov.pairs;
     return res;
   }
 
@@ -694,6 +699,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
     counts: new Map<string, number>(),
     permitted: {} as Record<string, number>,
     coverage: {} as CoverageCounts,
+    pairs: {} as Record<string, number>,
     stop: null as FuzzSummary['stopped'] | null,
     firstFinding: undefined as { ms: number; runs: number } | undefined,
   };
@@ -723,6 +729,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
       newFindings: findings.filter((f) => f.classification === 'new').length,
       permitted: st.permitted,
       coverage: st.coverage,
+      sequence: { pairs: Object.keys(st.pairs).length, hits: Object.values(st.pairs).reduce((a, n) => a + n, 0), counts: st.pairs },
       stopped: st.stop ?? (o.runs !== undefined ? 'runs' : 'time'),
       firstFinding: st.firstFinding,
     };
@@ -760,6 +767,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
     mergeCoverage(st.coverage, r.coverage);
     for (const [k, n] of Object.entries(r.permitted)) st.permitted[k] = (st.permitted[k] ?? 0) + n;
     for (const [k, n] of Object.entries(r.signatures)) st.counts.set(k, (st.counts.get(k) ?? 0) + n);
+    for (const [k, n] of Object.entries(r.pairs)) st.pairs[k] = (st.pairs[k] ?? 0) + n;
   };
 
   if (workers === 1) {

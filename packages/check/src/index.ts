@@ -16,3 +16,4 @@ export * from './mix';
 export * from './coverage';
 export * from './minimize';
 export * from './fuzz';
+export * from './fuzz-merge';
