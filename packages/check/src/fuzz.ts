@@ -810,6 +810,8 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
     if (allExhausted) st.stop ??= 'saturated';
   }
   stopNow();
+  // a shard always leaves its summary (runs, coverage) for `nvx fuzz merge`, findings or not
+  if (o.outDir && shard.count > 1) fs.mkdirSync(o.outDir, { recursive: true });
   writeSummary();
   return summary();
 }
