@@ -138,7 +138,7 @@ describe('a campaign against a broken path', () => {
   });
 
   it("with fast-check's shrinking on, the replay path names the shrunk trace and gives the same finding back", async () => {
-    const s = await runFuzz({ ...QUICK, profiles: [STICKY], seed: 42, runs: 60, maxFindings: 1, shrinkMs: 400 });
+    const s = await runFuzz({ ...QUICK, profiles: [STICKY], seed: 42, runs: 60, maxFindings: 1, shrinkMs: 2_000 });
     const f = s.findings[0];
     expect(f.path).toMatch(/^\d+(:\d+)+$/);
     expect(f.shrunkEvents).toBeLessThanOrEqual(f.generatedEvents);
