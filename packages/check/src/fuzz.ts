@@ -483,9 +483,33 @@ export class FuzzEngine {
         if (permitted) permitted[c] = (permitted[c] ?? 0) + 1;
         continue;
       }
-      bugs.push({ profile: this.profiles.findIndex((p) => p.spec === ps[j].spec), result: r, signature: findingSignature(ps[j].spec, d) });
+      bugs.push({ profile: this.profiles.findIndex((p) => p.spec === ps[j].spec), result: r, signature: findingSignature(this.culprit(ps[j], t, d.index), d) });
     }
     return bugs;
+  }
+
+  private readonly single = new Map<string, Profile>();
+
+  /**
+   * The path behind a bug of a profile of several optimized paths
+   * (`optimized`): the first of its paths that, alone, diverges at the same
+   * event of the trace. Its name goes into the signature, so a bug found
+   * under `optimized` and under its path alone is one finding. The profile
+   * itself when it has one path, or when no path alone diverges there (the
+   * paths' interplay).
+   */
+  private culprit(p: { spec: string; profile: Profile }, t: MixedTrace, index: number): string {
+    const areas = AREA_IDS.filter((a) => p.profile.paths[a].name !== AREAS[a].reference);
+    if (areas.length <= 1) return p.spec;
+    const cut = t.events.slice(0, index + 1);
+    for (const a of areas) {
+      const spec = `${a}=${p.profile.paths[a].name}`;
+      let one = this.single.get(spec);
+      if (!one) this.single.set(spec, (one = parseProfile(spec)));
+      const r = findDivergence(t.header, cut, this.ref, one, 'every');
+      if (r?.divergence && r.divergence.index === index && r.divergence.verdict === 'bug') return spec;
+    }
+    return p.spec;
   }
 
   /**

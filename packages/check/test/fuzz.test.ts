@@ -173,6 +173,16 @@ describe('one finding per bug', () => {
   }, 60_000);
 });
 
+describe('one finding per bug, whichever profile finds it', () => {
+  it('a bug of one path found under a profile of several is signed with that path', async () => {
+    const both = `${STICKY},evmcs=clean-fields`;
+    const s = await runFuzz({ ...QUICK, profiles: [both], areas: ['msr-bitmap', 'evmcs'], seed: 11, runs: 40, minimizeMs: 1_000, maxFindings: 1 });
+    expect(s.findings.length).toBe(1);
+    expect(s.findings[0].profile).toBe(both);
+    expect(s.findings[0].signature.startsWith(`${STICKY} | `)).toBe(true);
+  }, 60_000);
+});
+
 describe('determinism', () => {
   it('the same seed and runs give the same findings; shards together give the same as one campaign', async () => {
     const opts = { ...QUICK, profiles: [TRACKED], seed: 6, runs: 160, blockSize: 40, maxFindingsPerProfile: 100 };
