@@ -452,7 +452,11 @@ export class FuzzEngine {
     return this.profiles.filter((p) => p.findings < this.cfg.maxFindingsPerProfile);
   }
 
-  /** Signatures found elsewhere (another worker, an earlier block): count them, do not minimize them again. */
+  /**
+   * Signatures found elsewhere (another worker, an earlier block): count
+   * them, do not minimize them again (for --max-findings-per-profile, each
+   * counts for the profile it names).
+   */
   learn(signatures: readonly string[]): void {
     for (const s of signatures) {
       if (this.known.has(s)) continue;
@@ -560,7 +564,8 @@ export class FuzzEngine {
       for (const b of this.checkTrace(t, cov, res.permitted)) {
         res.signatures[b.signature] = (res.signatures[b.signature] ?? 0) + 1;
         if (this.known.has(b.signature)) continue;
-        this.learn([b.signature]);
+        this.known.add(b.signature);
+        this.profiles[b.profile].findings++;
         flush();
         hooks.finding?.(this.processFailure(spec, run, new FuzzFailure(b.profile, b.result, t), undefined, b.signature));
       }
