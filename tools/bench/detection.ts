@@ -76,6 +76,8 @@ export interface FuzzBenchResult {
   loadavg: number[];
   throughput: ThroughputRow[];
   detection?: DetectionRow[];
+  /** how the detection campaigns ran */
+  detectionSetup?: { workers: number; budget: number; alone: boolean };
 }
 
 export interface FuzzBenchOptions {
@@ -199,6 +201,7 @@ export async function benchFuzz(o: FuzzBenchOptions = {}): Promise<FuzzBenchResu
       const budget = o.budget ?? 60;
       const workers = o.workers ?? 2;
       result.detection = [];
+      result.detectionSetup = { workers, budget, alone: !!o.alone };
       for (const fx of fixtures) {
         const profiles = o.alone ? [fx.spec] : [fx.spec, ...defaults];
         const rows = seeds.map((seed) => {
@@ -262,7 +265,9 @@ export function formatFuzzReport(r: FuzzBenchResult): string {
   if (r.detection) {
     const n = r.detection[0]?.seeds.length ?? 0;
     if (out.length) out.push('');
-    out.push(`Detection power (a default nvx fuzz with the broken path loaded, ${n} campaigns each, seeds 1000..${999 + n}; goals: found in at least 9 campaigns of 10 within 60 s, minimized to at most 12 events):`);
+    const st = r.detectionSetup ?? { workers: 2, budget: 60, alone: false };
+    const how = st.alone ? 'nvx fuzz checking the broken path alone' : 'a default nvx fuzz with the broken path loaded (it and every default profile)';
+    out.push(`Detection power (${how}, ${st.workers} worker${st.workers > 1 ? 's' : ''}, ${st.budget} s, ${n} campaigns each, seeds 1000..${999 + n}; load average ${r.loadavg.join(' ')}; goals: found in at least 9 campaigns of 10 within 60 s, minimized to at most 12 events):`);
     out.push(`  ${'broken path'.padEnd(52)} ${'found'.padStart(6)} ${'median s'.padStart(8)} ${'max s'.padStart(6)} ${'median runs'.padStart(11)} ${'max runs'.padStart(8)} ${'minimized'.padStart(9)} ${'<= 12'.padStart(6)}`);
     for (const d of r.detection) {
       const found = `${d.found}/${d.seeds.length}`;
