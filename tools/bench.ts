@@ -13,7 +13,13 @@
  *   --processes N    processes per emulator figure, runs pooled (default 3); --in-process: all in this one
  *   --loader         how the emulator benchmark loads the packages (default built; see tools/bench/emulator.ts)
  *   --skip-fuzz      leave out the fuzz throughput (tools/bench/detection.ts: about 35 s)
- *   --detection      add the detection power of nvx fuzz on every broken fixture (several minutes)
+ *   --detection      add the detection power of nvx fuzz on every broken fixture (long: 10 campaigns of a
+ *                    default nvx fuzz on 2 workers per broken path; see tools/bench/detection.ts)
+ *   --campaigns N    campaigns per broken path (default 10)
+ *   --fuzz-workers N workers per detection campaign (default 2)
+ *   --plugins a,b    plugin modules or directories of them to measure instead of the fixtures (a bug-history set)
+ *   --only a,b       only these broken paths
+ *   --alone          check each broken path alone, not with every default profile
  *
  * Progress goes to stderr, the report (or JSON) to stdout (-s keeps npm's own
  * banner out of it).
@@ -22,7 +28,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { EmulatorBenchOptions, EmulatorBenchResult, benchEmulator, formatEmulatorReport } from './bench/emulator';
-import { FuzzBenchResult, benchFuzz, formatFuzzReport } from './bench/detection';
+import { FuzzBenchOptions, FuzzBenchResult, benchFuzz, formatFuzzReport } from './bench/detection';
 
 interface TraceBenchModule {
   benchTrace(opts: { events: number }): Promise<Record<string, unknown>>;
@@ -44,10 +50,11 @@ interface Args {
   skipFuzz: boolean;
   detection: boolean;
   emulator: EmulatorBenchOptions;
+  fuzz: FuzzBenchOptions;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { json: false, events: 1_000_000, skipTrace: false, skipEmulator: false, skipFuzz: false, detection: false, emulator: {} };
+  const a: Args = { json: false, events: 1_000_000, skipTrace: false, skipEmulator: false, skipFuzz: false, detection: false, emulator: {}, fuzz: {} };
   const num = (v: string | undefined, flag: string) => {
     const x = Number(v);
     if (!Number.isSafeInteger(x) || x <= 0) throw new Error(`${flag} needs a positive integer`);
@@ -65,12 +72,17 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--skip-emulator') a.skipEmulator = true;
     else if (f === '--skip-fuzz') a.skipFuzz = true;
     else if (f === '--detection') a.detection = true;
+    else if (f === '--campaigns') a.fuzz.campaigns = num(argv[++i], f);
+    else if (f === '--fuzz-workers') a.fuzz.workers = num(argv[++i], f);
+    else if (f === '--plugins') a.fuzz.plugins = String(argv[++i] ?? '').split(',').filter(Boolean);
+    else if (f === '--only') a.fuzz.only = String(argv[++i] ?? '').split(',').filter(Boolean);
+    else if (f === '--alone') a.fuzz.alone = true;
     else if (f === '--loader') {
       const l = argv[++i];
       if (l !== 'built' && l !== 'tsx') throw new Error('--loader is built or tsx');
       a.emulator.loader = l;
     } else if (f === '--help' || f === '-h') {
-      console.log('usage: npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process] [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection]');
+      console.log('usage: npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process] [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection] [--campaigns N] [--fuzz-workers N] [--plugins a,b] [--only a,b] [--alone]');
       process.exit(0);
     } else throw new Error(`unknown argument '${f}'`);
   }
@@ -123,7 +135,7 @@ async function main(): Promise<void> {
     sections.push(formatEmulatorReport(result.emulator));
   }
   if (!args.skipFuzz) {
-    result.fuzz = benchFuzz({ detection: args.detection, log });
+    result.fuzz = await benchFuzz({ ...args.fuzz, detection: args.detection, log });
     sections.push(formatFuzzReport(result.fuzz));
   }
   if (args.json) console.log(JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));

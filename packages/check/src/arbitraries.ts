@@ -26,6 +26,8 @@ import {
   SECONDARY_EXEC,
   VMCS,
   VMCS12_REVISION,
+  VMCS_FIELDS,
+  VmcsField,
   msrBitmapPosition,
   vmcsFieldByEncoding,
 } from '@nvx/arch';
@@ -142,6 +144,43 @@ const groupBit = (field: number): number => {
   const g = vmcsFieldByEncoding(field)?.cleanGroup;
   return g === null || g === undefined || g < 0 ? 0 : 1 << g;
 };
+
+/**
+ * The fields L1 writes besides the controls above: every read-write field
+ * that an eVMCS clean-field group covers, in every width (16, 32, 64 bits
+ * and natural width), except those whose value changes what an entry, an
+ * exit or an L2 event does in this world (the controls, the pages L0
+ * dereferences, the segment access rights the CPL comes from, the
+ * exception bitmap). Writing them dirties every group, so a clean-fields
+ * path that loses one (copy_enlightened_to_vmcs12 in
+ * arch/x86/kvm/vmx/nested.c copies each group on its own bit) leaves
+ * vmcs12 different after the entry.
+ */
+const INTERPRETED_FIELDS: ReadonlySet<number> = new Set([
+  VMCS.CPU_BASED_VM_EXEC_CONTROL,
+  VMCS.SECONDARY_VM_EXEC_CONTROL,
+  VMCS.PIN_BASED_VM_EXEC_CONTROL,
+  VMCS.MSR_BITMAP,
+  VMCS.VMCS_LINK_POINTER,
+  VMCS.APIC_ACCESS_ADDR,
+  VMCS.VIRTUAL_APIC_PAGE_ADDR,
+  VMCS.POSTED_INTR_DESC_ADDR,
+  VMCS.VMREAD_BITMAP,
+  VMCS.VMWRITE_BITMAP,
+  VMCS.GUEST_SS_AR_BYTES,
+  VMCS.GUEST_CS_AR_BYTES,
+  VMCS.EXCEPTION_BITMAP,
+]);
+export const GROUP_FIELDS: readonly VmcsField[] = VMCS_FIELDS.filter(
+  (f) => !f.isHigh && !f.readOnly && f.cleanGroup !== null && f.cleanGroup >= 0 && f.evmcsOffset !== null && !INTERPRETED_FIELDS.has(f.encoding),
+);
+/** GROUP_FIELDS by clean-field group, so every group is drawn as often as any other. */
+const GROUP_FIELDS_BY_GROUP: readonly (readonly VmcsField[])[] = (() => {
+  const by = new Map<number, VmcsField[]>();
+  for (const f of GROUP_FIELDS) by.set(f.cleanGroup!, [...(by.get(f.cleanGroup!) ?? []), f]);
+  return [...by.keys()].sort((a, b) => a - b).map((g) => by.get(g)!);
+})();
+const WIDTH_MASK: Record<string, bigint> = { 16: 0xffffn, 32: 0xffffffffn, 64: U64_MAX, natural: U64_MAX };
 
 /**
  * The controls nested_vmx_prepare_msr_bitmap depends on, as in effect:
@@ -459,7 +498,7 @@ class Builder {
 
   /** A control write: [field, value] from the tables. */
   private pickControl(v: VcpuModel, p: Digits): [number, bigint] {
-    switch (p.weighted([5, 4, 6, 1])) {
+    switch (p.weighted([5, 4, 6, 1, 4])) {
       case 0:
         return [VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(CPU_BASED_VALUES[p.take(CPU_BASED_VALUES.length)])];
       case 1:
@@ -475,8 +514,15 @@ class Builder {
         const gpa = k === 0 ? others[p.weighted([3, 1])] : k === 1 ? BITMAP_POOL[p.take(BITMAP_POOL.length)] : k === 2 ? BITMAP_UNALIGNED : unbacked;
         return [VMCS.MSR_BITMAP, gpa];
       }
-      default:
+      case 3:
         return [VMCS.VIRTUAL_APIC_PAGE_ADDR, vapicPage(v.id)];
+      default: {
+        // any other field of any clean-field group, with a value of its width
+        const group = GROUP_FIELDS_BY_GROUP[p.take(GROUP_FIELDS_BY_GROUP.length)];
+        const f = group[p.take(group.length)];
+        const value = INTERESTING_U64[1 + p.take(INTERESTING_U64.length - 1)] & WIDTH_MASK[String(f.width)];
+        return [f.encoding, value];
+      }
     }
   }
 

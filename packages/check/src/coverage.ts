@@ -202,15 +202,45 @@ export class CoverageRecorder {
   /** facts from before the event */
   private pre: { guestMode: boolean; faulting: boolean; smm: boolean; held: Map<number, number[]>; cpu: number; taskFault: boolean; enlightened: 'clean' | 'dirty' | null; skipped: number; fresh: boolean; loadedOn: number[]; threadLastCpu: number } | null = null;
 
+  /**
+   * Sequence coverage: ordered pairs of rules on one vCPU, `a > b` (rule b
+   * hit by an event of a vCPU whose previous rule was a). A host event's
+   * rule (no vCPU: a memslot move, a zap) counts as the previous rule of
+   * every vCPU, until that vCPU hits another: so "memslot moved" then
+   * "enlightened bitmap clean at entry" is a pair.
+   */
+  readonly pairs: Record<string, number> = {};
+  private seq = 0;
+  private seqVcpu: number | undefined;
+  private lastRule = new Map<number, { key: string; at: number }>();
+  private lastHostRule: { key: string; at: number } | null = null;
+
   /** Forget what the previous trace's entries used (call at the start of each trace). */
   startTrace(): void {
     this.lastUse.clear();
     this.lastBitmap.clear();
+    this.lastRule.clear();
+    this.lastHostRule = null;
   }
 
   hit(g: CoverageGroup, rule: string): void {
     const c = this.counts[g];
     c[rule] = (c[rule] ?? 0) + 1;
+    const key = `${g}: ${rule}`;
+    const at = ++this.seq;
+    const v = this.seqVcpu;
+    if (v === undefined) {
+      this.lastHostRule = { key, at };
+      return;
+    }
+    const own = this.lastRule.get(v);
+    const host = this.lastHostRule;
+    const prev = host && (!own || host.at > own.at) ? host : own;
+    if (prev) {
+      const pair = `${prev.key} > ${key}`;
+      this.pairs[pair] = (this.pairs[pair] ?? 0) + 1;
+    }
+    this.lastRule.set(v, { key, at });
   }
 
   private vcpu(w: World, e: TraceEvent): Vcpu | undefined {
@@ -232,6 +262,7 @@ export class CoverageRecorder {
   }
 
   before(w: World, e: TraceEvent): void {
+    this.seqVcpu = (e as { vcpu?: number }).vcpu;
     const v = this.vcpu(w, e);
     const host = e.kind.startsWith('host.page-') || e.kind.startsWith('host.memslot-');
     let enlightened: 'clean' | 'dirty' | null = null;

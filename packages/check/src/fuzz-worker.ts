@@ -2,23 +2,23 @@
  * A fuzz worker thread: loads the plugin path modules it was given, then
  * runs the blocks the campaign sends, reporting progress, findings (as soon
  * as each is minimized) and each block's counts. The campaign thread writes
- * every file.
+ * every file. It stops between runs when the campaign raises the shared
+ * stop flag, and still reports the block it was in.
  */
 import { parentPort, workerData } from 'worker_threads';
-import { FromWorker, FuzzConfig, FuzzEngine, ToWorker } from './fuzz';
+import { FromWorker, FuzzEngine, ToWorker, WorkerInit } from './fuzz';
 import { loadPathModule } from './plugins';
 
 const port = parentPort!;
 const post = (m: FromWorker) => port.postMessage(m);
 
 async function main(): Promise<void> {
-  const cfg = workerData as FuzzConfig;
+  const { cfg, stop } = workerData as WorkerInit;
+  const flag = new Int32Array(stop);
   for (const m of cfg.pathModules) await loadPathModule(m);
   const engine = new FuzzEngine(cfg);
-  let stopping = false;
   port.on('message', (m: ToWorker) => {
     if (m.type === 'stop') {
-      stopping = true;
       port.close();
       return;
     }
@@ -26,7 +26,7 @@ async function main(): Promise<void> {
       const result = engine.runBlock(m.spec, {
         progress: (runs, events) => post({ type: 'progress', runs, events }),
         finding: (finding) => post({ type: 'finding', finding }),
-        shouldStop: () => stopping,
+        shouldStop: () => Atomics.load(flag, 0) !== 0,
       });
       post({ type: 'block-done', result });
     } catch (e) {

@@ -32,7 +32,7 @@ import { TraceEvent, TraceHeader, formatEvent, formatTextTrace, readTraceFile, w
 import fc from 'fast-check';
 import { CoverageCounts, CoverageRecorder, mergeCoverage } from './coverage';
 import { listTraces } from './corpus';
-import { DiffResult, diffEvents } from './diff';
+import { DiffResult, Divergence, diffEvents } from './diff';
 import { DivergenceKind, StateCompare, canonicalTraceText, describeKind, describeSides, divergenceKind, findDivergence, minimizeTrace, sameKind, screenProfiles } from './minimize';
 import { withMigrations } from './migrate';
 import { MixedTrace, arbMixedTrace } from './mix';
@@ -61,7 +61,11 @@ export interface FuzzConfig {
   shrinkMs: number;
   /** ddmin of a finding, at most this long (default 20 s) */
   minimizeMs: number;
-  /** stop checking a profile after this many findings of it in one worker (default 3) */
+  /**
+   * stop checking a profile after this many distinct findings of it
+   * (default: never; a worker learns of other workers' findings between
+   * blocks, so with a cap the runs checked depend on the number of workers)
+   */
   maxFindingsPerProfile: number;
   /** profiles whose divergences are expected (known findings of a path that models today's code) */
   expected: string[];
@@ -104,8 +108,12 @@ export type FindingClass = 'new' | 'expected';
 export interface FuzzFinding {
   /** sha256 of the minimized trace's canonical text (header config, memslots, events) */
   hash: string;
-  /** file name: the first 16 hex digits of the hash */
+  /** what groups findings of one bug (`findingSignature`) */
+  signature: string;
+  /** file name: the first 16 hex digits of the sha256 of the signature */
   name: string;
+  /** bug divergences with this signature in the campaign (the runs that found it, per profile) */
+  count: number;
   profile: string;
   classification: FindingClass;
   kind: DivergenceKind;
@@ -116,6 +124,8 @@ export interface FuzzFinding {
   path: string;
   replay: string;
   block: number;
+  /** the run in its block (the fast-check path of the generated trace) */
+  run: number;
   /** runs of the worker that found it, up to and including that one (with one worker: of the campaign) */
   foundAtRun: number;
   /** ms from the start of the campaign to the run that found it (before minimizing) */
@@ -148,14 +158,16 @@ export interface FuzzSummary {
   tracesPerSec: number;
   eventsPerSec: number;
   blocks: number;
-  /** distinct findings (by hash) */
+  /** one finding per signature, in signature order, each with the smallest trace found and its count */
   findings: Omit<FuzzFinding, 'text'>[];
-  /** findings whose minimized trace was already found */
+  /** bug divergences found again: the counts of every finding, less one each */
   duplicates: number;
   newFindings: number;
   /** divergences permitted by a broken contract, by contract */
   permitted: Record<string, number>;
   coverage: CoverageCounts;
+  /** sequence coverage: ordered pairs of modelled rules on one vCPU (`a > b`), with their hits */
+  sequence: { pairs: number; hits: number; counts: Record<string, number> };
   /** what ended it: the run or time budget, --max-findings, a signal, or every profile at --max-findings-per-profile */
   stopped: 'runs' | 'time' | 'findings' | 'signal' | 'saturated';
   /** the first finding: how long (before minimizing) and how many runs it took */
@@ -263,6 +275,43 @@ export function writeFileAtomic(file: string, text: string): void {
 
 // ---------------------------------------------------------------- the engine (one per worker)
 
+// ---------------------------------------------------------------- one finding per bug
+
+/**
+ * What a divergence shows, coarsely enough that one bug gives one answer:
+ * an outcome divergence (an exit where the reference reads a value and a
+ * different value read are one bug seen twice); for a state divergence
+ * the kind of state that differs first, without the vCPU, the MSR, the
+ * field or the frame (a merge that lets L2 reach L0's FS_BASE also lets it
+ * reach GS_BASE: one bug).
+ */
+export function observationOf(d: Divergence): string {
+  if (d.kind === 'outcome') return 'outcome';
+  const key = d.archDiff[0]?.key ?? '';
+  const k = key
+    .replace(/^vcpu \d+'s own cpu /, 'host ')
+    .replace(/^cpu \d+ /, 'host ')
+    .replace(/^vcpu \d+ /, '')
+    .replace(/^(L[12]) \S+$/, '$1 msr')
+    .replace(/^vmcs12 \S+$/, 'vmcs12')
+    .replace(/^memory gfn \S+$/, 'memory')
+    .replace(/^memslot \d+$/, 'memslot');
+  return `state ${k || 'unknown'}`;
+}
+
+/**
+ * A finding's signature: the profile (area and path), the kind of the
+ * first diverging event, what it shows (`observationOf`), the verdict and
+ * the contract behind it. Findings with one signature are one bug: the
+ * campaign keeps the smallest trace of each and counts them.
+ */
+export function findingSignature(profile: string, d: Divergence): string {
+  return `${profile} | ${d.event.kind} | ${observationOf(d)} | ${d.verdict} | ${d.contract?.contract ?? 'none'}`;
+}
+
+/** The file name of a signature's finding: the first 16 hex digits of its sha256. */
+export const signatureName = (signature: string): string => createHash('sha256').update(signature).digest('hex').slice(0, 16);
+
 /** The property failed: `profile` diverges with verdict 'bug'. */
 export class FuzzFailure extends Error {
   constructor(
@@ -284,6 +333,8 @@ export interface BlockSpec {
   deadline?: number;
   /** when the campaign started (Date.now() ms): findings say how long after it they were found */
   startedAt?: number;
+  /** signatures the campaign has already (found again, they are counted, not minimized) */
+  known?: string[];
 }
 
 export interface BlockResult {
@@ -292,6 +343,10 @@ export interface BlockResult {
   events: number;
   coverage: CoverageCounts;
   permitted: Record<string, number>;
+  /** bug divergences of this block, by signature */
+  signatures: Record<string, number>;
+  /** sequence coverage: ordered pairs of rules on one vCPU, with their hits */
+  pairs: Record<string, number>;
   interrupted: boolean;
   /** every profile has had its maximum of findings in this worker: nothing is left to check */
   exhausted: boolean;
@@ -314,7 +369,7 @@ export function replayCommand(seed: number, p: string, cfg: Pick<FuzzConfig, 'ar
 }
 
 /** The text of a finding: a comment saying what it is, the header with its provenance, the minimized events. */
-export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'summary'>, header: TraceHeader, events: readonly TraceEvent[], r: DiffResult, cfg: Pick<FuzzConfig, 'areas' | 'allowViolations' | 'pathModules' | 'version' | 'migrate'>): { text: string; hash: string; summary: string } {
+export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'summary' | 'count'>, header: TraceHeader, events: readonly TraceEvent[], r: DiffResult, cfg: Pick<FuzzConfig, 'areas' | 'allowViolations' | 'pathModules' | 'version' | 'migrate'>): { text: string; hash: string; summary: string } {
   const d = r.divergence!;
   const summary = `${f.profile} diverges from reference at event ${d.index} (${formatEvent(d.event)}): ${describeSides(d)}`;
   const hash = createHash('sha256').update(canonicalTraceText(header, events)).digest('hex');
@@ -324,6 +379,7 @@ export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'sum
     divergence: d.verdict,
     contract: d.contract?.contract ?? 'none',
     profile: f.profile,
+    signature: f.signature,
     seed: String(f.seed),
     path: f.path,
     replay: `${f.seed}:${f.path}`,
@@ -336,7 +392,8 @@ export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'sum
   if (cfg.pathModules.length) provenance['path-modules'] = cfg.pathModules.join(' ');
   if (cfg.migrate) provenance.migrate = 'true';
   const comment = [
-    `nvx fuzz finding ${hash.slice(0, 16)} (${f.classification}): ${describeKind(f.kind)}`,
+    `nvx fuzz finding ${signatureName(f.signature)} (${f.classification}): ${describeKind(f.kind)}`,
+    `signature: ${f.signature}`,
     summary,
     d.contract ? `after L1 broke ${d.contract.contract} at event ${d.contract.index}: ${d.contract.message}` : 'no contract was broken before it',
     ...d.archDiff.slice(d.kind === 'state' ? 1 : 0, 4).map((a) => `  ${a.key}: ${a.a ?? '-'} vs ${a.b ?? '-'}`),
@@ -348,11 +405,24 @@ export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'sum
   return { text, hash, summary };
 }
 
+/** One bug divergence of one profile on one generated trace. */
+export interface BugHit {
+  /** index in the engine's profiles */
+  profile: number;
+  result: DiffResult;
+  signature: string;
+}
+
+/** The run stopped because the campaign is stopping (time, signal, --max-findings): not a failure. */
+class BlockStopped extends Error {}
+
 /** One worker's fuzzing: blocks of runs, and what becomes of a failure. */
 export class FuzzEngine {
   readonly ref = parseProfile('reference');
   readonly profiles: { spec: string; profile: Profile; findings: number }[];
   private readonly arb: fc.Arbitrary<MixedTrace>;
+  /** signatures already found (here or, as the campaign said, elsewhere): found again, they are counted, not minimized */
+  private readonly known = new Set<string>();
   /** runs this engine has done */
   runs = 0;
   readonly t0 = performance.now();
@@ -372,11 +442,30 @@ export class FuzzEngine {
     return this.profiles.filter((p) => p.findings < this.cfg.maxFindingsPerProfile);
   }
 
-  /** Check one trace under the active profiles; throws FuzzFailure on a bug. */
-  checkTrace(t: MixedTrace, coverage?: CoverageRecorder, permitted?: Record<string, number>, only?: readonly { spec: string; profile: Profile }[]): void {
+  /**
+   * Signatures found elsewhere (another worker, an earlier block): count
+   * them, do not minimize them again (for --max-findings-per-profile, each
+   * counts for the profile it names).
+   */
+  learn(signatures: readonly string[]): void {
+    for (const s of signatures) {
+      if (this.known.has(s)) continue;
+      this.known.add(s);
+      const p = this.profiles.find((x) => s.startsWith(`${x.spec} | `));
+      if (p) p.findings++;
+    }
+  }
+
+  /**
+   * Check one trace under the active profiles: every profile's bug
+   * divergence (a divergence after a broken contract is counted as
+   * permitted, by contract).
+   */
+  checkTrace(t: MixedTrace, coverage?: CoverageRecorder, permitted?: Record<string, number>, only?: readonly { spec: string; profile: Profile }[]): BugHit[] {
     const ps = only ?? this.active();
-    if (!ps.length) return;
+    if (!ps.length) return [];
     const hits = screenProfiles(t.header, t.events, this.ref, ps.map((p) => p.profile), { stateAt: this.cfg.stateAt, coverage });
+    const bugs: BugHit[] = [];
     for (let j = 0; j < ps.length; j++) {
       const h = hits[j];
       if (!h) continue;
@@ -388,14 +477,46 @@ export class FuzzEngine {
         if (permitted) permitted[c] = (permitted[c] ?? 0) + 1;
         continue;
       }
-      throw new FuzzFailure(this.profiles.findIndex((p) => p.spec === ps[j].spec), r, t);
+      bugs.push({ profile: this.profiles.findIndex((p) => p.spec === ps[j].spec), result: r, signature: findingSignature(this.culprit(ps[j], t, d.index), d) });
     }
+    return bugs;
   }
 
+  private readonly single = new Map<string, Profile>();
+
+  /**
+   * The path behind a bug of a profile of several optimized paths
+   * (`optimized`): the first of its paths that, alone, diverges at the same
+   * event of the trace. Its name goes into the signature, so a bug found
+   * under `optimized` and under its path alone is one finding. The profile
+   * itself when it has one path, or when no path alone diverges there (the
+   * paths' interplay).
+   */
+  private culprit(p: { spec: string; profile: Profile }, t: MixedTrace, index: number): string {
+    const areas = AREA_IDS.filter((a) => p.profile.paths[a].name !== AREAS[a].reference);
+    if (areas.length <= 1) return p.spec;
+    const cut = t.events.slice(0, index + 1);
+    for (const a of areas) {
+      const spec = `${a}=${p.profile.paths[a].name}`;
+      let one = this.single.get(spec);
+      if (!one) this.single.set(spec, (one = parseProfile(spec)));
+      const r = findDivergence(t.header, cut, this.ref, one, 'every');
+      if (r?.divergence && r.divergence.index === index && r.divergence.verdict === 'bug') return spec;
+    }
+    return p.spec;
+  }
+
+  /**
+   * Run one block: every run is checked under every active profile; each
+   * bug divergence is counted under its signature, and the first of each
+   * signature this engine has not seen is found again, minimized and
+   * reported. The counts and coverage come back even when the block is cut
+   * short (time, --max-findings, a signal).
+   */
   runBlock(spec: BlockSpec, hooks: EngineHooks = {}): BlockResult {
-    const res: BlockResult = { block: spec.block, runs: 0, events: 0, coverage: {}, permitted: {}, interrupted: false, exhausted: false };
+    const res: BlockResult = { block: spec.block, runs: 0, events: 0, coverage: {}, permitted: {}, signatures: {}, pairs: {}, interrupted: false, exhausted: false };
+    this.learn(spec.known ?? []);
     const cov = new CoverageRecorder();
-    let next = 0;
     let lastProgress = performance.now();
     let pr = 0;
     let pe = 0;
@@ -403,61 +524,66 @@ export class FuzzEngine {
       if (pr || pe) hooks.progress?.(pr, pe);
       pr = pe = 0;
     };
-    while (next < spec.runs) {
-      if (hooks.shouldStop?.()) break;
+    const stopNow = () => !!hooks.shouldStop?.() || (spec.deadline !== undefined && Date.now() >= spec.deadline);
+    if (!this.active().length) {
+      res.exhausted = true;
+      return res;
+    }
+    if (stopNow()) {
+      res.interrupted = true;
+      return res;
+    }
+    let k = 0;
+    const prop = fc.property(this.arb, (t) => {
+      const run = k++;
+      if (stopNow()) throw new BlockStopped();
       if (!this.active().length) {
         res.exhausted = true;
-        break;
+        throw new BlockStopped();
       }
-      const remaining = spec.deadline === undefined ? undefined : spec.deadline - Date.now();
-      if (remaining !== undefined && remaining <= 0) {
-        res.interrupted = true;
-        break;
+      this.runs++;
+      res.runs++;
+      res.events += t.events.length;
+      pr++;
+      pe += t.events.length;
+      const now = performance.now();
+      if (now - lastProgress > 200) {
+        lastProgress = now;
+        flush();
       }
-      const prop = fc.property(this.arb, (t) => {
-        if (hooks.shouldStop?.() || (spec.deadline !== undefined && Date.now() > spec.deadline) || !this.active().length) return;
-        this.runs++;
-        res.runs++;
-        res.events += t.events.length;
-        pr++;
-        pe += t.events.length;
-        const now = performance.now();
-        if (now - lastProgress > 200) {
-          lastProgress = now;
-          flush();
-        }
-        this.checkTrace(t, cov, res.permitted);
-      });
-      const d = fc.check(prop, { seed: spec.seed, path: next ? String(next) : undefined, numRuns: spec.runs - next, endOnFailure: true, interruptAfterTimeLimit: remaining });
-      if (!d.failed) {
-        res.interrupted = d.interrupted;
-        break;
+      for (const b of this.checkTrace(t, cov, res.permitted)) {
+        res.signatures[b.signature] = (res.signatures[b.signature] ?? 0) + 1;
+        if (this.known.has(b.signature)) continue;
+        this.known.add(b.signature);
+        this.profiles[b.profile].findings++;
+        flush();
+        hooks.finding?.(this.processFailure(spec, run, new FuzzFailure(b.profile, b.result, t), undefined, b.signature));
       }
-      const k = Number(String(d.counterexamplePath).split(':')[0]);
+    });
+    const remaining = spec.deadline === undefined ? undefined : Math.max(1, spec.deadline - Date.now());
+    const d = fc.check(prop, { seed: spec.seed, numRuns: spec.runs, endOnFailure: true, interruptAfterTimeLimit: remaining });
+    if (d.failed && !(d.errorInstance instanceof BlockStopped)) {
       const err = d.errorInstance;
-      if (!(err instanceof FuzzFailure)) {
-        const e = err instanceof Error ? err : new Error(String(err));
-        e.message = `on the trace of fast-check seed ${spec.seed}, path ${k} (replay with --replay ${spec.seed}:${k}): ${e.message}`;
-        throw e;
-      }
-      flush();
-      const f = this.processFailure(spec, k, err);
-      this.profiles[err.profile].findings++;
-      hooks.finding?.(f);
-      next = k + 1;
+      const at = Number(String(d.counterexamplePath).split(':')[0]);
+      const e = err instanceof Error ? err : new Error(String(err));
+      e.message = `on the trace of fast-check seed ${spec.seed}, path ${at} (replay with --replay ${spec.seed}:${at}): ${e.message}`;
+      throw e;
     }
+    res.interrupted = d.interrupted || (d.failed && !res.exhausted);
     flush();
     res.coverage = cov.counts;
+    res.pairs = cov.pairs;
     return res;
   }
 
   /** Found again from scratch, shrunk by fast-check, minimized by ddmin: the finding. */
-  processFailure(spec: BlockSpec, k: number, err: FuzzFailure, replayPath?: string): FuzzFinding {
+  processFailure(spec: BlockSpec, k: number, err: FuzzFailure, replayPath?: string, signature?: string): FuzzFinding {
     const p = this.profiles[err.profile];
     const foundAtMs = spec.startedAt !== undefined ? Date.now() - spec.startedAt : Math.round(performance.now() - this.t0);
     const foundAtRun = this.runs;
     this.firstFinding ??= { ms: foundAtMs, runs: foundAtRun };
     const kind = divergenceKind(err.result.divergence!);
+    const sig = signature ?? findingSignature(p.spec, err.result.divergence!);
     const again = findDivergence(err.trace.header, err.trace.events, this.ref, p.profile, this.cfg.stateAt);
     const confirmed = !!again?.divergence && sameKind(divergenceKind(again.divergence), kind);
     // shrink with fast-check (on this profile alone, keeping the kind), so the replay path names a short trace
@@ -482,10 +608,13 @@ export class FuzzEngine {
       profile: p.spec,
       classification,
       kind,
+      signature: sig,
+      count: 1,
       seed: spec.seed,
       path: fcPath,
       replay: `${spec.seed}:${fcPath}`,
       block: spec.block,
+      run: k,
       foundAtRun,
       foundAtMs,
       confirmed,
@@ -496,28 +625,30 @@ export class FuzzEngine {
       minimizeMs: m.ms,
     };
     const { text, hash, summary } = findingText(base, m.header, m.events, m.result, this.cfg);
-    return { ...base, hash, name: hash.slice(0, 16), summary, text };
+    return { ...base, hash, name: signatureName(sig), summary, text };
   }
 
   /**
    * Replay one generated trace by its fast-check seed and path (under the
-   * given profiles): the finding it gives, or null when none diverges.
+   * given profiles): the finding it gives (the first profile's), or null
+   * when none diverges.
    */
   replay(seed: number, fcPath: string): { trace: MixedTrace; finding: FuzzFinding | null; permitted: Record<string, number> } {
     const permitted: Record<string, number> = {};
     let trace: MixedTrace | undefined;
+    let bugs: BugHit[] = [];
     const prop = fc.property(this.arb, (t) => {
       trace = t;
       this.runs++;
-      this.checkTrace(t, undefined, permitted, this.profiles);
+      bugs = this.checkTrace(t, undefined, permitted, this.profiles);
     });
     const d = fc.check(prop, { seed, path: fcPath, numRuns: 1, endOnFailure: true });
-    if (!d.failed) return { trace: trace!, finding: null, permitted };
-    if (!(d.errorInstance instanceof FuzzFailure)) throw d.errorInstance;
-    const err = d.errorInstance;
+    if (d.failed) throw d.errorInstance;
+    if (!bugs.length) return { trace: trace!, finding: null, permitted };
+    const b = bugs[0];
     // no further shrinking: the path given is the one to keep
-    const f = this.processFailure({ block: -1, seed, runs: 1 }, 0, err, fcPath);
-    return { trace: err.trace, finding: f, permitted };
+    const f = this.processFailure({ block: -1, seed, runs: 1 }, 0, new FuzzFailure(b.profile, b.result, trace!), fcPath, b.signature);
+    return { trace: trace!, finding: f, permitted };
   }
 }
 
@@ -536,7 +667,7 @@ export function resolveConfig(o: Partial<FuzzConfig>): FuzzConfig {
     stateAt: o.stateAt ?? 'entries',
     shrinkMs: o.shrinkMs ?? 0,
     minimizeMs: o.minimizeMs ?? 20_000,
-    maxFindingsPerProfile: o.maxFindingsPerProfile ?? 3,
+    maxFindingsPerProfile: o.maxFindingsPerProfile ?? Infinity,
     expected,
     pathModules: o.pathModules ?? [],
     version: o.version ?? nvxVersion(),
@@ -555,7 +686,19 @@ function workerEntry(): { file: string; evalCode?: string } {
 
 export const summaryName = (shard: Shard) => (shard.count === 1 ? 'summary.json' : `summary.shard-${shard.index}-of-${shard.count}.json`);
 
-/** Run a campaign; resolves when its budget is spent (or it is stopped), with findings written to outDir. */
+/**
+ * Run a campaign; resolves when its budget is spent (or it is stopped), with
+ * findings written to outDir.
+ *
+ * Accounting: every block's runs, events, coverage, permitted divergences
+ * and signature counts come back from the worker that ran it, also when the
+ * campaign stops in the middle of it (the workers see a shared stop flag
+ * between runs, finish the run and any minimization under way, report, and
+ * only then are let go). So with a fixed seed and run budget the counts,
+ * coverage and the set of findings do not depend on the number of workers;
+ * which trace a finding keeps is the smallest minimized one (with one worker
+ * each signature is minimized once, at its first run).
+ */
 export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
   const cfg = resolveConfig(o);
   const seed = o.seed ?? randomInt(0x7fffffff);
@@ -570,17 +713,22 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
     runs: 0,
     events: 0,
     blocks: 0,
+    /** signature -> the finding kept (the smallest minimized trace) */
     findings: new Map<string, FuzzFinding>(),
-    duplicates: 0,
+    /** signature -> bug divergences counted in finished blocks */
+    counts: new Map<string, number>(),
     permitted: {} as Record<string, number>,
     coverage: {} as CoverageCounts,
+    pairs: {} as Record<string, number>,
     stop: null as FuzzSummary['stopped'] | null,
     firstFinding: undefined as { ms: number; runs: number } | undefined,
   };
   const progress = () => o.onProgress?.({ runs: st.runs, events: st.events, findings: st.findings.size, elapsedMs: performance.now() - t0 });
   const summary = (): FuzzSummary => {
     const ms = Math.round(performance.now() - t0);
-    const findings = [...st.findings.values()].map(({ text: _t, ...rest }) => rest);
+    const findings = [...st.findings.values()]
+      .map(({ text: _t, ...rest }) => ({ ...rest, count: Math.max(1, st.counts.get(rest.signature) ?? 0) }))
+      .sort((a, b) => (a.signature < b.signature ? -1 : a.signature > b.signature ? 1 : 0));
     return {
       version: cfg.version,
       seed,
@@ -597,10 +745,11 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
       eventsPerSec: Math.round((st.events / Math.max(ms, 1)) * 1000),
       blocks: st.blocks,
       findings,
-      duplicates: st.duplicates,
+      duplicates: findings.reduce((a, f) => a + f.count - 1, 0),
       newFindings: findings.filter((f) => f.classification === 'new').length,
       permitted: st.permitted,
       coverage: st.coverage,
+      sequence: { pairs: Object.keys(st.pairs).length, hits: Object.values(st.pairs).reduce((a, n) => a + n, 0), counts: st.pairs },
       stopped: st.stop ?? (o.runs !== undefined ? 'runs' : 'time'),
       firstFinding: st.firstFinding,
     };
@@ -609,18 +758,22 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
     if (o.outDir && (st.findings.size || fs.existsSync(o.outDir))) writeFileAtomic(path.join(o.outDir, summaryName(shard)), JSON.stringify(summary(), null, 2) + '\n');
   };
   const onFinding = (f: FuzzFinding) => {
-    const fresh = !st.findings.has(f.hash);
-    if (fresh) {
+    const had = st.findings.get(f.signature);
+    const fresh = !had;
+    // one finding per signature: keep the smallest trace (the earlier run on a tie)
+    const better = !had || f.minimizedEvents < had.minimizedEvents || (f.minimizedEvents === had.minimizedEvents && (f.block < had.block || (f.block === had.block && f.run < had.run)));
+    if (better) {
       if (o.outDir) {
         const file = path.join(o.outDir, `${f.name}.nvx`);
-        // another shard (or an earlier campaign) may have written the same finding: same content, keep it
-        if (!fs.existsSync(file)) writeFileAtomic(file, f.text);
+        // another shard (or an earlier campaign) may have written this signature with a smaller trace: keep that one
+        const prior = fresh && fs.existsSync(file) ? eventsInFile(file) : Infinity;
+        if (prior > f.minimizedEvents) writeFileAtomic(file, f.text);
         f.file = file;
       }
-      st.findings.set(f.hash, f);
+      st.findings.set(f.signature, f);
       if (!st.firstFinding || f.foundAtMs < st.firstFinding.ms) st.firstFinding = { ms: f.foundAtMs, runs: f.foundAtRun };
       writeSummary();
-    } else st.duplicates++;
+    }
     o.onFinding?.(f, fresh);
     if (o.maxFindings !== undefined && st.findings.size >= o.maxFindings) st.stop ??= 'findings';
   };
@@ -633,6 +786,8 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
     st.blocks++;
     mergeCoverage(st.coverage, r.coverage);
     for (const [k, n] of Object.entries(r.permitted)) st.permitted[k] = (st.permitted[k] ?? 0) + n;
+    for (const [k, n] of Object.entries(r.signatures)) st.counts.set(k, (st.counts.get(k) ?? 0) + n);
+    for (const [k, n] of Object.entries(r.pairs)) st.pairs[k] = (st.pairs[k] ?? 0) + n;
   };
 
   if (workers === 1) {
@@ -670,12 +825,26 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
       finding: onFinding,
       block: addBlock,
       shouldStop: stopNow,
+      known: () => [...st.findings.keys()],
     });
     if (allExhausted) st.stop ??= 'saturated';
   }
   stopNow();
+  // a shard always leaves its summary (runs, coverage) for `nvx fuzz merge`, findings or not
+  if (o.outDir && shard.count > 1) fs.mkdirSync(o.outDir, { recursive: true });
   writeSummary();
   return summary();
+}
+
+/** Events of a finding file already there (Infinity when it cannot be read). */
+function eventsInFile(file: string): number {
+  try {
+    const text = fs.readFileSync(file, 'utf8');
+    const i = text.indexOf('\nevents\n');
+    return i < 0 ? Infinity : text.slice(i + 8).split('\n').filter((l) => l.trim() && !l.startsWith('#')).length;
+  } catch {
+    return Infinity;
+  }
 }
 
 interface PoolHooks {
@@ -683,6 +852,8 @@ interface PoolHooks {
   finding(f: FuzzFinding): void;
   block(r: BlockResult): void;
   shouldStop(): boolean;
+  /** signatures found so far (sent with each block) */
+  known(): string[];
 }
 
 /** Messages between the campaign and its workers. */
@@ -694,17 +865,31 @@ export type FromWorker =
   | { type: 'block-done'; result: BlockResult }
   | { type: 'error'; message: string; stack?: string };
 
+/** What a worker thread is given: the configuration and the campaign's stop flag (an Int32Array over shared memory). */
+export interface WorkerInit {
+  cfg: FuzzConfig;
+  stop: SharedArrayBuffer;
+}
+
 async function runWorkers(n: number, cfg: FuzzConfig, seed: number, blocks: Generator<{ block: number; runs: number }>, deadline: number | undefined, startedAt: number, hooks: PoolHooks): Promise<{ allExhausted: boolean }> {
   const entry = workerEntry();
   const pool: Worker[] = [];
+  const stopBuf = new SharedArrayBuffer(4);
+  const stopFlag = new Int32Array(stopBuf);
   let exhausted = 0;
   await new Promise<void>((resolve, reject) => {
     let live = 0;
     let failed = false;
+    let stoppedAt: number | undefined;
     const poll = setInterval(() => {
-      // time or signal: stop every worker now (files are only written here, so nothing is cut)
-      if (hooks.shouldStop()) for (const w of pool) void w.terminate();
-    }, 100);
+      // time, signal or --max-findings: raise the flag; each worker ends its run, reports its block and is let go
+      if (hooks.shouldStop() && stoppedAt === undefined) {
+        stoppedAt = Date.now();
+        Atomics.store(stopFlag, 0, 1);
+      }
+      // a worker that does not report long after (a minimization has its own limit) is ended
+      if (stoppedAt !== undefined && Date.now() - stoppedAt > cfg.minimizeMs + cfg.shrinkMs + 30_000) for (const w of pool) void w.terminate();
+    }, 50);
     const done = () => {
       if (--live === 0) {
         clearInterval(poll);
@@ -717,10 +902,18 @@ async function runWorkers(n: number, cfg: FuzzConfig, seed: number, blocks: Gene
         w.postMessage({ type: 'stop' } satisfies ToWorker);
         return;
       }
-      w.postMessage({ type: 'block', spec: { block: b.value.block, seed: blockSeed(seed, b.value.block), runs: b.value.runs, deadline, startedAt } } satisfies ToWorker);
+      w.postMessage({ type: 'block', spec: { block: b.value.block, seed: blockSeed(seed, b.value.block), runs: b.value.runs, deadline, startedAt, known: hooks.known() } } satisfies ToWorker);
     };
+    const fail = (e: Error) => {
+      if (failed) return;
+      failed = true;
+      clearInterval(poll);
+      for (const x of pool) void x.terminate();
+      reject(e);
+    };
+    const init: WorkerInit = { cfg, stop: stopBuf };
     for (let i = 0; i < n; i++) {
-      const w = entry.evalCode ? new Worker(entry.evalCode, { eval: true, workerData: cfg }) : new Worker(entry.file, { workerData: cfg });
+      const w = entry.evalCode ? new Worker(entry.evalCode, { eval: true, workerData: init }) : new Worker(entry.file, { workerData: init });
       pool.push(w);
       live++;
       w.on('message', (m: FromWorker) => {
@@ -738,26 +931,14 @@ async function runWorkers(n: number, cfg: FuzzConfig, seed: number, blocks: Gene
               return void w.postMessage({ type: 'stop' } satisfies ToWorker);
             }
             return dispatch(w);
-          case 'error':
-            if (!failed) {
-              failed = true;
-              clearInterval(poll);
-              for (const x of pool) void x.terminate();
-              const e = new Error(m.message);
-              if (m.stack) e.stack = m.stack;
-              reject(e);
-            }
-            return;
+          case 'error': {
+            const e = new Error(m.message);
+            if (m.stack) e.stack = m.stack;
+            return fail(e);
+          }
         }
       });
-      w.on('error', (e) => {
-        if (!failed) {
-          failed = true;
-          clearInterval(poll);
-          for (const x of pool) void x.terminate();
-          reject(e);
-        }
-      });
+      w.on('error', fail);
       w.on('exit', done);
     }
   });

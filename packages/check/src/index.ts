@@ -17,3 +17,4 @@ export * from './coverage';
 export * from './minimize';
 export * from './fuzz';
 export * from './migrate';
+export * from './fuzz-merge';

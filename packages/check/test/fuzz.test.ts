@@ -27,6 +27,7 @@ import {
   parseReplay,
   parseShard,
   replayFuzz,
+  signatureName,
   runFuzz,
   shardBlocks,
 } from '../src/fuzz';
@@ -99,7 +100,7 @@ describe('a campaign against a broken path', () => {
     expect(f.minimizedEvents).toBeLessThan(f.generatedEvents);
   });
 
-  it('writes each finding whole under the hash of its minimized trace, with its provenance', () => {
+  it('writes each finding whole under the name of its signature, with its provenance', () => {
     const files = fs.readdirSync(out()).filter((f) => f.endsWith('.nvx'));
     expect(files.sort()).toEqual(summary.findings.map((f) => `${f.name}.nvx`).sort());
     expect(fs.readdirSync(out()).filter((f) => f.endsWith('.tmp'))).toEqual([]);
@@ -112,6 +113,7 @@ describe('a campaign against a broken path', () => {
       divergence: 'bug',
       contract: 'none',
       profile: STICKY,
+      signature: f.signature,
       seed: String(f.seed),
       path: f.path,
       replay: `${f.seed}:${f.path}`,
@@ -119,10 +121,11 @@ describe('a campaign against a broken path', () => {
     });
     expect(text).toMatch(/^# nvx fuzz finding [0-9a-f]{16} \(new\)/);
     expect(text).toContain(`# replay: nvx fuzz --replay ${f.seed}:${f.path} --profiles ${STICKY}`);
-    // the file diverges the same way, and its name is the hash of its events and configuration
+    // the file diverges the same way, and its name is the hash of its signature
     const d = diffEvents(t.header, t.events, parseProfile('reference'), parseProfile(STICKY)).divergence!;
     expect(divergenceKind(d)).toEqual(f.kind);
-    expect(f.hash.slice(0, 16)).toBe(f.name);
+    expect(f.name).toBe(signatureName(f.signature));
+    expect(f.signature.startsWith(`${STICKY} | ${f.kind.event} | `)).toBe(true);
     const summaryFile = JSON.parse(fs.readFileSync(path.join(out(), 'summary.json'), 'utf8'));
     expect(summaryFile.findings.map((x: FuzzFinding) => x.name)).toEqual(summary.findings.map((x) => x.name));
   });
@@ -135,7 +138,7 @@ describe('a campaign against a broken path', () => {
   });
 
   it("with fast-check's shrinking on, the replay path names the shrunk trace and gives the same finding back", async () => {
-    const s = await runFuzz({ ...QUICK, profiles: [STICKY], seed: 42, runs: 60, maxFindings: 1, shrinkMs: 400 });
+    const s = await runFuzz({ ...QUICK, profiles: [STICKY], seed: 42, runs: 60, maxFindings: 1, shrinkMs: 2_000 });
     const f = s.findings[0];
     expect(f.path).toMatch(/^\d+(:\d+)+$/);
     expect(f.shrunkEvents).toBeLessThanOrEqual(f.generatedEvents);
@@ -153,6 +156,31 @@ describe('a campaign against a broken path', () => {
     expect(r.trace.events.length).toBe(f.generatedEvents);
     expect(parseTextTrace(r.finding!.text).header.provenance).toMatchObject({ seed: String(f.seed), path: f.path, replay: f.replay });
   });
+});
+
+describe('one finding per bug', () => {
+  it('groups the divergences of one bug under one signature, with a count, keeping the smallest trace', async () => {
+    const s = await runFuzz({ ...QUICK, profiles: [STICKY, TRACKED], seed: 11, runs: 150, minimizeMs: 1_500 });
+    expect(s.findings.length).toBeGreaterThanOrEqual(2);
+    // a handful of signatures for hundreds of diverging runs
+    expect(s.findings.length).toBeLessThanOrEqual(6);
+    expect(new Set(s.findings.map((f) => f.signature)).size).toBe(s.findings.length);
+    expect(new Set(s.findings.map((f) => f.profile))).toEqual(new Set([STICKY, TRACKED]));
+    const total = s.findings.reduce((a, f) => a + f.count, 0);
+    expect(total).toBeGreaterThan(s.findings.length * 3);
+    expect(s.duplicates).toBe(total - s.findings.length);
+    for (const f of s.findings) expect(f.minimizedEvents).toBeLessThanOrEqual(14);
+  }, 60_000);
+});
+
+describe('one finding per bug, whichever profile finds it', () => {
+  it('a bug of one path found under a profile of several is signed with that path', async () => {
+    const both = `${STICKY},evmcs=clean-fields`;
+    const s = await runFuzz({ ...QUICK, profiles: [both], areas: ['msr-bitmap', 'evmcs'], seed: 11, runs: 40, minimizeMs: 1_000, maxFindings: 1 });
+    expect(s.findings.length).toBe(1);
+    expect(s.findings[0].profile).toBe(both);
+    expect(s.findings[0].signature.startsWith(`${STICKY} | `)).toBe(true);
+  }, 60_000);
 });
 
 describe('determinism', () => {

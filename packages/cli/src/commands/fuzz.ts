@@ -12,6 +12,7 @@ import {
   FuzzFinding,
   FuzzProgress,
   FuzzSummary,
+  MergeError,
   StateCompare,
   coverageGroupsFor,
   coverageLines,
@@ -19,6 +20,7 @@ import {
   expectedDivergingProfiles,
   parseDuration,
   parseReplay,
+  mergeFuzzOutputs,
   parseShard,
   replayFuzz,
   runFuzz,
@@ -46,7 +48,7 @@ export interface FuzzCliOptions {
   minimizeTime: string;
   shrinkTime: string;
   maxFindings?: string;
-  maxFindingsPerProfile: string;
+  maxFindingsPerProfile?: string;
   blockSize: string;
   corpus: string[];
   json?: boolean;
@@ -170,7 +172,36 @@ export function summaryLines(ctx: CliContext, s: FuzzSummary): string[] {
 }
 
 export function registerFuzzCommands(program: Command, ctx: CliContext): void {
-  addPathModuleOption(program.command('fuzz'))
+  const fuzz = program.command('fuzz');
+  fuzz
+    .command('merge')
+    .description('merge the outputs of several campaigns (the shards of one, or one after another): one finding per signature with the smallest trace and the summed count, coverage and permitted divergences summed')
+    .argument('<dirs...>', 'output directories of nvx fuzz (--out)')
+    .option('-o, --out <dir>', 'write the merged findings and summary.json here')
+    .option('--json', 'print the merged summary as one JSON object')
+    .action((dirs: string[], o: { out?: string; json?: boolean }) => {
+      let r;
+      try {
+        r = mergeFuzzOutputs(dirs, o.out);
+      } catch (e) {
+        if (e instanceof MergeError) throw new UsageError(e.message);
+        throw e;
+      }
+      if (o.json) {
+        ctx.line(jsonText(r));
+        return;
+      }
+      ctx.line(`merged ${dirs.length} director${dirs.length > 1 ? 'ies' : 'y'} (${r.summaries} summar${r.summaries === 1 ? 'y' : 'ies'}): ${r.runs} runs, ${r.events} events, ${(r.ms / 1000).toFixed(1)} s of fuzzing; ${r.findings.length} finding${r.findings.length === 1 ? '' : 's'} (${r.newFindings} new)`);
+      for (const f of r.findings) ctx.line(`  ${f.classification === 'expected' ? 'expected' : ctx.c.red('NEW')} ${f.name} [${cliProfile(f.profile)}] x${f.count}, ${f.events} events, found in ${f.foundIn.length}: ${f.signature}`);
+      for (const s of r.skipped) ctx.warn(`skipped ${s.file}: ${s.why}`);
+      const perm = Object.entries(r.permitted);
+      if (perm.length) ctx.line(`permitted divergences: ${perm.map(([c, n]) => `${n} by ${c}`).join(', ')}`);
+      ctx.line('coverage of the modelled rules (reference replay):');
+      for (const l of coverageLines(r.coverage)) ctx.line(l);
+      ctx.line(`sequence coverage: ${r.sequence.pairs} ordered pairs of rules on one vCPU (${r.sequence.hits} hits)`);
+      if (o.out) ctx.line(`merged findings and summary.json in ${o.out}/`);
+    });
+  addPathModuleOption(fuzz)
     .description('generate traces that mix every area (multi-vCPU, host events among L1 and L2 events), check every profile against reference, minimize and keep what diverges (exit 1 on a new finding)')
     .option('-a, --areas <list>', `areas to generate for, comma-separated (default: all: ${AREA_IDS.join(',')})`)
     .option('-p, --profiles <list>', "profiles to check against reference, comma-separated; join the areas of one profile with '+' (default: every optimized path alone, plugin paths included, then optimized)")
@@ -187,7 +218,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
     .option('--minimize-time <duration>', 'time for minimizing each finding', '20s')
     .option('--shrink-time <duration>', "time for fast-check's own shrinking of a finding before minimizing", '0s')
     .option('--max-findings <n>', 'stop after this many distinct findings')
-    .option('--max-findings-per-profile <n>', 'each worker stops checking a profile after this many findings of it', '3')
+    .option('--max-findings-per-profile <n>', 'stop checking a profile after this many distinct findings of it (default: never; with it, which runs are checked depends on the workers)')
     .option('--block-size <n>', 'runs per block of the seed space (the unit workers and shards take); campaigns compare only with the same block size', '100')
     .option('--corpus <dir...>', "trace directories whose 'finding' traces declare the paths known to diverge", ['traces/scenarios', 'traces/regressions'])
     .option('-q, --quiet', 'no progress bar, no finding lines: the summary only')
@@ -292,6 +323,8 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
         if (!o.quiet) {
           ctx.line('coverage of the modelled rules (reference replay):');
           for (const l of coverageLines(summary.coverage, coverageGroupsFor(areas))) ctx.line(l);
+          ctx.line(`sequence coverage: ${summary.sequence.pairs} ordered pairs of rules on one vCPU (${summary.sequence.hits} hits)`);
+          for (const f of summary.findings) ctx.line(`  ${f.classification === 'new' ? ctx.c.red('NEW') : 'expected'} ${f.name} [${cliProfile(f.profile)}] x${f.count}, ${f.minimizedEvents} events: ${f.signature}`);
           if (summary.findings.length) ctx.line(`findings in ${o.out}/ (nvx diff <file> --profile <profile> shows one; nvx minimize shrinks an imported one)`);
         }
       }
