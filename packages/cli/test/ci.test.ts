@@ -72,6 +72,9 @@ describe('nvx check on a plugin path', () => {
     expect(new Set(cs.map((c) => c.name))).toEqual(new Set(['reference', 'msr-bitmap=lazy-merge', 'msr-bitmap=lazy-merge,cpuid-fault=hardware']));
     expect(cs.filter((c) => c.failure)).toEqual([]);
     expect((await nvx(['check', '--dir', corpus, '--profiles', 'msr-bitmap=nope', '--no-fuzz'])).code).toBe(2);
+    const bad = await nvx(['check', '--dir', corpus, '--profile', 'nope', '--no-fuzz']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^error: --profile: unknown profile 'nope' \(profiles: [^)]*\)\n$/);
   });
 
   test('the short fuzz runs on the plugin path and is one JUnit case', async () => {

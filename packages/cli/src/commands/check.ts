@@ -17,6 +17,7 @@ import { estimateCycles } from '@nvx/emulator';
 import { CliContext, EXIT, UsageError } from '../output';
 import { JUnitCase, JUnitSuite, checkJUnitPath, writeJUnit } from '../junit';
 import { addPathModuleOption, loadPathModules } from '../plugins';
+import { profileArg } from '../profiles';
 import { jsonText } from '../report';
 import { EXIT_RULE_HELP } from '../verdict';
 import { checkFuzzLines, checkFuzzRow, fuzzJUnitSuite, parseProfiles, runCheckFuzz } from './fuzz';
@@ -90,6 +91,7 @@ export function registerCheckCommands(program: Command, ctx: CliContext): void {
       if (o.profile && o.profiles) throw new UsageError('give --profile or --profiles, not both');
       const listed = o.profiles ? ['reference', ...parseProfiles(o.profiles, { allowReference: true }).filter((p) => p !== 'reference')] : o.profile;
       const profiles = listed ?? (plugins.length ? ['reference', ...plugins] : corpusProfiles());
+      for (const p of profiles) profileArg(p, '--profile'); // an unknown profile is a usage error before any replay
       const times = new Map<CorpusCell, number>();
       let t0 = Date.now();
       const report = await checkCorpus(dirs, profiles, (c) => {
