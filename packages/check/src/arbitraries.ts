@@ -170,6 +170,17 @@ const INTERPRETED_FIELDS: ReadonlySet<number> = new Set([
   VMCS.GUEST_SS_AR_BYTES,
   VMCS.GUEST_CS_AR_BYTES,
   VMCS.EXCEPTION_BITMAP,
+  // checked at VM-entry (nested_check_vm_execution_controls, nested_check_vm_exit_controls:
+  // entry-checks.ts in the emulator): a random value fails the entry
+  VMCS.VM_EXIT_CONTROLS,
+  VMCS.VM_ENTRY_CONTROLS,
+  VMCS.CR3_TARGET_COUNT,
+  VMCS.IO_BITMAP_A,
+  VMCS.IO_BITMAP_B,
+  VMCS.PML_ADDRESS,
+  VMCS.VIRTUAL_PROCESSOR_ID,
+  VMCS.VM_FUNCTION_CONTROL,
+  VMCS.EPTP_LIST_ADDRESS,
 ]);
 export const GROUP_FIELDS: readonly VmcsField[] = VMCS_FIELDS.filter(
   (f) => !f.isHigh && !f.readOnly && f.cleanGroup !== null && f.cleanGroup >= 0 && f.evmcsOffset !== null && !INTERPRETED_FIELDS.has(f.encoding),

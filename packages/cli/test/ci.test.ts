@@ -42,7 +42,7 @@ function cases(xml: string): { classname: string; name: string; failure?: string
 describe('nvx check on a plugin path', () => {
   test('--path-module: reference and the plugin path; the JUnit report has one case per trace x profile, failing with the divergence and its repro line', async () => {
     const junit = path.join(dir, 'broken.xml');
-    const r = await nvx(['check', '--dir', corpus, '--path-module', BROKEN, '--no-fuzz', '--junit', junit]);
+    const r = await nvx(['check', '--dir', corpus, '--path-module', BROKEN, '--no-fuzz', '--no-conformance', '--junit', junit]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/3 traces x 2 profiles/);
     expect(r.stdout).toMatch(/^msr-bitmap=broken-merge\s+1\s+1\s+0\s+0\s+1\s+\d+$/m);
@@ -65,7 +65,7 @@ describe('nvx check on a plugin path', () => {
 
   test('--profiles (with + joining areas) and a correct plugin: exit 0', async () => {
     const junit = path.join(dir, 'lazy.xml');
-    const r = await nvx(['check', '--dir', corpus, '--path-module', LAZY, '--profiles', 'msr-bitmap=lazy-merge,msr-bitmap=lazy-merge+cpuid-fault=hardware', '--no-fuzz', '--junit', junit]);
+    const r = await nvx(['check', '--dir', corpus, '--path-module', LAZY, '--profiles', 'msr-bitmap=lazy-merge,msr-bitmap=lazy-merge+cpuid-fault=hardware', '--no-fuzz', '--no-conformance', '--junit', junit]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const cs = cases(fs.readFileSync(junit, 'utf8'));
@@ -79,7 +79,7 @@ describe('nvx check on a plugin path', () => {
 
   test('the short fuzz runs on the plugin path and is one JUnit case', async () => {
     const junit = path.join(dir, 'fuzz.xml');
-    const r = await nvx(['check', '--dir', corpus, '--path-module', LAZY, '--fuzz-time', '1s', '--fuzz-seed', '3', '--fuzz-out', path.join(dir, 'findings'), '--junit', junit]);
+    const r = await nvx(['check', '--dir', corpus, '--path-module', LAZY, '--fuzz-time', '1s', '--fuzz-seed', '3', '--fuzz-out', path.join(dir, 'findings'), '--no-conformance', '--junit', junit]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^fuzz \(\d+ s, \d+ traces\)/m);
     const cs = cases(fs.readFileSync(junit, 'utf8'));
