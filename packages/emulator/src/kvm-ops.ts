@@ -39,12 +39,16 @@ import {
 } from './nested';
 import { completePendingPostedInterrupt, nestedGetVmcs12Pages, notifyPostedInterrupt } from './nested-pages';
 import type { NestedOps } from './ops';
+import { vmxGetNestedState, vmxGetNestedStatePages, vmxSetNestedState } from './nested-state';
 import { nestedCacheShadowVmcs12, nestedFlushCachedShadowVmcs12, nestedVmxCheckShadowVmcsControls, nestedVmxCheckVmcsLinkPtr, nestedVmxEntryFailVmexit } from './vmcs-link';
 
 export const KVM_OPS: Readonly<NestedOps> = Object.freeze<NestedOps>({
   handle_vmxon: handleVmxon,
   handle_vmxoff: handleVmxoff,
   free_nested: freeNested,
+  vmx_get_nested_state: vmxGetNestedState,
+  vmx_set_nested_state: vmxSetNestedState,
+  vmx_get_nested_state_pages: vmxGetNestedStatePages,
   handle_vmptrld: handleVmptrld,
   handle_vmptrst: handleVmptrst,
   handle_vmclear: handleVmclear,

@@ -341,14 +341,14 @@ export function vmxGetNestedStatePages(ctx: Ctx, w: World, v: Vcpu): string | nu
 
 /** host.get-nested-state: KVM_GET_NESTED_STATE into the VMM's buffer. */
 export function hostGetNestedState(ctx: Ctx, w: World, v: Vcpu): Outcome {
-  const s = vmxGetNestedState(ctx, w, v);
+  const s = ctx.profile.ops.vmx_get_nested_state(ctx, w, v);
   v.userNestedState = s;
   return nestedStateOutcome(s.header);
 }
 
 /** host.set-nested-state: KVM_SET_NESTED_STATE with this header and the data of the VMM's buffer. */
 export function hostSetNestedState(ctx: Ctx, w: World, v: Vcpu, h: NestedStateHeader): Outcome {
-  const out = vmxSetNestedState(ctx, w, v, h, v.userNestedState ?? emptyUserNestedState());
+  const out = ctx.profile.ops.vmx_set_nested_state(ctx, w, v, h, v.userNestedState ?? emptyUserNestedState());
   // L2 may have been left or entered: what decides MSR 0x140 for a loaded vCPU changed (cpuid-fault)
   cpuidFaultChanged(ctx, w, v);
   return out;
@@ -404,7 +404,7 @@ export function hostNestedStateRevision(v: Vcpu, shadow: boolean, value: number)
  * hook says. Guest memory and the VM's own path state stay as they are.
  */
 export function hostMigrate(ctx: Ctx, w: World, v: Vcpu): Outcome {
-  const saved = vmxGetNestedState(ctx, w, v);
+  const saved = ctx.profile.ops.vmx_get_nested_state(ctx, w, v);
   const cpuidFault = ctx.profile.paths['cpuid-fault'];
   const loaded = v.cpu >= 0;
   // The old vCPU goes away: its thread leaves KVM (vcpu_put), its mappings are released
@@ -433,7 +433,7 @@ export function hostMigrate(ctx: Ctx, w: World, v: Vcpu): Outcome {
     const kept = path.restore ? path.restore(ctx, w, v, oldAreas[a], init) : init;
     if (kept !== undefined) v.areas[a] = kept;
   }
-  const out = vmxSetNestedState(ctx, w, v, saved.header, saved);
+  const out = ctx.profile.ops.vmx_set_nested_state(ctx, w, v, saved.header, saved);
   if (loaded) cpuidFault.load(ctx, w, v);
   return out;
 }

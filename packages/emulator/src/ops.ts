@@ -23,6 +23,7 @@ import type { Outcome } from '@nvx/trace';
 import type { Ctx } from './ctx';
 import type { Gpc } from './gpc';
 import type { NestedPage } from './nested-pages';
+import type { NestedStateHeader, UserNestedState } from './nested-state';
 import type { PathOf } from './paths';
 import type { Vcpu, World } from './state';
 
@@ -34,6 +35,14 @@ export interface NestedOps {
   handle_vmxoff(ctx: Ctx, w: World, v: Vcpu): Outcome;
   /** free_nested: leave VMX operation (eVMCS released, shadow VMCS and caches freed) */
   free_nested(ctx: Ctx, w: World, v: Vcpu): void;
+
+  // ---- save/restore of nested state (KVM_GET/SET_NESTED_STATE, nested-state.ts) ----
+  /** vmx_get_nested_state: what KVM_GET_NESTED_STATE gives the VMM (vmcs12 brought up to date first) */
+  vmx_get_nested_state(ctx: Ctx, w: World, v: Vcpu): UserNestedState;
+  /** vmx_set_nested_state: KVM_SET_NESTED_STATE, ok or einval */
+  vmx_set_nested_state(ctx: Ctx, w: World, v: Vcpu, header: NestedStateHeader, data: UserNestedState): Outcome;
+  /** vmx_get_nested_state_pages (KVM_REQ_GET_NESTED_STATE_PAGES at the next KVM_RUN): an error (KVM_EXIT_INTERNAL_ERROR) or null */
+  vmx_get_nested_state_pages(ctx: Ctx, w: World, v: Vcpu): string | null;
   /** handle_vmptrld */
   handle_vmptrld(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome;
   /** handle_vmptrst */
@@ -153,6 +162,9 @@ export const OP_PARAMS = {
   handle_vmxon: ['ctx', 'w', 'v', 'gpa'],
   handle_vmxoff: ['ctx', 'w', 'v'],
   free_nested: ['ctx', 'w', 'v'],
+  vmx_get_nested_state: ['ctx', 'w', 'v'],
+  vmx_set_nested_state: ['ctx', 'w', 'v', 'header', 'data'],
+  vmx_get_nested_state_pages: ['ctx', 'w', 'v'],
   handle_vmptrld: ['ctx', 'w', 'v', 'gpa'],
   handle_vmptrst: ['ctx', 'w', 'v'],
   handle_vmclear: ['ctx', 'w', 'v', 'gpa'],

@@ -20,7 +20,7 @@ import { OK, ignored } from './nested';
 import type { Profile } from './ops';
 import { handleInvept, handleInvvpid, handleVmreadWide, handleVmwriteWide } from './vmx-insns';
 import { hostSetVmxMsr, l1RdmsrVmx, l1WrmsrVmx } from './vmx-msrs';
-import { hostGetNestedState, hostMigrate, hostNestedStateField, hostNestedStateRevision, hostSetNestedState, vmxGetNestedStatePages } from './nested-state';
+import { hostGetNestedState, hostMigrate, hostNestedStateField, hostNestedStateRevision, hostSetNestedState } from './nested-state';
 import { Vcpu, World, cloneWorld, initialWorld, msrBitmapBit } from './state';
 
 enableMapSet();
@@ -153,7 +153,7 @@ export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
     if (v.cpu < 0) return NOT_LOADED(v.id);
     // KVM_RUN after KVM_SET_NESTED_STATE: KVM_REQ_GET_NESTED_STATE_PAGES (nested-state.ts)
     if (v.nested.getNestedStatePages) {
-      const err = vmxGetNestedStatePages(ctx, w, v);
+      const err = ctx.profile.ops.vmx_get_nested_state_pages(ctx, w, v);
       if (err !== null) return ignored(err);
     }
     if (v.nested.guestMode) return L1_NOT_RUNNING(v.id);
@@ -168,7 +168,7 @@ export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
     if (!v) return ignored('no such vCPU');
     if (v.cpu < 0) return NOT_LOADED(v.id);
     if (v.nested.getNestedStatePages) {
-      const err = vmxGetNestedStatePages(ctx, w, v);
+      const err = ctx.profile.ops.vmx_get_nested_state_pages(ctx, w, v);
       if (err !== null) return ignored(err);
     }
     if (!v.nested.guestMode) return L2_NOT_RUNNING(v.id);
