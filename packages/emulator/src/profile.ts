@@ -9,6 +9,7 @@
  * path). Users can register paths and patches of their own (plugins) before
  * resolving a profile.
  */
+import { closestNames } from '@nvx/trace';
 import { emulate } from './areas/cpuid-fault/emulate';
 import { hardware } from './areas/cpuid-fault/hardware';
 import { hardwareLazy } from './areas/cpuid-fault/hardware-lazy';
@@ -89,23 +90,8 @@ export function unregisterPatch(name: string): void {
 
 /** " (did you mean a, b?)" for a name that is not an operation, or "". */
 export function closestOps(name: string): string {
-  const near = OP_NAMES.map((n) => [n, editDistance(n, name)] as const)
-    .filter(([, d]) => d <= Math.max(3, Math.floor(name.length / 4)))
-    .sort((a, b) => a[1] - b[1])
-    .slice(0, 3)
-    .map(([n]) => n);
-  const part = OP_NAMES.filter((n) => name.length >= 4 && (n.includes(name) || name.includes(n)) && !near.includes(n)).slice(0, 3 - near.length);
-  const all = [...near, ...part];
-  return all.length ? ` (did you mean ${all.join(', ')}?)` : ' (see `nvx paths` for the operations)';
-}
-
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-  }
-  return d[a.length][b.length];
+  const near = closestNames(name, OP_NAMES);
+  return near.length ? ` (did you mean ${near.join(', ')}?)` : ' (see `nvx paths` for the operations)';
 }
 
 export const BUILTIN_PROFILES: Record<string, string> = {
