@@ -195,9 +195,12 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     idConfirmed: true,
     what: 'After restoring nested state with an eVMCS, KVM did not request the vmcs12 -> eVMCS sync, so L1 read stale eVMCS fields after migration.',
     kvmFunction: 'vmx_set_nested_state / nested_get_evmcs_page',
-    where: 'nested state (save/restore)',
-    status: 'not-expressible',
-    why: 'Needs KVM_SET_NESTED_STATE events, which this model does not have yet.',
+    where: 'operation vmx_get_nested_state_pages (the witness edits the saved vmcs12: nvx syncs the eVMCS within the exit event, so the pending-sync window of a real save is not reachable)',
+    status: 'diverges',
+    plugin: 'plugins/evmcs-not-synced-after-restore.ts',
+    profile: 'patch=bug-8629b625e015',
+    trace: 'traces/evmcs-not-synced-after-restore.nvx',
+    correct: ['reference', 'evmcs=clean-fields', 'optimized'],
   },
 
   // ---- VMREAD / VMWRITE and shadow VMCS ----
