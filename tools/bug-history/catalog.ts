@@ -419,9 +419,12 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     idConfirmed: true,
     what: 'KVM refused a userspace write clearing the CPUID-faulting bit of MSR_PLATFORM_INFO while the guest had CPUID faulting enabled, so restoring MSRs in KVM\'s own list order could fail.',
     kvmFunction: 'kvm_set_msr_common (MSR_PLATFORM_INFO)',
-    where: 'host.platform-info (host-initiated MSR write)',
-    status: 'not-expressible',
-    why: "This model's host.platform-info still has the rule the commit removed (the write is refused), so there is no fixed behaviour for a plugin to break; it becomes a patch once the host write follows current KVM.",
+    where: 'operation do_set_msr (KVM_SET_MSRS, host-initiated)',
+    status: 'diverges',
+    plugin: 'plugins/platform-info-ordering-check.ts',
+    profile: 'patch=bug-9d2dcfb82db1',
+    trace: 'traces/platform-info-ordering-check.nvx',
+    correct: ['reference', 'cpuid-fault=hardware', 'cpuid-fault=hardware-lazy', 'optimized'],
   },
 
   // ---- nested state and timers ----

@@ -23,12 +23,13 @@
  * at CPL > 0 faults in L2 first. config.l2CpuidFaultArchitectural selects the
  * hardware's order; the default is KVM's.
  */
-import { EXIT_REASON, MSR, MSR_MISC_FEATURES_ENABLES_CPUID_FAULT, MSR_PLATFORM_INFO_CPUID_FAULT, VMCS } from '@nvx/arch';
+import { EXIT_REASON, MSR, MSR_MISC_FEATURES_ENABLES_CPUID_FAULT, MSR_PLATFORM_INFO_CPUID_FAULT, VMCS, isVmxCapMsr } from '@nvx/arch';
 import type { Outcome } from '@nvx/trace';
 import type { Ctx } from './ctx';
 import { GP, OK, UD, ignored } from './nested';
 import type { Vcpu, World } from './state';
 import { vmcs12Get32, vmcs12Set } from './vmcs12';
+import { hostSetVmxMsr } from './vmx-msrs';
 
 export const PLATFORM_INFO_CPUID_FAULT = BigInt(MSR_PLATFORM_INFO_CPUID_FAULT);
 export const MISC_FEATURES_CPUID_FAULT = BigInt(MSR_MISC_FEATURES_ENABLES_CPUID_FAULT);
@@ -112,6 +113,20 @@ export function hostPlatformInfo(w: World, vcpu: number, value: bigint): Outcome
 export function hostMiscFeaturesEnables(ctx: Ctx, w: World, v: Vcpu, value: bigint): Outcome {
   const out = guestWrmsr(ctx, w, v, MSR.MSR_MISC_FEATURES_ENABLES, value);
   return out.k === 'gp' ? ignored(`KVM refuses MSR_MISC_FEATURES_ENABLES = 0x${value.toString(16)}: bit 0 only, and only with MSR_PLATFORM_INFO bit 31`) : out;
+}
+
+/**
+ * do_set_msr (x86.c): one MSR of KVM_SET_MSRS, host-initiated, for the MSRs
+ * the model has: the VMX capability MSRs (vmx_set_vmx_msr), then
+ * MSR_PLATFORM_INFO and MSR_MISC_FEATURES_ENABLES (kvm_set_msr_common's
+ * cases). A write KVM refuses is reported as ignored. The operation
+ * do_set_msr of the table (host.set-msr and host.platform-info call it).
+ */
+export function doSetMsr(ctx: Ctx, w: World, v: Vcpu, msr: number, value: bigint): Outcome {
+  if (isVmxCapMsr(msr)) return hostSetVmxMsr(w, v, msr, value);
+  if (msr === MSR.MSR_PLATFORM_INFO) return hostPlatformInfo(w, v.id, value);
+  if (msr === MSR.MSR_MISC_FEATURES_ENABLES) return hostMiscFeaturesEnables(ctx, w, v, value);
+  return ignored(`KVM_SET_MSRS of MSR 0x${msr.toString(16)} is not modelled`);
 }
 
 /** host.smi: the vCPU takes an SMI and L1 enters SMM (KVM's enter_smm). */

@@ -8,7 +8,7 @@
  */
 import { copyEnlightenedToVmcs12Clean, copyVmcs12ToEnlightened, handleEnlightenedVmptrld, nestedReleaseEvmcs } from './evmcs';
 import { vmxVcpuPut } from './cpuid-fault-host';
-import { l2Cpuid } from './cpuid-fault';
+import { doSetMsr, l2Cpuid } from './cpuid-fault';
 import { gpcActivate, gpcCheck, gpcDeactivate, gpcInvalidateRange, gpcRefresh } from './gpc';
 import { l2AlwaysReflected, l2ApicAccess, l2Rdmsr, l2Wrmsr, nestedVmxExitHandledMsr } from './l2';
 import { l2Vmread, l2Vmwrite, nestedVmxExitHandledVmcsAccess } from './l2-vmcs';
@@ -100,6 +100,8 @@ export const KVM_OPS: Readonly<NestedOps> = Object.freeze<NestedOps>({
   // the cpuid-fault area's load and put
   vcpu_load: (ctx, w, v) => ctx.profile.paths['cpuid-fault'].load(ctx, w, v),
   vcpu_put: vmxVcpuPut,
+
+  do_set_msr: doSetMsr,
 
   kvm_gpc_check: (_ctx, w, gpc) => gpcCheck(w, gpc),
   kvm_gpc_refresh: gpcRefresh,

@@ -138,6 +138,10 @@ export interface NestedOps {
   /** vcpu_put (vmx_prepare_switch_to_host): the cpuid-fault path's put; the vCPU is then not loaded */
   vcpu_put(ctx: Ctx, w: World, v: Vcpu): void;
 
+  // ---- the VMM's MSR writes (x86.c) ----
+  /** do_set_msr: one MSR of KVM_SET_MSRS (host-initiated: kvm_set_msr_common, vmx_set_vmx_msr); a refused write is ignored */
+  do_set_msr(ctx: Ctx, w: World, v: Vcpu, msr: number, value: bigint): Outcome;
+
   // ---- gfn-to-pfn caches (virt/kvm/pfncache.c) ----
   /** kvm_gpc_check: may the cached pfn be used without a refresh? */
   kvm_gpc_check(ctx: Ctx, w: World, gpc: Gpc): boolean;
@@ -209,6 +213,7 @@ export const OP_PARAMS = {
   vmx_deliver_nested_posted_interrupt: ['ctx', 'w', 'v'],
   vcpu_load: ['ctx', 'w', 'v'],
   vcpu_put: ['ctx', 'w', 'v'],
+  do_set_msr: ['ctx', 'w', 'v', 'msr', 'value'],
   kvm_gpc_check: ['ctx', 'w', 'gpc'],
   kvm_gpc_refresh: ['ctx', 'w', 'gpc', 'gpa'],
   kvm_gpc_activate: ['ctx', 'w', 'gpc', 'gpa'],

@@ -13,13 +13,13 @@ import { enableMapSet, produce, setAutoFreeze } from 'immer';
 import { AREA_IDS, HostInvalidation } from './paths';
 import { Costs, newCosts } from './costs';
 import type { Ctx } from './ctx';
-import { cpuidFaultChanged, guestRdmsr, guestWrmsr, hostMiscFeaturesEnables, hostPlatformInfo, hostSmi, isCpuidFaultMsr, l1Cpuid, l1Rsm } from './cpuid-fault';
+import { cpuidFaultChanged, guestRdmsr, guestWrmsr, hostSmi, isCpuidFaultMsr, l1Cpuid, l1Rsm } from './cpuid-fault';
 import { hostTaskCpuid, hostTaskCpuidFault, hostVcpuLoad, hostVcpuPut, hostVcpuThreadCpuidFault } from './cpuid-fault-host';
 import { gpaToGfn, hostGuestCopy, hostGuestWrite, memslotCreate, memslotDelete, memslotFlags, memslotMove, memslotReadd, memslotResize, mmuInvalidateEnd, mmuInvalidateStart, pageMigrate, pageZap, readGuest, writeGuest } from './memory';
 import { OK, ignored } from './nested';
 import type { Profile } from './ops';
 import { handleInvept, handleInvvpid, handleVmreadWide, handleVmwriteWide } from './vmx-insns';
-import { hostSetVmxMsr, l1RdmsrVmx, l1WrmsrVmx } from './vmx-msrs';
+import { l1RdmsrVmx, l1WrmsrVmx } from './vmx-msrs';
 import { hostGetNestedState, hostMigrate, hostNestedStateField, hostNestedStateRevision, hostSetNestedState } from './nested-state';
 import { Vcpu, World, cloneWorld, initialWorld, msrBitmapBit } from './state';
 
@@ -72,10 +72,7 @@ function l1Wrmsr(v: Vcpu, msr: number, value: bigint): Outcome {
 function hostSetMsr(ctx: Ctx, w: World, e: EventOf<'host.set-msr'>): Outcome {
   const v = vcpuOf(w, e.vcpu);
   if (!v) return ignored('no such vCPU');
-  if (isVmxCapMsr(e.msr)) return hostSetVmxMsr(w, v, e.msr, e.value);
-  if (e.msr === MSR.MSR_PLATFORM_INFO) return hostPlatformInfo(w, e.vcpu, e.value);
-  if (e.msr === MSR.MSR_MISC_FEATURES_ENABLES) return hostMiscFeaturesEnables(ctx, w, v, e.value);
-  return ignored(`KVM_SET_MSRS of MSR 0x${e.msr.toString(16)} is not modelled`);
+  return ctx.profile.ops.do_set_msr(ctx, w, v, e.msr, e.value);
 }
 
 /** Tell the paths an L1 store touched these bytes (write tracking of L1 pages). */
@@ -330,8 +327,10 @@ function applyHost(ctx: Ctx, w: World, e: TraceEvent): Outcome {
       return hostVcpuThreadCpuidFault(ctx, w, e.vcpu, e.enable);
     case 'host.smi':
       return hostSmi(ctx, w, e.vcpu);
-    case 'host.platform-info':
-      return hostPlatformInfo(w, e.vcpu, e.value);
+    case 'host.platform-info': {
+      const v = vcpuOf(w, e.vcpu);
+      return v ? ctx.profile.ops.do_set_msr(ctx, w, v, MSR.MSR_PLATFORM_INFO, e.value) : ignored('no such vCPU');
+    }
     case 'host.set-msr':
       return hostSetMsr(ctx, w, e);
     case 'host.guest-write': {
