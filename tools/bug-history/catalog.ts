@@ -97,7 +97,7 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     kvmFunction: 'nested_vmx_prepare_msr_bitmap',
     where: 'msr-bitmap',
     status: 'not-expressible',
-    why: "The model's L0 emulates an x2APIC access L1 does not intercept against vmcs12's virtual-APIC page (l2MsrRead), so an extra exit is only a cost; L1's own APIC, which KVM read, is not modelled.",
+    why: "The model defines L0's emulation of an x2APIC access L1 does not intercept by its architectural meaning (l2MsrRead: vmcs12's virtual-APIC page), which its reference path (no-bitmap, every access exits) relies on; KVM emulates it against L1's APIC (kvm_x2apic_msr_read), which is what made the missing pass-through wrong. With the model's L0 the extra exit is only a cost, and a plugin would have to change that emulation as well, a second difference the bug did not make.",
   },
   {
     commit: '7dfbc624eb57',
@@ -319,7 +319,7 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     kvmFunction: 'nested_get_vmcs12_pages',
     where: 'nested pages (posted-interrupt descriptor)',
     status: 'not-expressible',
-    why: 'The model refuses a nested entry whose descriptor is outside every memslot (as for the APIC-access page) instead of running L2 with posted interrupts off, so neither side of the fix is modelled.',
+    why: 'A nested entry whose descriptor no memslot backs is answered `ignored: not modelled` (unbackedVmcs12Page in nested.ts): neither KVM\'s behaviour since the fix (L2 runs with posted-interrupt processing off, the internal error deferred until L0 touches the descriptor) nor the old one is modelled.',
   },
   {
     commit: '6b6977117f50',
@@ -350,11 +350,11 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     commit: '3ba2c95ea180',
     subject: 'KVM: Do not incorporate page offset into gfn=>pfn cache user address',
     idConfirmed: true,
-    what: 'The cache kept the in-page offset in its user address, so the address compared at refresh and invalidation was not the page\'s.',
+    what: 'The refresh added the gpa\'s in-page offset to the cache\'s user address (gpc->uhva += page_offset), so a refresh to another offset in the same page saw a new uhva and resolved the page again (hva_to_pfn) instead of reusing the translation; the fix keeps uhva page aligned, mainly to simplify the race fixes that followed.',
     kvmFunction: '__kvm_gpc_refresh',
-    where: 'operation gpc refresh (in-page offsets)',
-    status: 'planned',
-    plan: 'needs the in-page offsets of the operations work: patch the refresh to keep gpa offset in uhva; trace: a posted-interrupt descriptor at a non-zero offset, page migrated.',
+    where: 'operation kvm_gpc_refresh (in-page offsets)',
+    status: 'not-expressible',
+    why: 'Expressible as a patch of kvm_gpc_refresh (the model keeps the offset beside uhva, Gpc.offset), but the old behaviour only costs: an unaligned uhva still lies in the invalidated range, hva_to_pfn of it finds the same page, and khva is rebuilt with the new offset, so nothing L1, L2 or the host reads changes: only the refresh and mapping counters would. The follow-up bug, a refresh to a new offset in the same page that kept the old khva offset once uhva was aligned, is a separate fix.',
   },
   {
     commit: '93984f19e7bc',
@@ -395,7 +395,7 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     kvmFunction: 'kvm_gpc_check / kvm_gpc_refresh',
     where: 'operations kvm_gpc_check / kvm_gpc_refresh',
     status: 'not-expressible',
-    why: 'The model deactivates caches only where nothing uses them afterwards (free_nested, a recycled context) and has no concurrent user, so a check or refresh of an inactive cache never happens.',
+    why: 'kvm_gpc_check and kvm_gpc_refresh are operations a patch can change, but the race needs concurrency: kvm_gpc_deactivate also clears valid, so without a refresh running beside it (KVM drops gpc->lock around hva_to_pfn) a check of an inactive cache fails anyway, and every use in the model goes through kvm_gpc_activate first (nested_gpc_lock). Each event is applied whole, so no refresh is in flight during a deactivation.',
   },
 
   // ---- CPUID faulting ----
@@ -447,9 +447,9 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     idConfirmed: true,
     what: 'After nested state was restored with an eVMCS, KVM mapped the eVMCS only when L1 next executed VMLAUNCH/VMRESUME, so a nested VM-exit or L1 access before that used no eVMCS (Hyper-V on KVM crashed after migration).',
     kvmFunction: 'nested_get_vmcs12_pages / vmx_get_nested_state_pages',
-    where: 'nested state (save/restore)',
+    where: 'nested_vmx_vmexit with KVM_REQ_GET_NESTED_STATE_PAGES pending (nested state save/restore)',
     status: 'not-expressible',
-    why: 'Needs KVM_SET_NESTED_STATE events, which this model does not have yet.',
+    why: 'The bug needs a nested VM-exit forced before the first KVM_RUN after the restore processes KVM_REQ_GET_NESTED_STATE_PAGES (a pending event injected at KVM_RUN, kvm_check_nested_events): nested_vmx_vmexit cleared the request and the eVMCS stayed unmapped. In nvx the request is processed at the start of the vCPU\'s next L1 or L2 event and no event forces an L2 -> L1 exit before that (no pending interrupts or NMIs, host.smi is refused while L2 runs), so nested_vmx_vmexit never finds the request pending.',
   },
   {
     commit: 'd51e1d3f6b42',
@@ -459,7 +459,7 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     kvmFunction: 'vmx_get_nested_state / sync_vmcs02_to_vmcs12_rare',
     where: 'nested state (save/restore)',
     status: 'not-expressible',
-    why: 'Needs KVM_GET_NESTED_STATE events, and the model keeps no rarely-synced vmcs02 guest fields.',
+    why: 'KVM_GET_NESTED_STATE is modelled (host.get-nested-state, host.migrate), but the rarely-synced vmcs02 guest fields are not: L2 changes no vmcs12 guest field while it runs (segment, descriptor-table, SYSENTER and pending-debug state are not modelled; L2\'s MSRs travel as KVM_GET/SET_MSRS), so vmcs12 is current in guest mode and there is nothing sync_vmcs02_to_vmcs12_rare could add.',
   },
   {
     commit: 'ecec76885bcf',
