@@ -262,11 +262,14 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     commit: '587d7e72aedc',
     subject: 'kvm: nVMX: VMCLEAR should not cause the vCPU to shut down',
     idConfirmed: true,
-    what: 'A VMCLEAR whose launch-state write to guest memory failed made KVM shut the vCPU down (triple fault) instead of completing the instruction.',
+    what: 'A VMCLEAR whose operand page was not in guest memory (nested_get_page failed) made KVM request a triple fault, shutting the vCPU down (KVM_EXIT_SHUTDOWN), instead of completing the instruction without the launch-state write.',
     kvmFunction: 'handle_vmclear',
-    where: 'operation handle_vmclear',
-    status: 'not-expressible',
-    why: 'Outcomes have no vCPU shutdown (triple fault); the fidelity issue adds userspace-exit outcomes, after which this becomes a patch of handle_vmclear.',
+    where: 'operation handle_vmclear (outcome userspace shutdown: KVM_EXIT_SHUTDOWN)',
+    status: 'diverges',
+    plugin: 'plugins/vmclear-shuts-down.ts',
+    profile: 'patch=bug-587d7e72aedc',
+    trace: 'traces/vmclear-shuts-down.nvx',
+    correct: ['reference', 'optimized', 'kvm'],
   },
 
   {

@@ -144,7 +144,7 @@ export function tryOutcomeFromTuple(t: unknown): Outcome | undefined {
     case 'userspace': {
       if (len !== 3) return undefined;
       const x = t[1];
-      const exit = x === null ? undefined : x === 0 ? 'mmio' : x === 1 ? 'internal-error' : BAD;
+      const exit = x === null ? undefined : x === 0 ? 'mmio' : x === 1 ? 'internal-error' : x === 2 ? 'shutdown' : BAD;
       const gpa = u64OrNull(t[2]);
       if (exit === BAD || gpa === BAD || (gpa !== undefined && exit !== 'mmio')) return undefined;
       const o: Outcome = { k, exit: exit as 'mmio' };
@@ -201,7 +201,7 @@ function tryOutcomeToTuple(o: unknown): unknown[] | undefined {
         t = [c, opt(r.why)];
         break;
       case 'userspace':
-        t = [c, r.exit === undefined ? null : r.exit === 'mmio' ? 0 : r.exit === 'internal-error' ? 1 : -1, small64(r.gpa)];
+        t = [c, r.exit === undefined ? null : r.exit === 'mmio' ? 0 : r.exit === 'internal-error' ? 1 : r.exit === 'shutdown' ? 2 : -1, small64(r.gpa)];
         break;
       case 'nested-state':
         t = [c, opt(r.flags), opt(r.size), small64(r.vmxon), small64(r.vmcs12), opt(r.smm)];

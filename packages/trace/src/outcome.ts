@@ -26,7 +26,8 @@ export type Outcome =
   | { k: 'ignored'; why: string }
   /**
    * KVM_RUN returns to userspace: KVM_EXIT_MMIO (an access L0 emulates as MMIO
-   * to a gpa no memslot backs) or KVM_EXIT_INTERNAL_ERROR. Nothing reaches L1.
+   * to a gpa no memslot backs), KVM_EXIT_INTERNAL_ERROR, or KVM_EXIT_SHUTDOWN
+   * (a triple fault: the vCPU is shut down). Nothing reaches L1.
    */
   | { k: 'userspace'; exit: UserspaceExit; gpa?: bigint }
   /** a host ioctl refused with EINVAL (KVM_SET_NESTED_STATE's acceptance rules): nothing else happened */
@@ -34,9 +35,9 @@ export type Outcome =
   /** the header KVM_GET_NESTED_STATE returned (struct kvm_nested_state: flags, size, hdr.vmx.vmxon_pa, vmcs12_pa, smm.flags) */
   | { k: 'nested-state'; flags: number; size: number; vmxon: bigint; vmcs12: bigint; smm: number };
 
-/** The exits to userspace an outcome names (KVM_EXIT_MMIO, KVM_EXIT_INTERNAL_ERROR). */
-export type UserspaceExit = 'mmio' | 'internal-error';
-const USERSPACE_EXITS: readonly UserspaceExit[] = ['mmio', 'internal-error'];
+/** The exits to userspace an outcome names (KVM_EXIT_MMIO, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_SHUTDOWN). */
+export type UserspaceExit = 'mmio' | 'internal-error' | 'shutdown';
+const USERSPACE_EXITS: readonly UserspaceExit[] = ['mmio', 'internal-error', 'shutdown'];
 
 export type OutcomeKind = Outcome['k'];
 
@@ -139,7 +140,7 @@ export function describeOutcome(o: Outcome): string {
   if (o.k === 'vmfail-invalid') return 'VMfailInvalid';
   if (o.k === 'gp') return '#GP(0)';
   if (o.k === 'ud') return '#UD';
-  if (o.k === 'userspace') return `exit to userspace ${o.exit === 'internal-error' ? 'KVM_EXIT_INTERNAL_ERROR' : o.exit === 'mmio' ? 'KVM_EXIT_MMIO' : '(any)'}${o.gpa === undefined ? '' : ` gpa ${hex(o.gpa)}`}`;
+  if (o.k === 'userspace') return `exit to userspace ${o.exit === 'internal-error' ? 'KVM_EXIT_INTERNAL_ERROR' : o.exit === 'mmio' ? 'KVM_EXIT_MMIO' : o.exit === 'shutdown' ? 'KVM_EXIT_SHUTDOWN' : '(any)'}${o.gpa === undefined ? '' : ` gpa ${hex(o.gpa)}`}`;
   if (o.k === 'exit') return `nested VM-exit ${o.reason === undefined ? '?' : `${exitReasonName(o.reason)} (${o.reason >>> 0})`}${o.qual === undefined ? '' : ` qual ${hex(o.qual)}`}`;
   return formatOutcome(o);
 }
@@ -226,7 +227,7 @@ export function parseOutcome(text: string): Expect {
       return { k, why: checkedWhy(why) };
     }
     case 'userspace': {
-      // `userspace`, `userspace mmio`, `userspace mmio gpa=0xfee00000`, `userspace internal-error`
+      // `userspace`, `userspace mmio`, `userspace mmio gpa=0xfee00000`, `userspace internal-error`, `userspace shutdown`
       const pos = rest.filter((t) => !t.includes('='));
       if (pos.length > 1) throw new TraceError(`expect userspace: unexpected '${pos.slice(1).join(' ')}'`);
       let exit: UserspaceExit | undefined;

@@ -50,6 +50,7 @@ export const arbOutcome: fc.Arbitrary<Outcome> = fc.oneof(
   fc.string({ maxLength: 20 }).map((why): Outcome => ({ k: 'ignored', why })),
   u64.map((gpa): Outcome => ({ k: 'userspace', exit: 'mmio', gpa })),
   fc.constant<Outcome>({ k: 'userspace', exit: 'internal-error' }),
+  fc.constant<Outcome>({ k: 'userspace', exit: 'shutdown' }),
 );
 
 export function arbEvent(cfg: WorldConfig = defaultConfig({ vcpus: 4, pcpus: 4 })): fc.Arbitrary<TraceEvent> {

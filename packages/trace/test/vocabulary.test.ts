@@ -33,14 +33,18 @@ function roundTrip(events: TraceEvent[], config = {}): TraceEvent[] {
 }
 
 describe('outcome: exits to userspace', () => {
-  test('mmio with its gpa and internal-error parse, print and round-trip through tuples', () => {
+  test('mmio with its gpa, internal-error and shutdown parse, print and round-trip through tuples', () => {
     const mmio = parseOutcome('userspace mmio gpa=0xfee00000');
     expect(mmio).toEqual({ k: 'userspace', exit: 'mmio', gpa: 0xfee00000n });
     expect(formatOutcome(mmio)).toBe('userspace mmio gpa=0xfee00000');
     const ie = parseOutcome('userspace internal-error');
     expect(formatOutcome(ie)).toBe('userspace internal-error');
+    const sd = parseOutcome('userspace shutdown');
+    expect(sd).toEqual({ k: 'userspace', exit: 'shutdown' });
+    expect(formatOutcome(sd)).toBe('userspace shutdown');
+    expect(outcomeEquals(sd, ie)).toBe(false);
     const far = { k: 'userspace', exit: 'mmio', gpa: 0xffffffff81000000n } as const;
-    for (const o of [mmio, ie, far]) expect(outcomeFromTuple(outcomeToTuple(o))).toEqual(o);
+    for (const o of [mmio, ie, sd, far]) expect(outcomeFromTuple(outcomeToTuple(o))).toEqual(o);
   });
 
   test('distinct from ignored and from each other; partial expectations check only what they give', () => {
