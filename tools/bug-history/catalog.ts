@@ -459,4 +459,48 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     status: 'not-expressible',
     why: 'The VMX-preemption timer and host timers are not modelled.',
   },
+
+  // ---- more VMX instruction and VM-entry checks, eVMCS (appended) ----
+  // id and subject: git.baikalelectronics.ru mirror of mainline (commit f0d73654781560b6b7a629eeb698bece714dad85)
+  {
+    commit: 'f0d736547815',
+    subject: 'nVMX x86: Check VPID value on vmentry of L2 guests',
+    idConfirmed: true,
+    what: 'Nested VM-entry did not check that the VPID is non-zero when "enable VPID" is set, so L1 could run L2 with VPID 0 (the host\'s) where the SDM fails the entry with VMfailValid 7.',
+    kvmFunction: 'nested_check_vm_execution_controls (check_vmentry_prereqs then)',
+    where: 'operation nested_vmx_check_controls',
+    status: 'diverges',
+    plugin: 'plugins/vpid-zero-accepted.ts',
+    profile: 'patch=bug-f0d736547815',
+    trace: 'traces/vpid-zero-accepted.nvx',
+    correct: ['reference', 'optimized'],
+  },
+  // id and subject: kvm.git post-receive revlist of 2022-01-28 (6cbbaab60ff33f59355492c241318046befd9ffc)
+  {
+    commit: '6cbbaab60ff3',
+    subject: 'KVM: nVMX: Allow VMREAD when Enlightened VMCS is in use',
+    idConfirmed: true,
+    what: 'With an eVMCS in use current_vmptr stays INVALID_GPA, so handle_vmread answered VMfailInvalid to the VMREADs some Windows builds execute although the TLFS forbids them; now it reads the field from the eVMCS.',
+    kvmFunction: 'handle_vmread',
+    where: 'operation handle_vmread',
+    status: 'diverges',
+    plugin: 'plugins/evmcs-vmread-fails.ts',
+    profile: 'patch=bug-6cbbaab60ff3',
+    trace: 'traces/evmcs-vmread-fails.nvx',
+    correct: ['reference', 'evmcs=clean-fields', 'optimized'],
+  },
+  // id and subject: kvm mailing list, "x86/kvm/nVMCS: fix VMCLEAR when Enlightened VMCS is in use" (June 2019) cites commit 72aeb60c52bf7
+  {
+    commit: '72aeb60c52bf',
+    subject: 'KVM: nVMX: Verify eVMCS revision id match supported eVMCS version on eVMCS VMPTRLD',
+    idConfirmed: true,
+    what: 'The enlightened VMPTRLD used whatever page the VP assist page named without checking its VersionNumber, so an enlightened VMLAUNCH with a page that is no eVMCS entered L2 instead of failing VMfailInvalid.',
+    kvmFunction: 'nested_vmx_handle_enlightened_vmptrld',
+    where: 'operation nested_vmx_handle_enlightened_vmptrld',
+    status: 'diverges',
+    plugin: 'plugins/evmcs-revision-unchecked.ts',
+    profile: 'patch=bug-72aeb60c52bf',
+    trace: 'traces/evmcs-revision-unchecked.nvx',
+    correct: ['reference', 'evmcs=clean-fields', 'optimized'],
+  },
 ];
