@@ -503,4 +503,34 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     trace: 'traces/evmcs-revision-unchecked.nvx',
     correct: ['reference', 'evmcs=clean-fields', 'optimized'],
   },
+
+  // ---- KVM_SET_NESTED_STATE (appended) ----
+  // id and subject: stable review mail "[PATCH 5.6 056/161]", "commit df2a69af85bef169ab6810cc57f6b6b943941e7e upstream"
+  {
+    commit: 'df2a69af85be',
+    subject: 'KVM: x86: allow KVM_STATE_NESTED_MTF_PENDING in kvm_state flags',
+    idConfirmed: true,
+    what: 'KVM_GET_NESTED_STATE reported a pending MTF exit with KVM_STATE_NESTED_MTF_PENDING, but the flag check of KVM_SET_NESTED_STATE did not allow that flag, so the destination of a migration refused the source\'s state with -EINVAL.',
+    kvmFunction: 'kvm_arch_vcpu_ioctl (KVM_SET_NESTED_STATE)',
+    where: 'operation vmx_set_nested_state (its x86.c checks)',
+    status: 'diverges',
+    plugin: 'plugins/nested-state-mtf-refused.ts',
+    profile: 'patch=bug-df2a69af85be',
+    trace: 'traces/nested-state-mtf-refused.nvx',
+    correct: ['reference', 'optimized'],
+  },
+  // id and subject: kvm list, "KVM: x86: nVMX: allow RSM to restore VMXE CR4 flag" (Fixes: 5bea5123cbf0); the 4.19 pull's shortlog
+  {
+    commit: '5bea5123cbf0',
+    subject: 'KVM: VMX: check nested state and CR4.VMXE against SMM',
+    idConfirmed: true,
+    what: 'vmx_set_nested_state accepted SMM flags (SMM_VMXON) for a vCPU outside SMM: VMX operation was turned off to be restored at an RSM that never came, so L1\'s next VMX instruction was #UD.',
+    kvmFunction: 'vmx_set_nested_state',
+    where: 'operation vmx_set_nested_state',
+    status: 'diverges',
+    plugin: 'plugins/nested-state-smm-flags-unchecked.ts',
+    profile: 'patch=bug-5bea5123cbf0',
+    trace: 'traces/nested-state-smm-flags-unchecked.nvx',
+    correct: ['reference', 'optimized'],
+  },
 ];
