@@ -533,4 +533,34 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     trace: 'traces/nested-state-smm-flags-unchecked.nvx',
     correct: ['reference', 'optimized'],
   },
+
+  // ---- more VM-entry control checks (appended) ----
+  // id and subject: stable-bot mail of 2020-05-26 ("Possible dependencies", v4.9.224) lists c7c2c709b60e with this subject
+  {
+    commit: 'c7c2c709b60e',
+    subject: 'kvm: nVMX: Validate CR3 target count on nested VM-entry',
+    idConfirmed: true,
+    what: 'Nested VM-entry did not check the CR3-target count against the CR3-target values IA32_VMX_MISC offers, so L2 ran where the SDM fails the entry with VMfailValid 7.',
+    kvmFunction: 'nested_check_vm_execution_controls (check_vmentry_prereqs then)',
+    where: 'operation nested_vmx_check_controls',
+    status: 'diverges',
+    plugin: 'plugins/cr3-target-count-unchecked.ts',
+    profile: 'patch=bug-c7c2c709b60e',
+    trace: 'traces/cr3-target-count-unchecked.nvx',
+    correct: ['reference', 'optimized'],
+  },
+  // id and subject: kvm list, "KVM: nVMX: Restore a preemption timer consistency check" (Feb 2019) names 14aa61d0a9eb as the original fix
+  {
+    commit: '14aa61d0a9eb',
+    subject: 'nVMX x86: Check VMX-preemption timer controls on vmentry of L2 guests',
+    idConfirmed: true,
+    what: 'Nested VM-entry accepted the VM-exit control "save VMX-preemption timer value" without "activate VMX-preemption timer", so L2 ran where the SDM fails the entry with VMfailValid 7.',
+    kvmFunction: 'nested_check_vm_exit_controls (check_vmentry_prereqs then)',
+    where: 'operation nested_vmx_check_controls',
+    status: 'diverges',
+    plugin: 'plugins/preemption-timer-save-unchecked.ts',
+    profile: 'patch=bug-14aa61d0a9eb',
+    trace: 'traces/preemption-timer-save-unchecked.nvx',
+    correct: ['reference', 'optimized'],
+  },
 ];
