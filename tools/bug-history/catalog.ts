@@ -563,4 +563,20 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     trace: 'traces/preemption-timer-save-unchecked.nvx',
     correct: ['reference', 'optimized'],
   },
+
+  // ---- L2's VMREAD/VMWRITE under VMCS shadowing (appended) ----
+  // id and subject: Fixes: tag of "KVM: nVMX: Truncate bits 63:32 of VMCS field on nested check in !64-bit" (2021, stable review mail)
+  {
+    commit: 'a7cde481b6e8',
+    subject: 'KVM: nVMX: Do not forward VMREAD/VMWRITE VMExits to L1 if required so by vmcs12 vmread/vmwrite bitmaps',
+    idConfirmed: true,
+    what: "KVM reflected every VMREAD/VMWRITE exit of L2 to L1, although with VMCS shadowing on in vmcs12 and the field's bit clear in L1's bitmap the instruction must not exit to L1 but act on the shadow vmcs12.",
+    kvmFunction: 'nested_vmx_exit_handled_vmcs_access (nested_vmx_exit_reflected)',
+    where: 'operation nested_vmx_exit_handled_vmcs_access',
+    status: 'diverges',
+    plugin: 'plugins/l2-vmcs-access-always-reflected.ts',
+    profile: 'patch=bug-a7cde481b6e8',
+    trace: 'traces/l2-vmcs-access-always-reflected.nvx',
+    correct: ['reference', 'optimized'],
+  },
 ];
