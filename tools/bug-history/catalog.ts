@@ -579,4 +579,20 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     trace: 'traces/l2-vmcs-access-always-reflected.nvx',
     correct: ['reference', 'optimized'],
   },
+
+  // ---- VMPTRLD (appended) ----
+  // id and subject: Fixes: tag of "x86/kvm/nVMX: don't skip emulated instruction twice when vmptr address is not backed" (kvm list, Jan 2019)
+  {
+    commit: 'fca91f6d60b6',
+    subject: 'kvm: nVMX: Set VM instruction error for VMPTRLD of unbacked page',
+    idConfirmed: true,
+    what: 'A VMPTRLD of a page no memslot backs failed VMfailInvalid with no VM-instruction error; reads of such a page return all ones, so the SDM gives VMfailValid 11 (incorrect VMCS revision identifier) into the current VMCS.',
+    kvmFunction: 'handle_vmptrld',
+    where: 'operation handle_vmptrld',
+    status: 'diverges',
+    plugin: 'plugins/vmptrld-unbacked-fail-invalid.ts',
+    profile: 'patch=bug-fca91f6d60b6',
+    trace: 'traces/vmptrld-unbacked-fail-invalid.nvx',
+    correct: ['reference', 'optimized'],
+  },
 ];
