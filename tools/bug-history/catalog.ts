@@ -595,4 +595,20 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     trace: 'traces/vmptrld-unbacked-fail-invalid.nvx',
     correct: ['reference', 'optimized'],
   },
+
+  // ---- nested posted interrupts (appended) ----
+  // id and subject: Sasha Levin's list of upstream KVM fixes missing from the LTS trees (stable list, 2021-04-06)
+  {
+    commit: '25bb2cf97139',
+    subject: 'KVM: nVMX: Morph notification vector IRQ on nested VM-Enter to pending PI',
+    idConfirmed: true,
+    what: "A posted-interrupt notification that arrived while L1 ran stayed an ordinary interrupt pending for L1; at the nested VM-entry KVM did not turn it into posted-interrupt processing for L2, so L2 ran with the posted vector left in the descriptor (ON set) until a later notification.",
+    kvmFunction: 'nested_vmx_enter_non_root_mode / vmx_complete_nested_posted_interrupt',
+    where: 'operation vmx_complete_nested_posted_interrupt',
+    status: 'diverges',
+    plugin: 'plugins/pi-notification-not-morphed.ts',
+    profile: 'patch=bug-25bb2cf97139',
+    trace: 'traces/pi-notification-not-morphed.nvx',
+    correct: ['reference', 'guest-pages=pfncache', 'optimized'],
+  },
 ];
