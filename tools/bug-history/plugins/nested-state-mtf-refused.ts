@@ -13,7 +13,7 @@
  * operation starts with x86.c's checks).
  */
 import type { Ctx, NestedStateHeader, Patch, UserNestedState, Vcpu, World } from '@nvx/emulator';
-import { KVM_STATE_NESTED_EVMCS, KVM_STATE_NESTED_GUEST_MODE, KVM_STATE_NESTED_RUN_PENDING } from '@nvx/emulator';
+import { KVM_NESTED_STATE_HEADER_SIZE, KVM_STATE_NESTED_EVMCS, KVM_STATE_NESTED_GUEST_MODE, KVM_STATE_NESTED_RUN_PENDING } from '@nvx/emulator';
 
 /** the flags x86.c accepted before the fix */
 const OLD_FLAGS = KVM_STATE_NESTED_RUN_PENDING | KVM_STATE_NESTED_GUEST_MODE | KVM_STATE_NESTED_EVMCS;
@@ -24,8 +24,8 @@ const patch: Patch = {
   summary: 'KVM_SET_NESTED_STATE refuses KVM_STATE_NESTED_MTF_PENDING, which KVM_GET_NESTED_STATE reports (2020)',
   ops: {
     vmx_set_nested_state: (orig) => (ctx: Ctx, w: World, v: Vcpu, header: NestedStateHeader, data: UserNestedState) => {
-      // x86.c: "if (kvm_state.flags & ~(RUN_PENDING | GUEST_MODE | EVMCS)) break;" with r = -EINVAL
-      if (header.size >= 128 && header.flags & ~OLD_FLAGS) return { k: 'einval' };
+      // x86.c, after the size check: "if (kvm_state.flags & ~(RUN_PENDING | GUEST_MODE | EVMCS)) break;" with r = -EINVAL
+      if (header.size >= KVM_NESTED_STATE_HEADER_SIZE && header.flags & ~OLD_FLAGS) return { k: 'einval' };
       return orig(ctx, w, v, header, data);
     },
   },
