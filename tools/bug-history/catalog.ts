@@ -474,4 +474,156 @@ export const BUG_HISTORY: readonly BugEntry[] = [
     status: 'not-expressible',
     why: 'The VMX-preemption timer and host timers are not modelled.',
   },
+
+  // ---- more VMX instruction and VM-entry checks, eVMCS (appended) ----
+  // id and subject: git.baikalelectronics.ru mirror of mainline (commit f0d73654781560b6b7a629eeb698bece714dad85)
+  {
+    commit: 'f0d736547815',
+    subject: 'nVMX x86: Check VPID value on vmentry of L2 guests',
+    idConfirmed: true,
+    what: 'Nested VM-entry did not check that the VPID is non-zero when "enable VPID" is set, so L1 could run L2 with VPID 0 (the host\'s) where the SDM fails the entry with VMfailValid 7.',
+    kvmFunction: 'nested_check_vm_execution_controls (check_vmentry_prereqs then)',
+    where: 'operation nested_vmx_check_controls',
+    status: 'diverges',
+    plugin: 'plugins/vpid-zero-accepted.ts',
+    profile: 'patch=bug-f0d736547815',
+    trace: 'traces/vpid-zero-accepted.nvx',
+    correct: ['reference', 'optimized'],
+  },
+  // id and subject: kvm.git post-receive revlist of 2022-01-28 (6cbbaab60ff33f59355492c241318046befd9ffc)
+  {
+    commit: '6cbbaab60ff3',
+    subject: 'KVM: nVMX: Allow VMREAD when Enlightened VMCS is in use',
+    idConfirmed: true,
+    what: 'With an eVMCS in use current_vmptr stays INVALID_GPA, so handle_vmread answered VMfailInvalid to the VMREADs some Windows builds execute although the TLFS forbids them; now it reads the field from the eVMCS.',
+    kvmFunction: 'handle_vmread',
+    where: 'operation handle_vmread',
+    status: 'diverges',
+    plugin: 'plugins/evmcs-vmread-fails.ts',
+    profile: 'patch=bug-6cbbaab60ff3',
+    trace: 'traces/evmcs-vmread-fails.nvx',
+    correct: ['reference', 'evmcs=clean-fields', 'optimized'],
+  },
+  // id and subject: kvm mailing list, "x86/kvm/nVMCS: fix VMCLEAR when Enlightened VMCS is in use" (June 2019) cites commit 72aeb60c52bf7
+  {
+    commit: '72aeb60c52bf',
+    subject: 'KVM: nVMX: Verify eVMCS revision id match supported eVMCS version on eVMCS VMPTRLD',
+    idConfirmed: true,
+    what: 'The enlightened VMPTRLD used whatever page the VP assist page named without checking its VersionNumber, so an enlightened VMLAUNCH with a page that is no eVMCS entered L2 instead of failing VMfailInvalid.',
+    kvmFunction: 'nested_vmx_handle_enlightened_vmptrld',
+    where: 'operation nested_vmx_handle_enlightened_vmptrld',
+    status: 'diverges',
+    plugin: 'plugins/evmcs-revision-unchecked.ts',
+    profile: 'patch=bug-72aeb60c52bf',
+    trace: 'traces/evmcs-revision-unchecked.nvx',
+    correct: ['reference', 'evmcs=clean-fields', 'optimized'],
+  },
+
+  // ---- KVM_SET_NESTED_STATE (appended) ----
+  // id and subject: stable review mail "[PATCH 5.6 056/161]", "commit df2a69af85bef169ab6810cc57f6b6b943941e7e upstream"
+  {
+    commit: 'df2a69af85be',
+    subject: 'KVM: x86: allow KVM_STATE_NESTED_MTF_PENDING in kvm_state flags',
+    idConfirmed: true,
+    what: 'KVM_GET_NESTED_STATE reported a pending MTF exit with KVM_STATE_NESTED_MTF_PENDING, but the flag check of KVM_SET_NESTED_STATE did not allow that flag, so the destination of a migration refused the source\'s state with -EINVAL.',
+    kvmFunction: 'kvm_arch_vcpu_ioctl (KVM_SET_NESTED_STATE)',
+    where: 'operation vmx_set_nested_state (its x86.c checks)',
+    status: 'diverges',
+    plugin: 'plugins/nested-state-mtf-refused.ts',
+    profile: 'patch=bug-df2a69af85be',
+    trace: 'traces/nested-state-mtf-refused.nvx',
+    correct: ['reference', 'optimized'],
+  },
+  // id and subject: kvm list, "KVM: x86: nVMX: allow RSM to restore VMXE CR4 flag" (Fixes: 5bea5123cbf0); the 4.19 pull's shortlog
+  {
+    commit: '5bea5123cbf0',
+    subject: 'KVM: VMX: check nested state and CR4.VMXE against SMM',
+    idConfirmed: true,
+    what: 'vmx_set_nested_state accepted SMM flags (SMM_VMXON) for a vCPU outside SMM: VMX operation was turned off to be restored at an RSM that never came, so L1\'s next VMX instruction was #UD.',
+    kvmFunction: 'vmx_set_nested_state',
+    where: 'operation vmx_set_nested_state',
+    status: 'diverges',
+    plugin: 'plugins/nested-state-smm-flags-unchecked.ts',
+    profile: 'patch=bug-5bea5123cbf0',
+    trace: 'traces/nested-state-smm-flags-unchecked.nvx',
+    correct: ['reference', 'optimized'],
+  },
+
+  // ---- more VM-entry control checks (appended) ----
+  // id and subject: stable-bot mail of 2020-05-26 ("Possible dependencies", v4.9.224) lists c7c2c709b60e with this subject
+  {
+    commit: 'c7c2c709b60e',
+    subject: 'kvm: nVMX: Validate CR3 target count on nested VM-entry',
+    idConfirmed: true,
+    what: 'Nested VM-entry did not check the CR3-target count against the CR3-target values IA32_VMX_MISC offers, so L2 ran where the SDM fails the entry with VMfailValid 7.',
+    kvmFunction: 'nested_check_vm_execution_controls (check_vmentry_prereqs then)',
+    where: 'operation nested_vmx_check_controls',
+    status: 'diverges',
+    plugin: 'plugins/cr3-target-count-unchecked.ts',
+    profile: 'patch=bug-c7c2c709b60e',
+    trace: 'traces/cr3-target-count-unchecked.nvx',
+    correct: ['reference', 'optimized'],
+  },
+  // id and subject: kvm list, "KVM: nVMX: Restore a preemption timer consistency check" (Feb 2019) names 14aa61d0a9eb as the original fix
+  {
+    commit: '14aa61d0a9eb',
+    subject: 'nVMX x86: Check VMX-preemption timer controls on vmentry of L2 guests',
+    idConfirmed: true,
+    what: 'Nested VM-entry accepted the VM-exit control "save VMX-preemption timer value" without "activate VMX-preemption timer", so L2 ran where the SDM fails the entry with VMfailValid 7.',
+    kvmFunction: 'nested_check_vm_exit_controls (check_vmentry_prereqs then)',
+    where: 'operation nested_vmx_check_controls',
+    status: 'diverges',
+    plugin: 'plugins/preemption-timer-save-unchecked.ts',
+    profile: 'patch=bug-14aa61d0a9eb',
+    trace: 'traces/preemption-timer-save-unchecked.nvx',
+    correct: ['reference', 'optimized'],
+  },
+
+  // ---- L2's VMREAD/VMWRITE under VMCS shadowing (appended) ----
+  // id and subject: Fixes: tag of "KVM: nVMX: Truncate bits 63:32 of VMCS field on nested check in !64-bit" (2021, stable review mail)
+  {
+    commit: 'a7cde481b6e8',
+    subject: 'KVM: nVMX: Do not forward VMREAD/VMWRITE VMExits to L1 if required so by vmcs12 vmread/vmwrite bitmaps',
+    idConfirmed: true,
+    what: "KVM reflected every VMREAD/VMWRITE exit of L2 to L1, although with VMCS shadowing on in vmcs12 and the field's bit clear in L1's bitmap the instruction must not exit to L1 but act on the shadow vmcs12.",
+    kvmFunction: 'nested_vmx_exit_handled_vmcs_access (nested_vmx_exit_reflected)',
+    where: 'operation nested_vmx_exit_handled_vmcs_access',
+    status: 'diverges',
+    plugin: 'plugins/l2-vmcs-access-always-reflected.ts',
+    profile: 'patch=bug-a7cde481b6e8',
+    trace: 'traces/l2-vmcs-access-always-reflected.nvx',
+    correct: ['reference', 'optimized'],
+  },
+
+  // ---- VMPTRLD (appended) ----
+  // id and subject: Fixes: tag of "x86/kvm/nVMX: don't skip emulated instruction twice when vmptr address is not backed" (kvm list, Jan 2019)
+  {
+    commit: 'fca91f6d60b6',
+    subject: 'kvm: nVMX: Set VM instruction error for VMPTRLD of unbacked page',
+    idConfirmed: true,
+    what: 'A VMPTRLD of a page no memslot backs failed VMfailInvalid with no VM-instruction error; reads of such a page return all ones, so the SDM gives VMfailValid 11 (incorrect VMCS revision identifier) into the current VMCS.',
+    kvmFunction: 'handle_vmptrld',
+    where: 'operation handle_vmptrld',
+    status: 'diverges',
+    plugin: 'plugins/vmptrld-unbacked-fail-invalid.ts',
+    profile: 'patch=bug-fca91f6d60b6',
+    trace: 'traces/vmptrld-unbacked-fail-invalid.nvx',
+    correct: ['reference', 'optimized'],
+  },
+
+  // ---- nested posted interrupts (appended) ----
+  // id and subject: Sasha Levin's list of upstream KVM fixes missing from the LTS trees (stable list, 2021-04-06)
+  {
+    commit: '25bb2cf97139',
+    subject: 'KVM: nVMX: Morph notification vector IRQ on nested VM-Enter to pending PI',
+    idConfirmed: true,
+    what: "A posted-interrupt notification that arrived while L1 ran stayed an ordinary interrupt pending for L1; at the nested VM-entry KVM did not turn it into posted-interrupt processing for L2, so L2 ran with the posted vector left in the descriptor (ON set) until a later notification.",
+    kvmFunction: 'nested_vmx_enter_non_root_mode / vmx_complete_nested_posted_interrupt',
+    where: 'operation vmx_complete_nested_posted_interrupt',
+    status: 'diverges',
+    plugin: 'plugins/pi-notification-not-morphed.ts',
+    profile: 'patch=bug-25bb2cf97139',
+    trace: 'traces/pi-notification-not-morphed.nvx',
+    correct: ['reference', 'guest-pages=pfncache', 'optimized'],
+  },
 ];

@@ -2,8 +2,11 @@
  * The README's table, made from the catalog (the test checks that README.md
  * holds exactly this text between its table markers):
  *
- *   npx tsx tools/bug-history/table.ts
+ *   npx tsx tools/bug-history/table.ts           # print the table and the details
+ *   npx tsx tools/bug-history/table.ts --write   # put them into README.md
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { BUG_HISTORY } from './catalog';
 
 const STATUS = { diverges: 'diverges (tested)', planned: 'planned: patch', 'not-expressible': 'not expressible' } as const;
@@ -41,4 +44,20 @@ export function bugHistoryDetails(): string {
   }).join('');
 }
 
-if (require.main === module) process.stdout.write(`${bugHistoryTable()}\n${bugHistoryDetails()}`);
+/** README.md with the text between each pair of markers made anew from the catalog. */
+export function writeReadme(readme: string): string {
+  const put = (text: string, name: string, body: string) => {
+    const a = `<!-- ${name}:start -->`, z = `<!-- ${name}:end -->`;
+    const i = text.indexOf(a), j = text.indexOf(z);
+    if (i < 0 || j < i) throw new Error(`README.md: markers ${a} ... ${z} missing`);
+    return `${text.slice(0, i + a.length)}\n${body.trim()}\n${text.slice(j)}`;
+  };
+  return put(put(readme, 'table', bugHistoryTable()), 'details', bugHistoryDetails());
+}
+
+if (require.main === module) {
+  if (process.argv.includes('--write')) {
+    const file = path.join(__dirname, 'README.md');
+    fs.writeFileSync(file, writeReadme(fs.readFileSync(file, 'utf8')));
+  } else process.stdout.write(`${bugHistoryTable()}\n${bugHistoryDetails()}`);
+}
