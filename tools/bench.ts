@@ -31,7 +31,9 @@ import { EmulatorBenchOptions, EmulatorBenchResult, benchEmulator, formatEmulato
 import { FuzzBenchOptions, FuzzBenchResult, benchFuzz, formatFuzzReport } from './bench/detection';
 
 interface TraceBenchModule {
-  benchTrace(opts: { events: number }): Promise<Record<string, unknown>>;
+  benchTrace(opts: { events: number; log?: (line: string) => void }): Promise<Record<string, unknown>>;
+  /** the module's own report (goal beside each figure), when it has one */
+  formatTraceBench?(r: unknown): string;
 }
 
 /** The codec benchmark, if this tree has it. */
@@ -123,8 +125,8 @@ async function main(): Promise<void> {
     const tb = traceBench();
     if (tb) {
       log(`trace codec: ${args.events} events per trace ...`);
-      result.trace = await tb.benchTrace({ events: args.events });
-      sections.push(formatTraceReport(result.trace, args.events));
+      result.trace = await tb.benchTrace({ events: args.events, log });
+      sections.push(tb.formatTraceBench ? tb.formatTraceBench(result.trace) : formatTraceReport(result.trace, args.events));
     } else {
       result.trace = null;
       sections.push('Trace codec: tools/bench/trace.ts is not there; skipped.');

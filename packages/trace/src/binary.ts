@@ -683,7 +683,7 @@ class FrameDecoder {
  * Decode a whole binary trace held in memory. A cut-off file yields its
  * complete chunks and a warning; anything else wrong is a TraceError.
  */
-export function decodeBinaryTrace(buf: Uint8Array, file?: string): { header: TraceHeader; events: TraceEvent[]; warnings: TraceWarning[] } {
+export function decodeBinaryTrace(buf: Uint8Array, file?: string): { header: TraceHeader; events: TraceEvent[]; warnings: TraceWarning[]; version: BinaryVersion } {
   const size = buf.length;
   if (size < FILE_HEADER_SIZE) {
     // a cut inside the file header: say so when what is there matches it
@@ -710,7 +710,7 @@ export function decodeBinaryTrace(buf: Uint8Array, file?: string): { header: Tra
     pos = start + head.length;
   }
   if (d.ended && pos !== size) throw new TraceError(`${size - pos} bytes of data after the end frame`, { file, offset: pos });
-  return { header: d.header as TraceHeader, events, warnings };
+  return { header: d.header as TraceHeader, events, warnings, version: d.version };
 }
 
 function cutDetail(b: Uint8Array, at: number, avail: number, payloadBytes: number): string {
@@ -856,6 +856,11 @@ export class BinaryTraceReader {
   /** The trace header (read and validated by open()). */
   get header(): TraceHeader {
     return this.d.header as TraceHeader;
+  }
+
+  /** The file's binary format version (1 or 2). */
+  get binaryVersion(): BinaryVersion {
+    return this.d.version;
   }
 
   static async open(path: string): Promise<BinaryTraceReader> {
