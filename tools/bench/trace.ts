@@ -220,20 +220,25 @@ const CODECS: { codec: string; compress: (b: Buffer) => Buffer; decompress: (b: 
   })),
 ];
 
+/** Every codec on the chunks of a version 1 trace; the runs interleave the codecs, so load hits them alike. */
 function codecRows(v1: Buffer, events: number, runs: number): CodecRow[] {
   const payloads = v1Payloads(v1);
   const raw = payloads.reduce((s, p) => s + p.length, 0);
-  return CODECS.map(({ codec, compress, decompress }, i) => {
-    let packed: Buffer[] = payloads.map(compress);
-    const size = v1.length - raw + packed.reduce((s, p) => s + 5 + p.length, 0);
-    const c: number[] = [];
-    const d: number[] = [];
-    for (let r = 0; r < runs; r++) {
-      c.push(raw / once(() => (packed = payloads.map(compress))) / 1000);
-      d.push(raw / once(() => packed.forEach((p, k) => decompress(p, payloads[k].length))) / 1000);
-    }
-    return { codec, bytesPerEvent: round(size / events, 3), compressMBs: figure(c, 0), decompressMBs: figure(d, 0), chosen: i === 0 };
-  });
+  const packed = CODECS.map(({ compress }) => payloads.map(compress));
+  const c: number[][] = CODECS.map(() => []);
+  const d: number[][] = CODECS.map(() => []);
+  for (let r = 0; r < runs; r++)
+    CODECS.forEach(({ compress, decompress }, i) => {
+      c[i].push(raw / once(() => (packed[i] = payloads.map(compress))) / 1000);
+      d[i].push(raw / once(() => packed[i].forEach((p, k) => decompress(p, payloads[k].length))) / 1000);
+    });
+  return CODECS.map(({ codec }, i) => ({
+    codec,
+    bytesPerEvent: round((v1.length - raw + packed[i].reduce((s, p) => s + 5 + p.length, 0)) / events, 3),
+    compressMBs: figure(c[i], 0),
+    decompressMBs: figure(d[i], 0),
+    chosen: i === 0,
+  }));
 }
 
 export interface WorkloadResult {
@@ -303,6 +308,7 @@ export interface MixedResult {
   bytesPerEvent: { v1: number; v2: number };
   encode: Pair;
   decode: Pair;
+  codecs: CodecRow[];
 }
 
 async function benchMixed(n: number, runs: number): Promise<MixedResult> {
@@ -315,6 +321,7 @@ async function benchMixed(n: number, runs: number): Promise<MixedResult> {
     bytesPerEvent: { v1: round(v1.length / n, 3), v2: round(v2.length / n, 3) },
     encode: await pair(n, runs, () => encodeBinaryTrace(header, events, { version: 1 }), () => encodeBinaryTrace(header, events)),
     decode: await pair(n, runs, () => decodeBinaryTrace(v1), () => decodeBinaryTrace(v2)),
+    codecs: codecRows(v1, n, runs),
   };
 }
 
@@ -344,6 +351,9 @@ export async function benchTrace(opts: { events: number; runs?: number; trace?: 
 const fig = (f: Figure, d = 2) => `${f.median.toFixed(d)} (${f.range[0].toFixed(d)}-${f.range[1].toFixed(d)})`;
 const pairLine = (name: string, p: Pair) => `  ${name.padEnd(22)} v1 ${fig(p.before).padEnd(18)} v2 ${fig(p.after).padEnd(18)} v2/v1 ${fig(p.ratio)}`;
 
+const codecLines = (rows: CodecRow[]) =>
+  rows.map((c) => `    ${(c.codec + (c.chosen ? ' (chosen)' : '')).padEnd(30)} ${c.bytesPerEvent.toFixed(3).padStart(6)} bytes/event   compress ${fig(c.compressMBs, 0).padEnd(16)} decompress ${fig(c.decompressMBs, 0)}`);
+
 /** The readable report of `npm run bench`. */
 export function formatTraceBench(r: TraceBenchResult): string {
   const w = r.workload;
@@ -357,10 +367,12 @@ export function formatTraceBench(r: TraceBenchResult): string {
     pairLine('streaming writer', w.streamWrite),
     pairLine('streaming reader', w.streamRead),
     `  codecs on the workload's chunks (MB/s of decoded msgpack):`,
-    ...w.codecs.map((c) => `    ${(c.codec + (c.chosen ? ' (chosen)' : '')).padEnd(30)} ${c.bytesPerEvent.toFixed(3).padStart(6)} bytes/event   compress ${fig(c.compressMBs, 0).padEnd(16)} decompress ${fig(c.decompressMBs, 0)}`),
+    ...codecLines(w.codecs),
     `  mixed synthetic trace (every event kind), ${r.mixed.events.toLocaleString('en-US')} events: bytes/event v1 ${r.mixed.bytesPerEvent.v1}, v2 ${r.mixed.bytesPerEvent.v2}`,
     pairLine('encode (in memory)', r.mixed.encode),
     pairLine('decode (in memory)', r.mixed.decode),
+    `  codecs on the mixed trace's chunks:`,
+    ...codecLines(r.mixed.codecs),
   ];
   return out.join('\n');
 }
