@@ -7,7 +7,7 @@
  *   npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process]
  *                       [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection]
  *
- *   --events N       events of the codec benchmark's traces (default 1,000,000)
+ *   --events N       events of the codec benchmark's mixed synthetic trace (default 1,000,000; the workload is traces/workloads/cpuid-loop.nvxt)
  *   --iterations N   iterations of the emulator's CPUID loop (default 100,000: the traces/workloads trace)
  *   --runs N         measured repetitions of each emulator figure per process (medians; default 5)
  *   --processes N    processes per emulator figure, runs pooled (default 3); --in-process: all in this one

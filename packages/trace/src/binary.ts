@@ -37,7 +37,7 @@
  * name; the streaming reader holds one frame in memory at a time.
  */
 import * as fs from 'fs';
-import { crc32, deflateRawSync, inflateRawSync } from 'zlib';
+import { ZlibOptions, crc32, deflateRawSync, inflateRawSync } from 'zlib';
 import { Packr, Unpackr } from 'msgpackr';
 import { TraceError, loneSurrogateAt } from './errors';
 import { EVENT_KINDS, EVENT_SCHEMA, EventKind, FieldType, TraceEvent } from './events';
@@ -578,14 +578,20 @@ class FrameDecoder {
       return body;
     }
     let out: Buffer;
+    let used: number;
     try {
-      // maxOutputLength must be at least 1; a declared 0 with any output fails the size check below
-      out = inflateRawSync(body, { maxOutputLength: Math.max(size, 1) });
+      // maxOutputLength must be at least 1; a declared 0 with any output fails the size check below.
+      // `info` gives the engine, whose bytesWritten is the input the deflate stream took.
+      const r = inflateRawSync(body, { maxOutputLength: Math.max(size, 1), info: true } as ZlibOptions) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+      out = r.buffer;
+      used = r.engine.bytesWritten;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new TraceError(`deflated events frame inflates to more than the ${size} bytes it declares`, { file, offset });
       throw new TraceError(`corrupt deflated events frame (${clipForMessage(errorText(e), 80)})`, { file, offset });
     }
     if (out.length !== size) throw new TraceError(`deflated events frame inflates to ${out.length} bytes, not the ${size} it declares`, { file, offset });
+    // zlib stops at the end of the deflate stream and ignores what follows: the writer writes nothing there
+    if (used !== body.length) throw new TraceError(`deflated events frame has ${body.length - used} bytes after the end of its deflate stream`, { file, offset });
     return out;
   }
 

@@ -282,6 +282,10 @@ describe('version 2 hostile input', () => {
       expect(e.message).toMatch(re);
       expect(e.where).toMatchObject({ file: 'p.nvxt', offset });
     }
+    // bytes after the end of the deflate stream (zlib itself would ignore them)
+    const e = traceError(() => decodeBinaryTrace(v2File(v2Payload(CODEC_DEFLATE, list.length, Buffer.concat([deflateRawSync(list), Buffer.from([1, 2, 3])]))), 'p.nvxt'));
+    expect(e.message).toMatch(/3 bytes after the end of its deflate stream/);
+    expect(e.where).toMatchObject({ file: 'p.nvxt', offset });
     // a stored chunk and a deflated chunk of the same list decode alike
     expect(decodeBinaryTrace(v2File(v2Payload(CODEC_STORED, list.length, list))).events).toEqual(events.slice(0, 1));
     expect(decodeBinaryTrace(v2File(v2Payload(CODEC_DEFLATE, list.length, deflateRawSync(list)))).events).toEqual(events.slice(0, 1));
