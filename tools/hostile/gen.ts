@@ -209,7 +209,9 @@ function hostileCompressed(rng: Rng, payload: Buffer, max: number): Buffer {
   };
   const size = payload.length >= 5 ? payload.readUInt32LE(1) : 0;
   const body = payload.subarray(5);
-  switch (rng.int(9)) {
+  switch (rng.int(10)) {
+    case 9: // bytes after the end of the deflate stream
+      return Buffer.concat([payload, rng.bytes(1 + rng.int(16))]);
     case 0: // a bomb: inflates to far more than it declares (or than any chunk may hold)
       return Buffer.concat([head(1, rng.pick([0, 1, size, 1 << 20, 16 * 1024 * 1024, 16 * 1024 * 1024 + 1, 0xffffffff])), deflatedZeros()]);
     case 1: // a msgpack bomb, deflated, declared truthfully: it reaches the shape walk after inflating
