@@ -544,7 +544,8 @@ function msgpackListLength(p: Uint8Array): number {
   return -1;
 }
 
-const EVENTS_SHAPE = eventsShape(MAX_CHUNK_EVENTS, MAX_FRAME_PAYLOAD);
+// strings in a chunk are bounded by what a chunk may hold once decoded (version 2: inflated)
+const EVENTS_SHAPE = eventsShape(MAX_CHUNK_EVENTS, MAX_DECODED_PAYLOAD);
 
 /** The state of a decode: fed complete, checksummed frames in file order. */
 class FrameDecoder {
