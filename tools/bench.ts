@@ -7,7 +7,7 @@
  *   npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process]
  *                       [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection]
  *
- *   --events N       events of the codec benchmark's traces (default 1,000,000)
+ *   --events N       events of the codec benchmark's mixed synthetic trace (default 1,000,000; the workload is traces/workloads/cpuid-loop.nvxt)
  *   --iterations N   iterations of the emulator's CPUID loop (default 100,000: the traces/workloads trace)
  *   --runs N         measured repetitions of each emulator figure per process (medians; default 5)
  *   --processes N    processes per emulator figure, runs pooled (default 3); --in-process: all in this one
@@ -31,7 +31,9 @@ import { EmulatorBenchOptions, EmulatorBenchResult, benchEmulator, formatEmulato
 import { FuzzBenchOptions, FuzzBenchResult, benchFuzz, formatFuzzReport } from './bench/detection';
 
 interface TraceBenchModule {
-  benchTrace(opts: { events: number }): Promise<Record<string, unknown>>;
+  benchTrace(opts: { events: number; log?: (line: string) => void }): Promise<Record<string, unknown>>;
+  /** the module's own report (goal beside each figure), when it has one */
+  formatTraceBench?(r: unknown): string;
 }
 
 /** The codec benchmark, if this tree has it. */
@@ -123,8 +125,8 @@ async function main(): Promise<void> {
     const tb = traceBench();
     if (tb) {
       log(`trace codec: ${args.events} events per trace ...`);
-      result.trace = await tb.benchTrace({ events: args.events });
-      sections.push(formatTraceReport(result.trace, args.events));
+      result.trace = await tb.benchTrace({ events: args.events, log });
+      sections.push(tb.formatTraceBench ? tb.formatTraceBench(result.trace) : formatTraceReport(result.trace, args.events));
     } else {
       result.trace = null;
       sections.push('Trace codec: tools/bench/trace.ts is not there; skipped.');

@@ -1,22 +1,31 @@
 /**
- * Trace codec benchmark: the binary form (.nvxt) beside JSON of the same
- * events, on a synthetic trace mixing every event kind and on a CPUID loop
- * (the shape of the hottest real workload: L2 CPUID, L1 reads the exit
- * reason and qualification, L1 resumes).
+ * Trace codec benchmark: the binary form (.nvxt) on the trace the goal names,
+ * traces/workloads/cpuid-loop.nvxt (400,525 events of the CPUID loop on an
+ * eVMCS L1), and on a synthetic trace mixing every event kind.
  *
- *   npx tsx tools/bench/trace.ts [events]
+ *   npx tsx tools/bench/trace.ts [--events N] [--runs N] [--trace FILE] [--json]
  *
- * Every figure is the median of several runs in the same process; ratios are
- * against JSON.stringify / JSON.parse with bigints as hex strings.
+ * The workload is decoded once, then encoded in format version 1 (the form
+ * before chunks were deflated) and version 2 (what the writers write now):
+ * bytes/event of each beside the goal (<= 6), and encode / decode speed of
+ * the two measured as pairs in this one process (each run times version 1
+ * and version 2 back to back, in alternating order), so their ratio is not
+ * a ratio of medians from different moments of a loaded machine. Then the
+ * codecs that were considered, on the workload's own chunks: size, and
+ * compress / decompress speed.
+ *
+ * Every figure is a median; `range` is the lowest and highest run.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
-import { Unpackr } from 'msgpackr';
+import * as zlib from 'zlib';
 import {
   BinaryTraceReader,
   BinaryTraceWriter,
+  BinaryVersion,
+  DEFLATE_LEVEL,
   FILE_HEADER_SIZE,
   FRAME_EVENTS,
   FRAME_HEADER_SIZE,
@@ -26,9 +35,10 @@ import {
 import { EVENT_KINDS, EVENT_SCHEMA, FieldType, TraceEvent } from '../../packages/trace/src/events';
 import { TraceHeader, makeHeader } from '../../packages/trace/src/header';
 import type { Outcome } from '../../packages/trace/src/outcome';
-import { eventFromTuple } from '../../packages/trace/src/validate';
 
-const RUNS = 5;
+const RUNS = 7;
+export const GOAL_BYTES_PER_EVENT = 6;
+export const WORKLOAD_TRACE = path.resolve(__dirname, '..', '..', 'traces', 'workloads', 'cpuid-loop.nvxt');
 
 /** A 32-bit linear congruential generator (Numerical Recipes constants): deterministic, no Math.random. */
 function lcg(seed: number): () => number {
@@ -102,53 +112,80 @@ export function syntheticTrace(n: number, seed = 1): { header: TraceHeader; even
   return { header, events };
 }
 
-/** The CPUID loop: l2.cpuid 0/0 at CPL 3, VMREAD exit reason, VMREAD exit qualification, VMRESUME; all on vCPU 0. */
-export function cpuidLoopTrace(n: number): { header: TraceHeader; events: TraceEvent[] } {
-  const header = makeHeader({ vcpus: 1 }, { generator: 'bench-cpuid-loop' });
-  const loop: TraceEvent[] = [
-    { kind: 'l2.cpuid', vcpu: 0, leaf: 0, subleaf: 0, cpl: 3 },
-    { kind: 'l1.vmread', vcpu: 0, field: 0x4402 },
-    { kind: 'l1.vmread', vcpu: 0, field: 0x6400 },
-    { kind: 'l1.vmresume', vcpu: 0 },
-  ];
-  const events: TraceEvent[] = new Array(n);
-  for (let i = 0; i < n; i++) events[i] = { ...loop[i % 4] } as TraceEvent;
-  return { header, events };
+// ---------------------------------------------------------------------------
+// Timing
+// ---------------------------------------------------------------------------
+
+export interface Figure {
+  /** median */
+  median: number;
+  /** lowest and highest run */
+  range: [number, number];
 }
 
-const replacer = (_k: string, v: unknown) => (typeof v === 'bigint' ? '0x' + v.toString(16) : v);
-const reviver = (_k: string, v: unknown) => (typeof v === 'string' && v.charCodeAt(0) === 48 && v.charCodeAt(1) === 120 ? BigInt(v) : v);
-
-function median(xs: number[]): number {
+function figure(xs: number[], d = 2): Figure {
   const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1];
+  return { median: round(s[s.length >> 1], d), range: [round(s[0], d), round(s[s.length - 1], d)] };
 }
 
-/** Median milliseconds of `runs` calls of f (after one warm-up call). */
-function timeIt(f: () => unknown, runs = RUNS): number {
+const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+/** Milliseconds of one call. */
+function once(f: () => unknown): number {
+  const t0 = performance.now();
   f();
-  const ms: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    f();
-    ms.push(performance.now() - t0);
-  }
-  return median(ms);
+  return performance.now() - t0;
 }
 
-async function timeItAsync(f: () => Promise<unknown>, runs = RUNS): Promise<number> {
+async function onceAsync(f: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
   await f();
-  const ms: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await f();
-    ms.push(performance.now() - t0);
-  }
-  return median(ms);
+  return performance.now() - t0;
 }
 
-/** The events frames' payloads of a binary trace (for the breakdown figures). */
-function eventPayloads(buf: Buffer): Buffer[] {
+/** A before/after pair: M events/s of each and the after/before speed ratio, per run. */
+export interface Pair {
+  before: Figure;
+  after: Figure;
+  /** after's speed over before's, per run (1.0: as fast) */
+  ratio: Figure;
+}
+
+/**
+ * Time `before` and `after` back to back `runs` times (after one warm-up of
+ * each), alternating which goes first; the ratio is taken per run, so both
+ * sides of a ratio saw the same moment of the machine.
+ */
+async function pair(n: number, runs: number, before: () => unknown, after: () => unknown): Promise<Pair> {
+  await before();
+  await after();
+  const b: number[] = [];
+  const a: number[] = [];
+  const r: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    let tb: number;
+    let ta: number;
+    if (i % 2 === 0) {
+      tb = await onceAsync(async () => before());
+      ta = await onceAsync(async () => after());
+    } else {
+      ta = await onceAsync(async () => after());
+      tb = await onceAsync(async () => before());
+    }
+    b.push(n / tb / 1000);
+    a.push(n / ta / 1000);
+    r.push(tb / ta);
+  }
+  return { before: figure(b), after: figure(a), ratio: figure(r) };
+}
+
+// ---------------------------------------------------------------------------
+// The workload trace
+// ---------------------------------------------------------------------------
+
+/** The decoded events payloads (msgpack lists) of a version 1 binary trace. */
+function v1Payloads(buf: Buffer): Buffer[] {
+  if (buf.readUInt16LE(4) !== 1) throw new Error('v1Payloads needs a version 1 trace');
   const out: Buffer[] = [];
   let pos = FILE_HEADER_SIZE;
   while (pos + FRAME_HEADER_SIZE <= buf.length) {
@@ -159,106 +196,210 @@ function eventPayloads(buf: Buffer): Buffer[] {
   return out;
 }
 
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
-const mps = (n: number, ms: number) => round(n / ms / 1000, 2); // million events per second
+export interface CodecRow {
+  codec: string;
+  /** bytes/event of the whole file with every chunk in this codec (5 bytes of codec and size per chunk) */
+  bytesPerEvent: number;
+  /** MB/s of msgpack (decoded) bytes */
+  compressMBs: Figure;
+  decompressMBs: Figure;
+  chosen: boolean;
+}
 
-async function benchOne(name: string, header: TraceHeader, events: TraceEvent[], tmp: string): Promise<Record<string, unknown>> {
+const CODECS: { codec: string; compress: (b: Buffer) => Buffer; decompress: (b: Buffer, size: number) => Buffer }[] = [
+  {
+    codec: `deflate-raw level ${DEFLATE_LEVEL}`,
+    compress: (b) => zlib.deflateRawSync(b, { level: DEFLATE_LEVEL }),
+    decompress: (b, size) => zlib.inflateRawSync(b, { maxOutputLength: size }),
+  },
+  { codec: 'deflate-raw level 6', compress: (b) => zlib.deflateRawSync(b, { level: 6 }), decompress: (b, size) => zlib.inflateRawSync(b, { maxOutputLength: size }) },
+  ...[0, 1, 4].map((q) => ({
+    codec: `brotli quality ${q}`,
+    compress: (b: Buffer) => zlib.brotliCompressSync(b, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: q, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: b.length } }),
+    decompress: (b: Buffer, size: number) => zlib.brotliDecompressSync(b, { maxOutputLength: size }),
+  })),
+];
+
+/** Every codec on the chunks of a version 1 trace; the runs interleave the codecs, so load hits them alike. */
+function codecRows(v1: Buffer, events: number, runs: number): CodecRow[] {
+  const payloads = v1Payloads(v1);
+  const raw = payloads.reduce((s, p) => s + p.length, 0);
+  const packed = CODECS.map(({ compress }) => payloads.map(compress));
+  const c: number[][] = CODECS.map(() => []);
+  const d: number[][] = CODECS.map(() => []);
+  for (let r = 0; r < runs; r++)
+    CODECS.forEach(({ compress, decompress }, i) => {
+      c[i].push(raw / once(() => (packed[i] = payloads.map(compress))) / 1000);
+      d[i].push(raw / once(() => packed[i].forEach((p, k) => decompress(p, payloads[k].length))) / 1000);
+    });
+  return CODECS.map(({ codec }, i) => ({
+    codec,
+    bytesPerEvent: round((v1.length - raw + packed[i].reduce((s, p) => s + 5 + p.length, 0)) / events, 3),
+    compressMBs: figure(c[i], 0),
+    decompressMBs: figure(d[i], 0),
+    chosen: i === 0,
+  }));
+}
+
+export interface WorkloadResult {
+  trace: string;
+  events: number;
+  /** the file as shipped: its format version and bytes/event */
+  file: { version: number; bytes: number; bytesPerEvent: number };
+  /** bytes/event when written by the writer in each format version */
+  bytesPerEvent: { v1: number; v2: number };
+  goal: { bytesPerEvent: number; met: boolean };
+  /** M events/s, version 1 (before) and version 2 (after), measured as pairs */
+  encode: Pair;
+  decode: Pair;
+  streamWrite: Pair;
+  streamRead: Pair;
+  codecs: CodecRow[];
+}
+
+async function benchWorkload(file: string, runs: number, tmp: string): Promise<WorkloadResult> {
+  const bytes = fs.readFileSync(file);
+  const { header, events, warnings } = decodeBinaryTrace(bytes, file);
+  if (warnings.length) throw new Error(`${file}: ${warnings[0].message}`);
   const n = events.length;
-  const bin = encodeBinaryTrace(header, events);
-  const json = JSON.stringify(events, replacer);
-  const jsonBytes = Buffer.byteLength(json);
+  const v1 = encodeBinaryTrace(header, events, { version: 1 });
+  const v2 = encodeBinaryTrace(header, events, { version: 2 });
+  // correctness before timing: both versions give the events back
+  for (const b of [v1, v2]) {
+    const back = decodeBinaryTrace(b).events;
+    if (back.length !== n || back[n - 2].kind !== events[n - 2].kind) throw new Error('round trip lost events');
+  }
 
-  // correctness check before timing anything
-  const back = decodeBinaryTrace(bin);
-  if (back.events.length !== n || back.warnings.length) throw new Error(`${name}: binary round trip lost events`);
-
-  const encBin = timeIt(() => encodeBinaryTrace(header, events));
-  const decBin = timeIt(() => decodeBinaryTrace(bin));
-  const encJson = timeIt(() => JSON.stringify(events, replacer));
-  const decJson = timeIt(() => JSON.parse(json, reviver));
-  const decJsonRaw = timeIt(() => JSON.parse(json));
-
-  // where the binary decode time goes: msgpack alone, and msgpack + the generic validator
-  const payloads = eventPayloads(bin);
-  const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' });
-  const msgpackOnly = timeIt(() => {
-    let c = 0;
-    for (const p of payloads) c += (unpackr.unpack(p) as unknown[]).length;
-    return c;
-  });
-  const msgpackGeneric = timeIt(() => {
-    let i = 0;
-    const out: TraceEvent[] = [];
-    for (const p of payloads) for (const t of unpackr.unpack(p) as unknown[]) out.push(eventFromTuple(t, i++, header.config));
-    return out;
-  });
-
-  // streaming: writer to a file, reader back chunk by chunk
-  const file = path.join(tmp, `${name}.nvxt`);
-  const writeMs = timeIt(() => {
-    const w = BinaryTraceWriter.open(file, header);
+  const write = (version: BinaryVersion) => () => {
+    const w = BinaryTraceWriter.open(path.join(tmp, `w${version}.nvxt`), header, { version });
     for (const e of events) w.write(e);
     w.close();
-  }, 3);
-  const readMs = await timeItAsync(async () => {
-    const r = await BinaryTraceReader.open(file);
+  };
+  const read = (version: BinaryVersion) => async () => {
+    const r = await BinaryTraceReader.open(path.join(tmp, `w${version}.nvxt`));
     let c = 0;
     for await (const chunk of r.chunks()) c += chunk.length;
     await r.close();
-    if (c !== n) throw new Error(`${name}: streaming reader read ${c} of ${n} events`);
-  }, 3);
-
+    if (c !== n) throw new Error(`streaming reader read ${c} of ${n} events`);
+  };
+  write(1)();
+  write(2)();
+  const rel = path.relative(path.resolve(__dirname, '..', '..'), file) || file;
   return {
+    trace: rel,
     events: n,
-    binary: {
-      bytesPerEvent: round(bin.length / n, 3),
-      encodeMEventsPerSec: mps(n, encBin),
-      decodeMEventsPerSec: mps(n, decBin),
-      encodeMs: round(encBin, 1),
-      decodeMs: round(decBin, 1),
-      streamWriteMEventsPerSec: mps(n, writeMs),
-      streamReadMEventsPerSec: mps(n, readMs),
-    },
-    json: {
-      bytesPerEvent: round(jsonBytes / n, 2),
-      stringifyMEventsPerSec: mps(n, encJson),
-      parseMEventsPerSec: mps(n, decJson),
-      parseNoReviverMEventsPerSec: mps(n, decJsonRaw),
-    },
-    ratio: {
-      encodeVsStringify: round(encJson / encBin, 2),
-      decodeVsParse: round(decJson / decBin, 2),
-      decodeVsParseNoReviver: round(decJsonRaw / decBin, 2),
-      sizeVsJson: round(bin.length / jsonBytes, 3),
-    },
-    decodeBreakdown: {
-      msgpackOnlyMEventsPerSec: mps(n, msgpackOnly),
-      msgpackPlusEventFromTupleMEventsPerSec: mps(n, msgpackGeneric),
-      decodeBinaryTraceMEventsPerSec: mps(n, decBin),
-    },
+    file: { version: bytes.readUInt16LE(4), bytes: bytes.length, bytesPerEvent: round(bytes.length / n, 3) },
+    bytesPerEvent: { v1: round(v1.length / n, 3), v2: round(v2.length / n, 3) },
+    goal: { bytesPerEvent: GOAL_BYTES_PER_EVENT, met: v2.length / n <= GOAL_BYTES_PER_EVENT },
+    encode: await pair(n, runs, () => encodeBinaryTrace(header, events, { version: 1 }), () => encodeBinaryTrace(header, events, { version: 2 })),
+    decode: await pair(n, runs, () => decodeBinaryTrace(v1), () => decodeBinaryTrace(v2)),
+    streamWrite: await pair(n, Math.min(runs, 5), write(1), write(2)),
+    streamRead: await pair(n, Math.min(runs, 5), read(1), read(2)),
+    codecs: codecRows(v1, n, Math.min(runs, 5)),
   };
 }
 
-export async function benchTrace(opts: { events: number }): Promise<Record<string, unknown>> {
+// ---------------------------------------------------------------------------
+// The mixed synthetic trace (every kind: the worst case for compression)
+// ---------------------------------------------------------------------------
+
+export interface MixedResult {
+  events: number;
+  bytesPerEvent: { v1: number; v2: number };
+  encode: Pair;
+  decode: Pair;
+  codecs: CodecRow[];
+}
+
+async function benchMixed(n: number, runs: number): Promise<MixedResult> {
+  const { header, events } = syntheticTrace(n);
+  const v1 = encodeBinaryTrace(header, events, { version: 1 });
+  const v2 = encodeBinaryTrace(header, events);
+  if (decodeBinaryTrace(v2).events.length !== n) throw new Error('mixed: round trip lost events');
+  return {
+    events: n,
+    bytesPerEvent: { v1: round(v1.length / n, 3), v2: round(v2.length / n, 3) },
+    encode: await pair(n, runs, () => encodeBinaryTrace(header, events, { version: 1 }), () => encodeBinaryTrace(header, events)),
+    decode: await pair(n, runs, () => decodeBinaryTrace(v1), () => decodeBinaryTrace(v2)),
+    codecs: codecRows(v1, n, runs),
+  };
+}
+
+// ---------------------------------------------------------------------------
+
+export interface TraceBenchResult {
+  node: string;
+  runs: number;
+  workload: WorkloadResult;
+  mixed: MixedResult;
+}
+
+export async function benchTrace(opts: { events: number; runs?: number; trace?: string; log?: (line: string) => void }): Promise<TraceBenchResult> {
+  const runs = opts.runs ?? RUNS;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nvx-bench-trace-'));
   try {
-    const mixed = syntheticTrace(opts.events);
-    const cpuid = cpuidLoopTrace(opts.events);
-    return {
-      node: process.version,
-      runs: RUNS,
-      mixed: await benchOne('mixed', mixed.header, mixed.events, tmp),
-      cpuidLoop: await benchOne('cpuid-loop', cpuid.header, cpuid.events, tmp),
-    };
+    opts.log?.(`trace codec: ${opts.trace ?? WORKLOAD_TRACE}, version 1 vs 2, ${runs} runs ...`);
+    const workload = await benchWorkload(opts.trace ?? WORKLOAD_TRACE, runs, tmp);
+    opts.log?.(`trace codec: mixed synthetic trace, ${opts.events} events ...`);
+    const mixed = await benchMixed(opts.events, Math.min(runs, 5));
+    return { node: process.version, runs, workload, mixed };
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
 
+const fig = (f: Figure, d = 2) => `${f.median.toFixed(d)} (${f.range[0].toFixed(d)}-${f.range[1].toFixed(d)})`;
+const pairLine = (name: string, p: Pair) => `  ${name.padEnd(22)} v1 ${fig(p.before).padEnd(18)} v2 ${fig(p.after).padEnd(18)} v2/v1 ${fig(p.ratio)}`;
+
+const codecLines = (rows: CodecRow[]) =>
+  rows.map((c) => `    ${(c.codec + (c.chosen ? ' (chosen)' : '')).padEnd(30)} ${c.bytesPerEvent.toFixed(3).padStart(6)} bytes/event   compress ${fig(c.compressMBs, 0).padEnd(16)} decompress ${fig(c.decompressMBs, 0)}`);
+
+/** The readable report of `npm run bench`. */
+export function formatTraceBench(r: TraceBenchResult): string {
+  const w = r.workload;
+  const out = [
+    `Trace codec (tools/bench/trace.ts): ${w.trace}, ${w.events.toLocaleString('en-US')} events; medians of ${r.runs} runs (lowest-highest)`,
+    `  bytes/event            v1 ${w.bytesPerEvent.v1}   v2 ${w.bytesPerEvent.v2}   goal <= ${w.goal.bytesPerEvent}: ${w.goal.met ? 'met' : 'NOT MET'}` +
+      `   (the file as shipped: version ${w.file.version}, ${w.file.bytesPerEvent})`,
+    '  M events/s, v1 and v2 timed back to back in this process:',
+    pairLine('encode (in memory)', w.encode),
+    pairLine('decode (in memory)', w.decode),
+    pairLine('streaming writer', w.streamWrite),
+    pairLine('streaming reader', w.streamRead),
+    `  codecs on the workload's chunks (MB/s of decoded msgpack):`,
+    ...codecLines(w.codecs),
+    `  mixed synthetic trace (every event kind), ${r.mixed.events.toLocaleString('en-US')} events: bytes/event v1 ${r.mixed.bytesPerEvent.v1}, v2 ${r.mixed.bytesPerEvent.v2}`,
+    pairLine('encode (in memory)', r.mixed.encode),
+    pairLine('decode (in memory)', r.mixed.decode),
+    `  codecs on the mixed trace's chunks:`,
+    ...codecLines(r.mixed.codecs),
+  ];
+  return out.join('\n');
+}
+
 if (require.main === module) {
-  const n = Number(process.argv[2] ?? 1_000_000);
-  benchTrace({ events: n }).then(
-    (r) => console.log(JSON.stringify(r, null, 2)),
+  const argv = process.argv.slice(2);
+  const opts: { events: number; runs?: number; trace?: string } = { events: 1_000_000 };
+  let json = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--json') json = true;
+    else if (a === '--events' || a === '--runs') {
+      const v = Number(argv[++i]);
+      if (!Number.isSafeInteger(v) || v <= 0) {
+        console.error(`trace bench: ${a} needs a positive integer`);
+        process.exit(2);
+      }
+      if (a === '--events') opts.events = v;
+      else opts.runs = v;
+    } else if (a === '--trace') opts.trace = argv[++i];
+    else {
+      console.error(`trace bench: unknown argument '${a}' (--events N --runs N --trace FILE --json)`);
+      process.exit(2);
+    }
+  }
+  benchTrace({ ...opts, log: (l) => console.error(l) }).then(
+    (r) => console.log(json ? JSON.stringify(r, null, 2) : formatTraceBench(r)),
     (e) => {
       console.error(e);
       process.exitCode = 1;

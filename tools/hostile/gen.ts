@@ -9,7 +9,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { crc32 } from 'zlib';
+import { crc32, deflateRawSync } from 'zlib';
 import { Packr } from 'msgpackr';
 import {
   EVENT_KINDS,
@@ -177,8 +177,67 @@ function frame(type: number, payload: Buffer, crcOk = true): Buffer {
   return Buffer.concat([h, payload]);
 }
 
-function fileHeader(): Buffer {
-  return Buffer.from([0x4e, 0x56, 0x58, 0x54, 1, 0, 0, 0]);
+/**
+ * An events frame payload holding `list` (msgpack) in the given format
+ * version: as it is in version 1; in version 2 stored or deflated behind a
+ * codec byte and the true decoded size, so that the list reaches the shape
+ * walk and the event decoder.
+ */
+function eventsPayload(rng: Rng, version: number, list: Buffer): Buffer {
+  if (version === 1) return list;
+  const deflate = rng.chance(0.6);
+  const body = deflate ? deflateRawSync(list, { level: 1 }) : list;
+  const p = Buffer.alloc(5);
+  p[0] = deflate ? 1 : 0;
+  p.writeUInt32LE(list.length, 1);
+  return Buffer.concat([p, body]);
+}
+
+let zeros: Buffer | undefined;
+/** 32 MiB of zeros deflated (about 32 KiB), made once: twice what a chunk may declare. */
+function deflatedZeros(): Buffer {
+  return (zeros ??= deflateRawSync(Buffer.alloc(32 * 1024 * 1024), { level: 9 }));
+}
+
+/** A version 2 events payload whose codec byte, declared size or deflate stream is hostile. */
+function hostileCompressed(rng: Rng, payload: Buffer, max: number): Buffer {
+  const head = (codec: number, size: number) => {
+    const h = Buffer.alloc(5);
+    h[0] = codec;
+    h.writeUInt32LE(size >>> 0, 1);
+    return h;
+  };
+  const size = payload.length >= 5 ? payload.readUInt32LE(1) : 0;
+  const body = payload.subarray(5);
+  switch (rng.int(10)) {
+    case 9: // bytes after the end of the deflate stream
+      return Buffer.concat([payload, rng.bytes(1 + rng.int(16))]);
+    case 0: // a bomb: inflates to far more than it declares (or than any chunk may hold)
+      return Buffer.concat([head(1, rng.pick([0, 1, size, 1 << 20, 16 * 1024 * 1024, 16 * 1024 * 1024 + 1, 0xffffffff])), deflatedZeros()]);
+    case 1: // a msgpack bomb, deflated, declared truthfully: it reaches the shape walk after inflating
+    {
+      const list = bombPayload(rng, Math.min(max * 4, 16 * 1024 * 1024 - 8));
+      return Buffer.concat([head(1, list.length), deflateRawSync(list, { level: 1 })]);
+    }
+    case 2: // the declared size lies
+      return Buffer.concat([head(payload[0] ?? 1, rng.pick([0, 1, size - 1, size + 1, 2 * size, rng.int(0x100000000)])), body]);
+    case 3: // the deflate stream cut short
+      return payload.subarray(0, 5 + rng.int(Math.max(1, body.length)));
+    case 4: // bytes of the deflate stream flipped
+    {
+      const p = Buffer.from(payload);
+      if (p.length > 5) for (let k = 1 + rng.int(4); k > 0; k--) p[5 + rng.int(p.length - 5)] = rng.int(256);
+      return p;
+    }
+    case 5: // an unknown codec, or stored and deflated swapped
+      return Buffer.concat([head(rng.pick([2, 3, 0x78, 0xff, payload[0] === 1 ? 0 : 1]), size), body]);
+    case 6: // shorter than the prefix
+      return payload.subarray(0, rng.int(5));
+    case 7: // random bytes as the deflate stream
+      return Buffer.concat([head(1, rng.size(1 << 20)), rng.bytes(rng.size(4096))]);
+    default: // hostile event tuples, deflated
+      return eventsPayload(rng, 2, hostileEvents(rng, max));
+  }
 }
 
 /** Replace frame `f`'s payload (and fix its length and checksum). */
@@ -317,14 +376,40 @@ function hostileEvents(rng: Rng, max: number): Buffer {
   return Buffer.concat([listHead(tuples.length), ...tuples]);
 }
 
-const BINARY_CLASSES = ['flip', 'flip-crc', 'truncate', 'frame-length', 'frame-order', 'file-header', 'bomb', 'header-shape', 'events-shape', 'end-shape', 'random-msgpack', 'splice'] as const;
+const BINARY_CLASSES = ['flip', 'flip-crc', 'truncate', 'frame-length', 'frame-order', 'file-header', 'bomb', 'header-shape', 'events-shape', 'end-shape', 'random-msgpack', 'splice', 'compressed'] as const;
 
-/** One hostile binary trace. */
+/**
+ * Full-size bombs in format version 2: a deflated chunk that inflates to
+ * 32 MiB while declaring the 16 MiB bound, and msgpack bombs of nearly
+ * 16 MiB deflated to a few KiB, declared truthfully, so the decoder inflates
+ * them whole and then walks them.
+ */
+function cliBombsV2(n: number, vmxon: number): HostileInput[] {
+  const good = encodeBinaryTrace(makeHeader(), [], { version: 2 });
+  const fr = framesOf(good);
+  const prefix = (codec: number, size: number) => {
+    const h = Buffer.alloc(5);
+    h[0] = codec;
+    h.writeUInt32LE(size, 1);
+    return h;
+  };
+  const events = (list: Buffer, count = 0) =>
+    Buffer.concat([good.subarray(0, fr[1].at), frame(2, Buffer.concat([prefix(1, list.length), deflateRawSync(list, { level: 9 })])), frame(3, pk({ events: count }))]);
+  return [
+    { cls: 'cli/v2-inflate-bomb', bytes: Buffer.concat([good.subarray(0, fr[1].at), frame(2, Buffer.concat([prefix(1, 16 * 1024 * 1024), deflatedZeros()])), frame(3, pk({ events: 0 }))]) },
+    { cls: 'cli/v2-deflated-empty-maps', bytes: events(Buffer.concat([listHead(n), Buffer.alloc(n, 0x80)])) },
+    { cls: 'cli/v2-deflated-tuples-of-empty-maps', bytes: events(Buffer.concat([listHead(65536), Buffer.alloc(65536 * 3, Buffer.from([0x92, vmxon, 0x80]))])) },
+    { cls: 'cli/v2-deflated-deep-lists', bytes: events(Buffer.concat([Buffer.from([0x91]), Buffer.alloc(n, 0x91), Buffer.from([0xc0])])) },
+  ];
+}
+
+/** One hostile binary trace: format version 1 or 2 (compressed chunks), taken apart. */
 export function binaryInput(rng: Rng, opts: GenOptions): HostileInput {
   const base = baseTrace(rng);
-  let b: Buffer = encodeBinaryTrace(base.header, base.events, { chunkEvents: 1 + rng.size(200) });
-  const fr = framesOf(b);
   const cls = rng.pick(BINARY_CLASSES);
+  const version = cls === 'compressed' || rng.chance(0.5) ? 2 : 1;
+  let b: Buffer = encodeBinaryTrace(base.header, base.events, { chunkEvents: 1 + rng.size(200), version });
+  const fr = framesOf(b);
   const anyFrame = () => rng.pick(fr);
   const ofType = (t: number) => fr.find((f) => f.type === t) ?? fr[0];
   switch (cls) {
@@ -356,7 +441,7 @@ export function binaryInput(rng: Rng, opts: GenOptions): HostileInput {
       else if (op === 1) parts.splice(rng.int(parts.length + 1), 0, rng.pick(parts));
       else if (op === 2) parts.reverse();
       else parts.splice(rng.int(parts.length), 1, frame(rng.pick([0, 1, 2, 3, 4, 255]), rng.pick(parts).subarray(FRAME_HEAD)));
-      b = Buffer.concat([fileHeader(), ...parts, rng.chance(0.2) ? rng.bytes(rng.int(12)) : Buffer.alloc(0)]);
+      b = Buffer.concat([b.subarray(0, FILE_HEADER), ...parts, rng.chance(0.2) ? rng.bytes(rng.int(12)) : Buffer.alloc(0)]);
       break;
     }
     case 'file-header': {
@@ -368,24 +453,40 @@ export function binaryInput(rng: Rng, opts: GenOptions): HostileInput {
     }
     case 'bomb': {
       const f = rng.chance(0.5) ? ofType(1) : ofType(2);
-      b = withPayload(b, f, bombPayload(rng, opts.maxBytes));
+      const bomb = bombPayload(rng, opts.maxBytes);
+      b = withPayload(b, f, f.type === 2 ? eventsPayload(rng, version, bomb) : bomb);
       break;
     }
     case 'header-shape':
       b = withPayload(b, ofType(1), hostileHeader(rng, opts.maxBytes));
       break;
-    case 'events-shape':
-      b = withPayload(b, fr.find((f) => f.type === 2) ?? ofType(3), hostileEvents(rng, opts.maxBytes));
+    case 'events-shape': {
+      const f = fr.find((x) => x.type === 2) ?? ofType(3);
+      const list = hostileEvents(rng, opts.maxBytes);
+      b = withPayload(b, f, f.type === 2 ? eventsPayload(rng, version, list) : list);
       break;
+    }
     case 'end-shape':
       b = withPayload(b, ofType(3), rng.chance(0.5) ? pk({ events: rng.pick<unknown>([-1, 1.5, 'x', 0xffffffffffffffffn, 2 ** 53, [1], null]) }) : randomMsgpack(rng, 0));
       break;
-    case 'random-msgpack':
-      b = withPayload(b, anyFrame(), randomMsgpack(rng, 0));
+    case 'random-msgpack': {
+      const f = anyFrame();
+      const m = randomMsgpack(rng, 0);
+      b = withPayload(b, f, f.type === 2 && rng.chance(0.8) ? eventsPayload(rng, version, m) : m);
       break;
+    }
+    case 'compressed': {
+      const f = fr.find((x) => x.type === 2 && rng.chance(0.5)) ?? fr.find((x) => x.type === 2);
+      if (f === undefined) {
+        // no events: add a chunk
+        const end = ofType(3);
+        b = Buffer.concat([b.subarray(0, end.at), frame(2, hostileCompressed(rng, eventsPayload(rng, 2, listHead(0)), opts.maxBytes)), b.subarray(end.at)]);
+      } else b = withPayload(b, f, hostileCompressed(rng, b.subarray(f.at + FRAME_HEAD, f.at + FRAME_HEAD + f.length), opts.maxBytes));
+      break;
+    }
     case 'splice': {
       const t = syntheticTrace(rng);
-      const other = encodeBinaryTrace(t.header, t.events);
+      const other = encodeBinaryTrace(t.header, t.events, { version: rng.chance(0.5) ? 1 : 2 });
       b = Buffer.concat([b.subarray(0, rng.int(b.length)), other.subarray(rng.int(other.length))]);
       break;
     }
@@ -550,7 +651,8 @@ export function textInput(rng: Rng, opts: GenOptions): HostileInput {
 
 /** Inputs at the format's limits, for the child processes only: each frame at or near 16 MiB. */
 export function cliBombs(): HostileInput[] {
-  const good = encodeBinaryTrace(makeHeader(), []);
+  // format version 1 (plain msgpack events frames); the version 2 bombs wrap their lists below
+  const good = encodeBinaryTrace(makeHeader(), [], { version: 1 });
   const fr = framesOf(good);
   const hdr = fr.find((f) => f.type === 1)!;
   // payloads just under the 16 MiB frame bound, so that they reach the payload checks
@@ -564,6 +666,7 @@ export function cliBombs(): HostileInput[] {
     { cls: 'cli/events-deep-lists', bytes: events(Buffer.concat([Buffer.from([0x91]), Buffer.alloc(n, 0x91), Buffer.from([0xc0])])) },
     // valid: one event whose expect ignored reason fills the frame
     { cls: 'cli/events-long-reason', bytes: Buffer.concat([good.subarray(0, fr[1].at), frame(2, Buffer.concat([Buffer.from([0x91, 0x94, vmxon, 0x00, 0x00, 0x92, 0x09, 0xdb]), u32be(n), Buffer.alloc(n, 0x61)])), frame(3, pk({ events: 1 }))]) },
+    ...cliBombsV2(n, vmxon),
     { cls: 'cli/header-empty-maps', bytes: header(Buffer.concat([mapHead(1), str('config'), mapHead(1), str('memslots'), listHead(n), Buffer.alloc(n, 0x80)])) },
     { cls: 'cli/header-provenance-blob', bytes: header(Buffer.concat([mapHead(2), str('version'), pk(1), str('provenance'), Buffer.from([0xc6]), u32be(n), Buffer.alloc(n, 0x41)])) },
     { cls: 'cli/header-provenance-string', bytes: header(Buffer.concat([mapHead(2), str('version'), pk(1), str('provenance'), mapHead(1), str('k'), Buffer.from([0xdb]), u32be(n), Buffer.alloc(n, 0x61)])) },

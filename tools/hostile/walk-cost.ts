@@ -13,10 +13,12 @@ import { syntheticTrace } from '../bench/trace';
 const n = Number(process.argv[2] ?? 1_000_000);
 const { header, events } = syntheticTrace(n);
 const bin = encodeBinaryTrace(header, events);
+// the msgpack lists the walk sees: version 1 frames hold them as they are (version 2 deflates them)
+const bin1 = encodeBinaryTrace(header, events, { version: 1 });
 const payloads: Buffer[] = [];
-for (let p = 8; p < bin.length; ) {
-  const len = bin.readUInt32LE(p + 1);
-  if (bin[p] === 2) payloads.push(bin.subarray(p + 9, p + 9 + len));
+for (let p = 8; p < bin1.length; ) {
+  const len = bin1.readUInt32LE(p + 1);
+  if (bin1[p] === 2) payloads.push(bin1.subarray(p + 9, p + 9 + len));
   p += 9 + len;
 }
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' });

@@ -97,7 +97,7 @@ describe('nvx trace info', () => {
     const r = await nvx(['trace', 'info', p('t.nvxt')]);
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toContain(`(binary, format 1)`);
+    expect(r.stdout).toContain(`(binary, format 1, binary version 2)`);
     expect(r.stdout).toMatch(/config\s+vcpus=2 pcpus=1/);
     expect(r.stdout).toMatch(/on: +evmcs /);
     expect(r.stdout).toMatch(/slot 0: gfn 0x0, 0x400 pages, flags 0/);

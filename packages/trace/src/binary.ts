@@ -7,26 +7,41 @@
  *   frame        9 + n     u8 type, u32 payload length n, u32 CRC-32 of the payload, payload
  *
  * Frame types: 1 the trace header (msgpack of `headerToPlain(header)`, always
- * the first frame), 2 a chunk of events (msgpack list of event tuples, see
- * validate.ts), 3 the end frame (msgpack `{ events: total }`, always last).
+ * the first frame), 2 a chunk of events, 3 the end frame (msgpack
+ * `{ events: total }`, always last).
+ *
+ * An events frame holds a msgpack list of event tuples (see validate.ts). In
+ * format version 1 the payload is that list. In version 2 (what the writers
+ * write) the payload is
+ *
+ *   u8 codec   0 stored, 1 deflate (raw, RFC 1951)
+ *   u32 size   the size of the msgpack list once decoded (at most MAX_FRAME_PAYLOAD)
+ *   body       the list, stored or deflated
+ *
+ * so one chunk is compressed on its own and the file still streams chunk by
+ * chunk. The CRC covers the payload as stored, so corruption is found before
+ * anything is inflated; the declared size is checked against the bound
+ * before inflating and caps what inflating may produce (a decompression bomb
+ * stops at that size).
  *
  * A file cut off at any byte still reads: every complete chunk before the
  * cut is returned with a warning saying where the cut is. Corruption (a bad
- * checksum, a malformed payload, an invalid event) is a TraceError naming the
- * file, the byte offset of the frame and, for events, the event index. Every
- * length read from the file is checked against a fixed bound and against the
- * bytes that remain before anything is allocated.
+ * checksum, a malformed or undecompressible payload, an invalid event) is a
+ * TraceError naming the file, the byte offset of the frame and, for events,
+ * the event index. Every length read from the file is checked against a
+ * fixed bound and against the bytes that remain before anything is
+ * allocated.
  *
  * Writers go through a temporary file that is renamed onto the final name
  * when complete, so a crash never leaves a half-written trace under that
  * name; the streaming reader holds one frame in memory at a time.
  */
 import * as fs from 'fs';
-import { crc32 } from 'zlib';
+import { ZlibOptions, crc32, deflateRawSync, inflateRawSync } from 'zlib';
 import { Packr, Unpackr } from 'msgpackr';
 import { TraceError, loneSurrogateAt } from './errors';
 import { EVENT_KINDS, EVENT_SCHEMA, EventKind, FieldType, TraceEvent } from './events';
-import { FORMAT_VERSION, TraceHeader, WorldConfig, headerToPlain, validateHeader } from './header';
+import { TraceHeader, WorldConfig, headerToPlain, validateHeader } from './header';
 import { OUTCOME_KINDS, Outcome } from './outcome';
 import { eventFromTuple, validateEvent } from './validate';
 import { AtomicFile } from './atomic';
@@ -39,6 +54,38 @@ export const MAX_FRAME_PAYLOAD = 16 * 1024 * 1024;
 /** The most events one chunk may hold (bounds the memory one chunk takes once decoded). */
 export const MAX_CHUNK_EVENTS = 65536;
 export const DEFAULT_CHUNK_EVENTS = 4096;
+
+/**
+ * The binary format versions: 1 (events frames hold plain msgpack) and 2
+ * (events frames hold a codec byte, the decoded size and the list, deflated
+ * when that is smaller). Writers write BINARY_VERSION unless told otherwise;
+ * readers read both. (The trace header's own `version`, FORMAT_VERSION, is
+ * the version of the header and event schema, shared with the text form.)
+ */
+export const BINARY_VERSION = 2;
+export type BinaryVersion = 1 | 2;
+/** Codecs of a version 2 events frame. */
+export const CODEC_STORED = 0;
+export const CODEC_DEFLATE = 1;
+/** The codec byte and the u32 decoded size that start a version 2 events frame. */
+export const EVENTS_PREFIX_SIZE = 5;
+/** The largest decoded (inflated) events payload a version 2 frame may declare: the frame bound, so a chunk is as large as in version 1. */
+export const MAX_DECODED_PAYLOAD = MAX_FRAME_PAYLOAD;
+/**
+ * Deflate level of the writers. Level 1 (zlib's fastest) makes the CPUID
+ * workload 0.6 bytes/event; higher levels gain almost nothing on traces
+ * (their repetition is short-range) and cost twice the time
+ * (tools/bench/trace.ts prints the comparison).
+ */
+export const DEFLATE_LEVEL = 1;
+
+/** Options of the binary writers. */
+export interface BinaryWriteOptions {
+  /** events per chunk (frame), 1..MAX_CHUNK_EVENTS; default DEFAULT_CHUNK_EVENTS */
+  chunkEvents?: number;
+  /** the format version to write; default BINARY_VERSION (1 writes the older, uncompressed form) */
+  version?: BinaryVersion;
+}
 
 export const FILE_HEADER_SIZE = 8;
 export const FRAME_HEADER_SIZE = 9;
@@ -364,10 +411,10 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-function fileHeaderBytes(): Buffer {
+function fileHeaderBytes(version: BinaryVersion): Buffer {
   const b = Buffer.alloc(FILE_HEADER_SIZE);
   MAGIC_BYTES.copy(b, 0);
-  b.writeUInt16LE(FORMAT_VERSION, 4);
+  b.writeUInt16LE(version, 4);
   b.writeUInt16LE(0, 6);
   return b;
 }
@@ -399,24 +446,46 @@ function endFrame(count: number): Buffer[] {
 /**
  * Frames for a list of tuples. A chunk whose payload would exceed the frame
  * bound (long `ignored` reasons) is split; one event too large for a frame is
- * an error, so a writer never produces a file its reader refuses.
+ * an error, so a writer never produces a file its reader refuses. In version
+ * 2 the bound leaves room for the codec prefix, so that a chunk deflate
+ * cannot shrink can always be stored.
  */
-function eventFrames(tuples: unknown[], firstIndex: number, out: Buffer[]): void {
+function eventFrames(tuples: unknown[], firstIndex: number, out: Buffer[], version: BinaryVersion): void {
   const payload = packPayload(tuples);
-  if (payload.length <= MAX_FRAME_PAYLOAD) {
-    out.push(frameHeaderBytes(FRAME_EVENTS, payload), payload);
+  const bound = version === 1 ? MAX_FRAME_PAYLOAD : MAX_FRAME_PAYLOAD - EVENTS_PREFIX_SIZE;
+  if (payload.length <= bound) {
+    const stored = version === 1 ? payload : compressedPayload(payload);
+    out.push(frameHeaderBytes(FRAME_EVENTS, stored), stored);
     return;
   }
-  if (tuples.length === 1) throw new TraceError(`event takes ${payload.length} bytes, more than the ${MAX_FRAME_PAYLOAD} a frame may hold`, { index: firstIndex });
+  if (tuples.length === 1) throw new TraceError(`event takes ${payload.length} bytes, more than the ${bound} a frame may hold`, { index: firstIndex });
   const half = tuples.length >> 1;
-  eventFrames(tuples.slice(0, half), firstIndex, out);
-  eventFrames(tuples.slice(half), firstIndex + half, out);
+  eventFrames(tuples.slice(0, half), firstIndex, out, version);
+  eventFrames(tuples.slice(half), firstIndex + half, out, version);
 }
 
-function chunkSize(opts: { chunkEvents?: number } | undefined): number {
+/** A version 2 events payload: the msgpack list deflated, or stored when deflate does not make it smaller. */
+function compressedPayload(list: Buffer): Buffer {
+  const deflated = deflateRawSync(list, { level: DEFLATE_LEVEL });
+  const deflate = deflated.length < list.length;
+  const body = deflate ? deflated : list;
+  const out = Buffer.allocUnsafe(EVENTS_PREFIX_SIZE + body.length);
+  out[0] = deflate ? CODEC_DEFLATE : CODEC_STORED;
+  out.writeUInt32LE(list.length, 1);
+  body.copy(out, EVENTS_PREFIX_SIZE);
+  return out;
+}
+
+function chunkSize(opts: BinaryWriteOptions | undefined): number {
   const n = opts?.chunkEvents ?? DEFAULT_CHUNK_EVENTS;
   if (!Number.isInteger(n) || n < 1 || n > MAX_CHUNK_EVENTS) throw new RangeError(`chunkEvents must be an integer in 1..${MAX_CHUNK_EVENTS}, got ${n}`);
   return n;
+}
+
+function versionOf(opts: BinaryWriteOptions | undefined): BinaryVersion {
+  const v = opts?.version ?? BINARY_VERSION;
+  if (v !== 1 && v !== 2) throw new RangeError(`version must be 1 or 2, got ${String(v)}`);
+  return v;
 }
 
 /** Check the header the way a reader will, so that a writer never writes a header its reader refuses. */
@@ -434,14 +503,15 @@ interface FrameHead {
   crc: number;
 }
 
-/** Check the 8-byte file header (the caller has made sure 8 bytes are there). */
-function checkFileHeader(b: Uint8Array, file: string | undefined): void {
+/** Check the 8-byte file header (the caller has made sure 8 bytes are there); returns the format version. */
+function checkFileHeader(b: Uint8Array, file: string | undefined): BinaryVersion {
   if (!isBinaryTrace(b)) throw new TraceError(`not an nvx binary trace (no '${BINARY_MAGIC}' magic)`, { file, offset: 0 });
   const version = b[4] | (b[5] << 8);
   const flags = b[6] | (b[7] << 8);
   if (version === 0) throw new TraceError('binary format version 0 is not valid', { file, offset: 4 });
-  if (version > FORMAT_VERSION) throw new TraceError(`binary format version ${version} is newer than this nvx understands (${FORMAT_VERSION})`, { file, offset: 4 });
+  if (version > BINARY_VERSION) throw new TraceError(`binary format version ${version} is newer than this nvx understands (${BINARY_VERSION})`, { file, offset: 4 });
   if (flags !== 0) throw new TraceError(`unknown file flags 0x${flags.toString(16)}`, { file, offset: 6 });
+  return version as BinaryVersion;
 }
 
 /**
@@ -474,7 +544,8 @@ function msgpackListLength(p: Uint8Array): number {
   return -1;
 }
 
-const EVENTS_SHAPE = eventsShape(MAX_CHUNK_EVENTS, MAX_FRAME_PAYLOAD);
+// strings in a chunk are bounded by what a chunk may hold once decoded (version 2: inflated)
+const EVENTS_SHAPE = eventsShape(MAX_CHUNK_EVENTS, MAX_DECODED_PAYLOAD);
 
 /** The state of a decode: fed complete, checksummed frames in file order. */
 class FrameDecoder {
@@ -484,7 +555,46 @@ class FrameDecoder {
   private cfg: WorldConfig | undefined;
   private fast: (t: unknown) => TraceEvent | undefined = tupleDecoder(undefined);
 
-  constructor(readonly file: string | undefined) {}
+  constructor(
+    readonly file: string | undefined,
+    readonly version: BinaryVersion,
+  ) {}
+
+  /**
+   * The msgpack list of a version 2 events payload (after its checksum
+   * matched): the declared size is checked against the bound before anything
+   * is inflated, and inflating stops at that size, so a decompression bomb
+   * costs at most MAX_DECODED_PAYLOAD bytes and the time to inflate them.
+   */
+  private decompress(payload: Uint8Array, offset: number): Uint8Array {
+    const file = this.file;
+    if (payload.length < EVENTS_PREFIX_SIZE) throw new TraceError(`events frame of ${payload.length} bytes is shorter than its ${EVENTS_PREFIX_SIZE}-byte codec and size prefix`, { file, offset });
+    const codec = payload[0];
+    const size = ((payload[1] | (payload[2] << 8) | (payload[3] << 16)) >>> 0) + payload[4] * 0x1000000;
+    const body = payload.subarray(EVENTS_PREFIX_SIZE);
+    if (codec !== CODEC_STORED && codec !== CODEC_DEFLATE) throw new TraceError(`events frame has unknown codec ${codec}`, { file, offset });
+    if (size > MAX_DECODED_PAYLOAD) throw new TraceError(`events frame declares ${size} decoded bytes, more than the bound of ${MAX_DECODED_PAYLOAD}`, { file, offset });
+    if (codec === CODEC_STORED) {
+      if (body.length !== size) throw new TraceError(`stored events frame declares ${size} bytes but holds ${body.length}`, { file, offset });
+      return body;
+    }
+    let out: Buffer;
+    let used: number;
+    try {
+      // maxOutputLength must be at least 1; a declared 0 with any output fails the size check below.
+      // `info` gives the engine, whose bytesWritten is the input the deflate stream took.
+      const r = inflateRawSync(body, { maxOutputLength: Math.max(size, 1), info: true } as ZlibOptions) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+      out = r.buffer;
+      used = r.engine.bytesWritten;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new TraceError(`deflated events frame inflates to more than the ${size} bytes it declares`, { file, offset });
+      throw new TraceError(`corrupt deflated events frame (${clipForMessage(errorText(e), 80)})`, { file, offset });
+    }
+    if (out.length !== size) throw new TraceError(`deflated events frame inflates to ${out.length} bytes, not the ${size} it declares`, { file, offset });
+    // zlib stops at the end of the deflate stream and ignores what follows: the writer writes nothing there
+    if (used !== body.length) throw new TraceError(`deflated events frame has ${body.length - used} bytes after the end of its deflate stream`, { file, offset });
+    return out;
+  }
 
   /**
    * Check the payload's shape on its raw bytes (shape.ts), then decode it:
@@ -508,7 +618,8 @@ class FrameDecoder {
 
   private shapeError(e: ShapeError, type: number, offset: number, base: number): TraceError {
     const file = this.file;
-    const at = `at payload byte ${e.at}`;
+    // a version 2 events payload is walked once decoded: the byte is one of the decoded list
+    const at = this.version !== 1 && type === FRAME_EVENTS ? `at byte ${e.at} of the decoded list` : `at payload byte ${e.at}`;
     const index = type === FRAME_EVENTS && e.path.length > 0 ? base + (e.path[0] as number) : undefined;
     if (e.malformed) return new TraceError(`malformed ${FRAME_NAMES[type]} frame payload: ${e.problem} ${at}`, index === undefined ? { file, offset } : { file, offset, index });
     switch (type) {
@@ -552,12 +663,13 @@ class FrameDecoder {
       this.ended = true;
       return;
     }
-    // events: check the announced list length before msgpackr allocates the list
-    const n = msgpackListLength(payload);
+    // events: inflate (version 2), then check the announced list length before msgpackr allocates the list
+    const data = this.version === 1 ? payload : this.decompress(payload, offset);
+    const n = msgpackListLength(data);
     if (n < 0) throw new TraceError('events frame does not hold a list', { file, offset });
     if (n > MAX_CHUNK_EVENTS) throw new TraceError(`events frame announces ${n} events, more than the bound of ${MAX_CHUNK_EVENTS}`, { file, offset });
-    if (n * 2 > length) throw new TraceError(`events frame announces ${n} events in ${length} bytes`, { file, offset });
-    const list = this.unpack(payload, type, offset, EVENTS_SHAPE, this.count);
+    if (n * 2 > data.length) throw new TraceError(`events frame announces ${n} events in ${data.length} bytes`, { file, offset });
+    const list = this.unpack(data, type, offset, EVENTS_SHAPE, this.count);
     if (!Array.isArray(list)) throw new TraceError('events frame does not hold a list', { file, offset });
     const cfg = this.cfg as WorldConfig;
     const fast = this.fast;
@@ -578,15 +690,14 @@ class FrameDecoder {
  * Decode a whole binary trace held in memory. A cut-off file yields its
  * complete chunks and a warning; anything else wrong is a TraceError.
  */
-export function decodeBinaryTrace(buf: Uint8Array, file?: string): { header: TraceHeader; events: TraceEvent[]; warnings: TraceWarning[] } {
+export function decodeBinaryTrace(buf: Uint8Array, file?: string): { header: TraceHeader; events: TraceEvent[]; warnings: TraceWarning[]; version: BinaryVersion } {
   const size = buf.length;
   if (size < FILE_HEADER_SIZE) {
     // a cut inside the file header: say so when what is there matches it
     const magicPrefix = Array.prototype.every.call(buf.subarray(0, 4), (x: number, i: number) => x === MAGIC_BYTES[i]);
     throw new TraceError(magicPrefix ? `file ends before the trace header is complete (${size} bytes)` : `not an nvx binary trace (no '${BINARY_MAGIC}' magic)`, { file, offset: 0 });
   }
-  checkFileHeader(buf, file);
-  const d = new FrameDecoder(file);
+  const d = new FrameDecoder(file, checkFileHeader(buf, file));
   const events: TraceEvent[] = [];
   const warnings: TraceWarning[] = [];
   let pos = FILE_HEADER_SIZE;
@@ -606,7 +717,7 @@ export function decodeBinaryTrace(buf: Uint8Array, file?: string): { header: Tra
     pos = start + head.length;
   }
   if (d.ended && pos !== size) throw new TraceError(`${size - pos} bytes of data after the end frame`, { file, offset: pos });
-  return { header: d.header as TraceHeader, events, warnings };
+  return { header: d.header as TraceHeader, events, warnings, version: d.version };
 }
 
 function cutDetail(b: Uint8Array, at: number, avail: number, payloadBytes: number): string {
@@ -615,22 +726,23 @@ function cutDetail(b: Uint8Array, at: number, avail: number, payloadBytes: numbe
 }
 
 /** Encode a trace in memory. Events are validated against the header's configuration. */
-export function encodeBinaryTrace(header: TraceHeader, events: Iterable<TraceEvent>, opts?: { chunkEvents?: number }): Buffer {
+export function encodeBinaryTrace(header: TraceHeader, events: Iterable<TraceEvent>, opts?: BinaryWriteOptions): Buffer {
   const per = chunkSize(opts);
+  const version = versionOf(opts);
   const h = checkedHeader(header);
   const fast = tupleEncoder(h.config);
-  const parts: Buffer[] = [fileHeaderBytes(), ...headerFrame(h)];
+  const parts: Buffer[] = [fileHeaderBytes(version), ...headerFrame(h)];
   let pending: unknown[] = [];
   let count = 0;
   for (const e of events) {
     pending.push(encodeEvent(fast, e, h.config, count));
     count++;
     if (pending.length === per) {
-      eventFrames(pending, count - pending.length, parts);
+      eventFrames(pending, count - pending.length, parts, version);
       pending = [];
     }
   }
-  if (pending.length) eventFrames(pending, count - pending.length, parts);
+  if (pending.length) eventFrames(pending, count - pending.length, parts, version);
   parts.push(...endFrame(count));
   return Buffer.concat(parts);
 }
@@ -655,21 +767,23 @@ export class BinaryTraceWriter {
     readonly path: string,
     private readonly header: TraceHeader,
     private readonly per: number,
+    /** the format version this writer writes */
+    readonly version: BinaryVersion,
   ) {
     this.fast = tupleEncoder(header.config);
     const out = AtomicFile.open(path);
     this.out = out;
     this.tmpPath = out.tmpPath;
     try {
-      this.writeParts([fileHeaderBytes(), ...headerFrame(header)]);
+      this.writeParts([fileHeaderBytes(version), ...headerFrame(header)]);
     } catch (e) {
       this.abort();
       throw e;
     }
   }
 
-  static open(path: string, header: TraceHeader, opts?: { chunkEvents?: number }): BinaryTraceWriter {
-    return new BinaryTraceWriter(path, checkedHeader(header), chunkSize(opts));
+  static open(path: string, header: TraceHeader, opts?: BinaryWriteOptions): BinaryTraceWriter {
+    return new BinaryTraceWriter(path, checkedHeader(header), chunkSize(opts), versionOf(opts));
   }
 
   /** Events accepted so far. */
@@ -688,7 +802,7 @@ export class BinaryTraceWriter {
   private flush(): void {
     if (this.pending.length === 0) return;
     const parts: Buffer[] = [];
-    eventFrames(this.pending, this.n - this.pending.length, parts);
+    eventFrames(this.pending, this.n - this.pending.length, parts, this.version);
     this.pending = [];
     this.writeParts(parts);
   }
@@ -751,6 +865,11 @@ export class BinaryTraceReader {
     return this.d.header as TraceHeader;
   }
 
+  /** The file's binary format version (1 or 2). */
+  get binaryVersion(): BinaryVersion {
+    return this.d.version;
+  }
+
   static async open(path: string): Promise<BinaryTraceReader> {
     const fh = await openForReading(path);
     try {
@@ -758,8 +877,8 @@ export class BinaryTraceReader {
       const fileHead = Buffer.alloc(FILE_HEADER_SIZE);
       const got = await readFully(fh, fileHead, 0, FILE_HEADER_SIZE, 0, path);
       if (got < FILE_HEADER_SIZE) decodeBinaryTrace(fileHead.subarray(0, got), path); // throws the same error as the in-memory decoder
-      checkFileHeader(fileHead, path);
-      const r = new BinaryTraceReader(fh, size, new FrameDecoder(path));
+      const version = checkFileHeader(fileHead, path);
+      const r = new BinaryTraceReader(fh, size, new FrameDecoder(path, version));
       await r.nextFrame(); // the header frame; a cut or a missing header throws
       return r;
     } catch (e) {

@@ -23,6 +23,8 @@ export interface TraceReader {
   readonly header: TraceHeader;
   /** fills in as events are read (a cut-off binary file is only known at its end) */
   readonly warnings: TraceWarning[];
+  /** a binary trace's format version (1 or 2; undefined for text) */
+  readonly binaryVersion?: number;
   /** the events chunk by chunk; can be iterated once */
   chunks(): AsyncIterable<TraceEvent[]>;
   events(): AsyncIterable<TraceEvent>;
@@ -118,6 +120,10 @@ class FileTraceReader implements TraceReader {
     return this.inner.warnings;
   }
 
+  get binaryVersion(): number | undefined {
+    return this.inner.binaryVersion;
+  }
+
   async *chunks(): AsyncIterable<TraceEvent[]> {
     const it = this.inner.chunks()[Symbol.asyncIterator]();
     try {
@@ -175,6 +181,7 @@ class MemoryTraceReader implements TraceReader {
     readonly header: TraceHeader,
     private readonly all: TraceEvent[],
     readonly warnings: TraceWarning[],
+    readonly binaryVersion?: number,
   ) {}
 
   async *chunks(): AsyncIterable<TraceEvent[]> {
@@ -192,8 +199,8 @@ async function openStdin(opts: TraceFileOptions): Promise<OpenTraceReader> {
   const buf = await readStdin();
   const form = opts.form ? checkForm(opts.form) : isBinaryTrace(buf) ? 'binary' : 'text';
   try {
-    const t = form === 'binary' ? decodeBinaryTrace(buf, STDIN_NAME) : { ...decodeTextTrace(buf, STDIN_NAME), warnings: [] };
-    return new FileTraceReader(new MemoryTraceReader(t.header, t.events, t.warnings), STDIN_NAME, form);
+    const t = form === 'binary' ? decodeBinaryTrace(buf, STDIN_NAME) : { ...decodeTextTrace(buf, STDIN_NAME), warnings: [], version: undefined };
+    return new FileTraceReader(new MemoryTraceReader(t.header, t.events, t.warnings, t.version), STDIN_NAME, form);
   } catch (e) {
     throw asTraceError(e, STDIN_NAME);
   }

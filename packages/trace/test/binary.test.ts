@@ -5,6 +5,7 @@ import { crc32 } from 'zlib';
 import { Packr } from 'msgpackr';
 import {
   BINARY_MAGIC,
+  BINARY_VERSION,
   BinaryTraceReader,
   BinaryTraceWriter,
   DEFAULT_CHUNK_EVENTS,
@@ -19,7 +20,7 @@ import {
 } from '../src/binary';
 import { EVENT_KINDS, EVENT_SCHEMA, FieldType, TraceEvent } from '../src/events';
 import { TraceError } from '../src/errors';
-import { FORMAT_VERSION, TraceHeader, headerToPlain, makeHeader } from '../src/header';
+import { TraceHeader, headerToPlain, makeHeader } from '../src/header';
 import type { Outcome } from '../src/outcome';
 import { eventToTuple } from '../src/validate';
 
@@ -71,7 +72,8 @@ const ALL: TraceEvent[] = [...EVENT_KINDS.map((k) => sampleEvent(k)), ...EVENT_K
 
 const packr = new Packr({ useRecords: false, int64AsType: 'bigint' });
 
-function fileHeader(version = FORMAT_VERSION, flags = 0, magic = BINARY_MAGIC): Buffer {
+// raw files are format version 1 (events frames hold plain msgpack), which readers still read
+function fileHeader(version = 1, flags = 0, magic = BINARY_MAGIC): Buffer {
   const b = Buffer.alloc(8);
   b.write(magic, 0, 'latin1');
   b.writeUInt16LE(version, 4);
@@ -431,12 +433,12 @@ describe('bad input', () => {
   });
 
   it('newer format version, version 0, unknown flags', () => {
-    const newer = Buffer.concat([fileHeader(FORMAT_VERSION + 1), good.subarray(8)]);
+    const newer = Buffer.concat([fileHeader(BINARY_VERSION + 1), good.subarray(8)]);
     const e = traceError(() => decodeBinaryTrace(newer));
     expect(e.message).toMatch(/newer/);
     expect(e.where.offset).toBe(4);
     expect(traceError(() => decodeBinaryTrace(Buffer.concat([fileHeader(0), good.subarray(8)]))).where.offset).toBe(4);
-    expect(traceError(() => decodeBinaryTrace(Buffer.concat([fileHeader(FORMAT_VERSION, 1), good.subarray(8)]))).message).toMatch(/flags/);
+    expect(traceError(() => decodeBinaryTrace(Buffer.concat([fileHeader(BINARY_VERSION, 1), good.subarray(8)]))).message).toMatch(/flags/);
   });
 
   it('a flipped payload byte is a checksum error at that frame', () => {

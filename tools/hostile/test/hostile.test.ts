@@ -13,7 +13,7 @@ it('hostile inputs: no crash, hang, runtime-error or long message; readers agree
     text: 400,
     seed: 16,
     cliEvery: 400,
-    cliBombs: ['events-deep-lists', 'header-provenance-blob', 'header-empty-maps', 'text-no-newline'],
+    cliBombs: ['events-deep-lists', 'header-provenance-blob', 'header-empty-maps', 'text-no-newline', 'v2-inflate-bomb'],
     cli: { dist: false, heapMiB: 256, timeoutMs: 30000 },
     maxRssMiB: 256,
     slowMs: 2000,
@@ -23,7 +23,7 @@ it('hostile inputs: no crash, hang, runtime-error or long message; readers agree
   expect(s.verdicts.accepted + s.verdicts.rejected + s.verdicts.crash).toBe(1600);
   expect(s.verdicts.accepted).toBeGreaterThan(50);
   expect(s.verdicts.rejected).toBeGreaterThan(1000);
-  expect(s.cli.runs).toBe(8);
+  expect(s.cli.runs).toBe(9);
   expect({ problems: Object.entries(s.problems).filter(([, n]) => n > 0), examples: s.examples }).toEqual({ problems: [], examples: {} });
   expect(s.maxMessageBytes).toBeLessThanOrEqual(1000);
   expect(s.cli.maxRssMiB).toBeGreaterThan(0);

@@ -86,6 +86,7 @@ async function info(ctx: CliContext, file: string, opts: InfoOptions): Promise<v
         json({
           file,
           form: r.form,
+          ...(r.binaryVersion === undefined ? {} : { binaryVersion: r.binaryVersion }),
           ...headerJson(h),
           events: total,
           withExpect,
@@ -101,7 +102,7 @@ async function info(ctx: CliContext, file: string, opts: InfoOptions): Promise<v
     const cont = ' '.repeat(12);
     const cfg = h.config as unknown as Record<string, unknown>;
     const keys = Object.keys(cfg).filter((k) => k !== 'memslots');
-    ctx.line(`${label('file')}${file} (${r.form}, format ${h.version})`);
+    ctx.line(`${label('file')}${file} (${r.form}, format ${h.version}${r.binaryVersion === undefined ? '' : `, binary version ${r.binaryVersion}`})`);
     const nums = keys.filter((k) => typeof cfg[k] !== 'boolean').map((k) => `${k}=${String(cfg[k])}`);
     const on = keys.filter((k) => cfg[k] === true);
     const off = keys.filter((k) => cfg[k] === false);
