@@ -58,8 +58,17 @@ const FRAME_NAMES: Record<number, string> = { [FRAME_HEADER]: 'header', [FRAME_E
 
 // Maps stay plain objects, records are off (every payload stands alone), and
 // uint64/int64 always decode as bigint so 64-bit values stay exact.
-const packr = new Packr({ useRecords: false, int64AsType: 'bigint' });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' });
+// msgpackr (and its native decoder) loads with the first payload, not with
+// this module: the import above is used for types only, so `nvx --help` and
+// the commands on text traces start without it.
+let msgpack: { packr: Packr; unpackr: Unpackr } | undefined;
+function loadMsgpack(): { packr: Packr; unpackr: Unpackr } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const m = require('msgpackr') as typeof import('msgpackr');
+  return { packr: new m.Packr({ useRecords: false, int64AsType: 'bigint' }), unpackr: new m.Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' }) };
+}
+const packr = { pack: (value: unknown): Buffer => (msgpack ??= loadMsgpack()).packr.pack(value) };
+const unpackr = { unpack: (payload: Uint8Array): unknown => (msgpack ??= loadMsgpack()).unpackr.unpack(payload) };
 
 /** Does the buffer start with the binary trace magic? */
 export function isBinaryTrace(buf: Uint8Array): boolean {

@@ -10,7 +10,7 @@
 import { exitReasonName } from '@nvx/arch';
 import { Outcome, TraceEvent, TraceHeader, formatEvent, formatOutcome, outcomeMatches } from '@nvx/trace';
 import type { Colors } from '../output';
-import { IMPORTED_FROM_TRACE_CMD } from './trace-cmd';
+import { IMPORTED_FROM_TRACE_CMD } from './trace-cmd-format';
 
 /** Was this trace imported from a host trace (so its expects are recordings, not assertions)? */
 export function isImportedTrace(h: TraceHeader): boolean {

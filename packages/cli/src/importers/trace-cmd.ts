@@ -31,6 +31,7 @@ import {
   CpuidFields,
   ExitReason,
   FormatError,
+  IMPORTED_FROM_TRACE_CMD,
   KVM_TRACEPOINTS,
   TraceCmdRecord,
   parseCpuid,
@@ -43,8 +44,7 @@ import {
   parseVmenter,
 } from './trace-cmd-format';
 
-/** `provenance.imported` of a trace this importer wrote. */
-export const IMPORTED_FROM_TRACE_CMD = 'trace-cmd';
+export { IMPORTED_FROM_TRACE_CMD };
 
 /**
  * The MSR index given to an L2 RDMSR/WRMSR that L0 reflected to L1: KVM does
