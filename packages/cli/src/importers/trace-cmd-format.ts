@@ -34,9 +34,6 @@
  */
 import { EXIT_REASON, exitReasonByName, exitReasonName, VMX_EXIT_REASONS_FAILED_VMENTRY, VMX_EXIT_REASONS_SGX_ENCLAVE_MODE } from '@nvx/arch';
 
-/** `provenance.imported` of a trace the trace-cmd importer wrote (here, so checking such a trace does not load the importer). */
-export const IMPORTED_FROM_TRACE_CMD = 'trace-cmd';
-
 /** One record line of the report. */
 export interface TraceCmdRecord {
   comm: string;

@@ -31,7 +31,6 @@ import {
   CpuidFields,
   ExitReason,
   FormatError,
-  IMPORTED_FROM_TRACE_CMD,
   KVM_TRACEPOINTS,
   TraceCmdRecord,
   parseCpuid,
@@ -43,6 +42,7 @@ import {
   parseMsr,
   parseVmenter,
 } from './trace-cmd-format';
+import { IMPORTED_FROM_TRACE_CMD } from './agreement';
 
 export { IMPORTED_FROM_TRACE_CMD };
 
