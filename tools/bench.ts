@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: the trace codec benchmark (tools/bench/trace.ts, when it
- * is there), the emulator benchmark (tools/bench/emulator.ts) and the fuzz
- * benchmark (tools/bench/detection.ts), as one readable report, or as JSON
- * with --json.
+ * is there), the emulator benchmark (tools/bench/emulator.ts), the fuzz
+ * benchmark (tools/bench/detection.ts) and the start-up and bisect-memory
+ * benchmark of the built command (tools/bench/start.ts), as one readable
+ * report, or as JSON with --json.
  *
  *   npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process]
  *                       [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection]
@@ -20,6 +21,11 @@
  *   --plugins a,b    plugin modules or directories of them to measure instead of the fixtures (a bug-history set)
  *   --only a,b       only these broken paths
  *   --alone          check each broken path alone, not with every default profile
+ *   --skip-start     leave out start times and bisect memory (tools/bench/start.ts: a few minutes, most of
+ *                    it bisecting the 5 M-event trace twice)
+ *   --start-runs N   rounds of the start figures (default 11)
+ *   --bisect-sizes   trace sizes of the bisect memory figure (default 100k,1M,5M)
+ *   --skip-bisect    start times only
  *
  * Progress goes to stderr, the report (or JSON) to stdout (-s keeps npm's own
  * banner out of it).
@@ -29,6 +35,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { EmulatorBenchOptions, EmulatorBenchResult, benchEmulator, formatEmulatorReport } from './bench/emulator';
 import { FuzzBenchOptions, FuzzBenchResult, benchFuzz, formatFuzzReport } from './bench/detection';
+import { StartBenchOptions, StartBenchResult, benchStart, formatStartReport, parseStartArgs } from './bench/start';
 
 interface TraceBenchModule {
   benchTrace(opts: { events: number; log?: (line: string) => void }): Promise<Record<string, unknown>>;
@@ -53,10 +60,12 @@ interface Args {
   detection: boolean;
   emulator: EmulatorBenchOptions;
   fuzz: FuzzBenchOptions;
+  skipStart: boolean;
+  start: StartBenchOptions;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { json: false, events: 1_000_000, skipTrace: false, skipEmulator: false, skipFuzz: false, detection: false, emulator: {}, fuzz: {} };
+  const a: Args = { json: false, events: 1_000_000, skipTrace: false, skipEmulator: false, skipFuzz: false, detection: false, emulator: {}, fuzz: {}, skipStart: false, start: {} };
   const num = (v: string | undefined, flag: string) => {
     const x = Number(v);
     if (!Number.isSafeInteger(x) || x <= 0) throw new Error(`${flag} needs a positive integer`);
@@ -79,12 +88,16 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--plugins') a.fuzz.plugins = String(argv[++i] ?? '').split(',').filter(Boolean);
     else if (f === '--only') a.fuzz.only = String(argv[++i] ?? '').split(',').filter(Boolean);
     else if (f === '--alone') a.fuzz.alone = true;
+    else if (f === '--skip-start') a.skipStart = true;
+    else if (f === '--start-runs') a.start.runs = num(argv[++i], f);
+    else if (f === '--bisect-sizes') a.start.sizes = parseStartArgs(['--sizes', String(argv[++i] ?? '')]).sizes;
+    else if (f === '--skip-bisect') a.start.skipBisect = true;
     else if (f === '--loader') {
       const l = argv[++i];
       if (l !== 'built' && l !== 'tsx') throw new Error('--loader is built or tsx');
       a.emulator.loader = l;
     } else if (f === '--help' || f === '-h') {
-      console.log('usage: npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process] [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection] [--campaigns N] [--fuzz-workers N] [--plugins a,b] [--only a,b] [--alone]');
+      console.log('usage: npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process] [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection] [--campaigns N] [--fuzz-workers N] [--plugins a,b] [--only a,b] [--alone] [--skip-start] [--start-runs N] [--bisect-sizes 100k,1M,5M] [--skip-bisect]');
       process.exit(0);
     } else throw new Error(`unknown argument '${f}'`);
   }
@@ -114,7 +127,7 @@ async function main(): Promise<void> {
     return;
   }
   const log = (l: string) => console.error(l);
-  const result: { node: string; cpus: number; cpuModel: string; trace?: Record<string, unknown> | null; emulator?: EmulatorBenchResult; fuzz?: FuzzBenchResult } = {
+  const result: { node: string; cpus: number; cpuModel: string; trace?: Record<string, unknown> | null; emulator?: EmulatorBenchResult; fuzz?: FuzzBenchResult; start?: StartBenchResult } = {
     node: process.version,
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -139,6 +152,10 @@ async function main(): Promise<void> {
   if (!args.skipFuzz) {
     result.fuzz = await benchFuzz({ ...args.fuzz, detection: args.detection, log });
     sections.push(formatFuzzReport(result.fuzz));
+  }
+  if (!args.skipStart) {
+    result.start = await benchStart({ ...args.start, log });
+    sections.push(formatStartReport(result.start));
   }
   if (args.json) console.log(JSON.stringify(result, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
   else console.log(sections.join('\n\n'));

@@ -1,25 +1,29 @@
 /**
  * Bisection.
  *
- * 1. Between two profiles (`bisectEvents`): the first event after which what
- *    L1, L2 or the host can see differs (an outcome, or the architectural
- *    state). A forward pass replays both profiles, compares outcomes after
- *    every event and whole states at checkpoints every K events, and keeps
- *    each checkpoint in a snapshot list (`CheckpointedReplay`), so that
- *    jumping to any event N costs at most K steps from the nearest one. The
- *    pass stops at the first stretch that shows a difference; a binary
- *    search over that stretch then finds the first event behind it, each
- *    probe a jump (at most K steps) and one state comparison, instead of a
- *    state comparison after every event.
+ * 1. Between two profiles (`bisectEvents`, `bisectTraceFile`): the first
+ *    event after which what L1, L2 or the host can see differs (an
+ *    outcome, or the architectural state). A forward pass replays both
+ *    profiles, compares outcomes after every event and whole states at
+ *    checkpoints every K events. Each profile keeps only its last
+ *    checkpoint where the states agreed and the events since it
+ *    (`CheckpointedReplay`): the search never needs to go back further, so
+ *    the memory is one snapshot and at most K events per profile, however
+ *    long the trace (a file is streamed, never held whole). The pass stops
+ *    at the first stretch that shows a difference; a binary search over
+ *    that stretch then finds the first event behind it, each probe a jump
+ *    (at most K steps from the checkpoint) and one state comparison,
+ *    instead of a state comparison after every event.
  *
  *    The search assumes a state difference, once there, lasts until the
  *    stretch's end (as the lockstep diff does between checkpoints). The
  *    divergence found is confirmed by a lockstep replay from scratch of the
- *    events up to it, which also scans the last stretch event by event: a
- *    difference there that came and went earlier is then the answer. A
- *    difference that comes and goes between two checkpoints of the forward
- *    pass, with nothing else differing, is missed (by the lockstep diff
- *    too); K = 1 compares every state and is exact.
+ *    events up to it (a file is read a second time), which also scans the
+ *    last stretch event by event: a difference there that came and went
+ *    earlier is then the answer. A difference that comes and goes between
+ *    two checkpoints of the forward pass, with nothing else differing, is
+ *    missed (by the lockstep diff too); K = 1 compares every state and is
+ *    exact.
  *
  * 2. Over event prefixes with an external judge (`PrefixBisection`,
  *    `runPrefixBisect`): git bisect's protocol, where the "commits" are the
@@ -35,7 +39,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Profile, Replayer, World, archHash, diffArch, initialState } from '@nvx/emulator';
-import { Outcome, TraceEvent, TraceForm, TraceHeader, formatEvent, outcomeEquals, writeFileAtomic, writeTraceFile } from '@nvx/trace';
+import { Outcome, TraceEvent, TraceForm, TraceHeader, TraceWarning, formatEvent, openTrace, outcomeEquals, writeFileAtomic, writeTraceFile } from '@nvx/trace';
 import { ContractMonitor, ContractViolation } from './contracts';
 import { Divergence, Lockstep, explainSide } from './diff';
 
@@ -44,17 +48,26 @@ import { Divergence, Lockstep, explainSide } from './diff';
 // ---------------------------------------------------------------------------
 
 /**
- * One profile's replay of an in-memory event list with a snapshot every K
- * events: `seek(n)` gives the state after the first n events, restoring the
- * nearest checkpoint at or before n and stepping at most K - 1 events.
- * Checkpoints are taken as the replay first passes them.
+ * One profile's replay with its last checkpoint: the state after `at`
+ * events and the events applied since (`held`). `seek(n)`, for n from `at`
+ * to the events pushed so far, restores the checkpoint and replays at most
+ * the held events. The caller moves the checkpoint forward (`checkpoint()`)
+ * once nothing before it can matter; the replay then holds one snapshot
+ * and the events since it, whatever the length of the trace.
  */
 export class CheckpointedReplay {
-  readonly k: number;
-  /** snapshots[j]: the state after j * k events */
-  private readonly snapshots: World[] = [];
   readonly replayer: Replayer;
-  /** events applied by every seek so far */
+  /** the state after `at` events */
+  private snap: World;
+  /** the events after the checkpoint, pushed so far */
+  private readonly held: TraceEvent[] = [];
+  /** where the checkpoint is: the state after this many events */
+  at = 0;
+  /** checkpoints taken, the initial state included (only the last one is kept) */
+  taken = 1;
+  /** the most events held at once */
+  maxHeld = 0;
+  /** events applied by every push and seek so far */
   steps = 0;
   /** the most events one seek applied */
   maxSeekSteps = 0;
@@ -64,17 +77,9 @@ export class CheckpointedReplay {
   constructor(
     header: TraceHeader,
     readonly profile: Profile,
-    readonly events: readonly TraceEvent[],
-    k: number,
   ) {
-    this.k = Math.max(1, Math.floor(k));
     this.replayer = new Replayer(initialState(header, profile), profile);
-    this.snapshots.push(this.replayer.snapshot());
-  }
-
-  /** How many checkpoints the list holds (the initial state included). */
-  get checkpoints(): number {
-    return this.snapshots.length;
+    this.snap = this.replayer.snapshot();
   }
 
   /** Events applied so far in the current position. */
@@ -82,25 +87,58 @@ export class CheckpointedReplay {
     return this.replayer.index;
   }
 
-  /** Apply the next event (taking a checkpoint when one falls due); its outcome. */
-  stepForward(): Outcome {
-    const i = this.replayer.index;
-    if (i >= this.events.length) throw new RangeError(`no event ${i}: the trace has ${this.events.length}`);
-    const out = this.replayer.apply(this.events[i]);
+  /** Events pushed so far (the furthest position). */
+  get end(): number {
+    return this.at + this.held.length;
+  }
+
+  /** Events held since the checkpoint. */
+  get holding(): number {
+    return this.held.length;
+  }
+
+  private apply(e: TraceEvent): Outcome {
+    const out = this.replayer.apply(e);
     this.lastOutcome = out;
     this.steps++;
-    const n = i + 1;
-    if (n % this.k === 0 && n / this.k === this.snapshots.length) this.snapshots.push(this.replayer.snapshot());
     return out;
   }
 
-  /** Move to the state after the first n events (0 <= n <= events). */
+  /** Apply the trace's next event, from the furthest position; it is held until the next checkpoint. */
+  push(e: TraceEvent): Outcome {
+    if (this.replayer.index !== this.end) throw new RangeError(`push at event ${this.replayer.index}: the replay is not at its furthest position (${this.end})`);
+    this.held.push(e);
+    this.maxHeld = Math.max(this.maxHeld, this.held.length);
+    return this.apply(e);
+  }
+
+  /** Event i of the trace, held since the checkpoint (at <= i < end). */
+  heldEvent(i: number): TraceEvent {
+    if (!Number.isInteger(i) || i < this.at || i >= this.end) throw new RangeError(`event ${i} is not held: the checkpoint is at ${this.at} and ${this.end} events were pushed`);
+    return this.held[i - this.at];
+  }
+
+  /** Apply the next held event again (after a seek back); its outcome. */
+  stepForward(): Outcome {
+    const i = this.replayer.index;
+    if (i >= this.end) throw new RangeError(`no event ${i} held: ${this.end} pushed`);
+    return this.apply(this.held[i - this.at]);
+  }
+
+  /** The furthest position becomes the checkpoint: its snapshot replaces the last one and the held events are dropped. */
+  checkpoint(): void {
+    if (this.replayer.index !== this.end) throw new RangeError(`checkpoint at event ${this.replayer.index}: the replay is not at its furthest position (${this.end})`);
+    this.snap = this.replayer.snapshot();
+    this.at = this.end;
+    this.held.length = 0;
+    this.taken++;
+  }
+
+  /** Move to the state after the first n events (at <= n <= end). */
   seek(n: number): Replayer {
-    if (!Number.isInteger(n) || n < 0 || n > this.events.length) throw new RangeError(`cannot seek to event ${n} of ${this.events.length}`);
-    const here = this.replayer.index;
-    // forward within reach: keep going (that also extends the snapshot list)
-    const j = Math.min(Math.floor(n / this.k), this.snapshots.length - 1);
-    if (!(n >= here && here >= j * this.k)) this.replayer.restore(this.snapshots[j], j * this.k);
+    if (!Number.isInteger(n) || n < this.at || n > this.end) throw new RangeError(`cannot seek to event ${n}: the checkpoint is at ${this.at} and ${this.end} events were pushed`);
+    // forward within reach: keep going
+    if (n < this.replayer.index) this.replayer.restore(this.snap, this.at);
     const from = this.replayer.index;
     while (this.replayer.index < n) this.stepForward();
     this.maxSeekSteps = Math.max(this.maxSeekSteps, n - from);
@@ -109,15 +147,17 @@ export class CheckpointedReplay {
 }
 
 export interface BisectOptions {
-  /** compare whole architectural states, and keep a snapshot, every K events (default 1000) */
+  /** compare whole architectural states, and move the checkpoint, every K events (default 1000) */
   checkpointEvery?: number;
 }
 
 export interface BisectStats {
   /** K */
   checkpointEvery: number;
-  /** snapshots kept per profile (the initial state included) */
+  /** snapshots kept per profile: the last checkpoint only */
   checkpoints: number;
+  /** the most events held per profile since the last checkpoint (at most K): with one snapshot, the memory the search needs */
+  maxHeldEvents: number;
   /** events replayed by the forward pass, per profile */
   forwardSteps: number;
   /** jumps made by the binary search, and events they replayed per profile */
@@ -147,112 +187,221 @@ export interface BisectResult {
 const explainAt = explainSide;
 
 /**
+ * The bisection between two profiles as a machine fed the trace's events:
+ * the forward pass (`forward`, until it returns false), the end of the
+ * trace (`end`, which runs the search and names the events to confirm
+ * with), the confirming replay (`confirm`, from the first event, until it
+ * returns false), then `result`. It holds no more of the trace than the
+ * two `CheckpointedReplay`s do.
+ */
+class ProfileBisection {
+  private readonly k: number;
+  private readonly a: CheckpointedReplay;
+  private readonly b: CheckpointedReplay;
+  private readonly monitor = new ContractMonitor();
+  private comparisons = 0;
+  /** events the forward pass applied */
+  private n = 0;
+  /** the states agree after `lo` events; the observations differ within the first `hi` (-1: no difference seen) */
+  private lo = 0;
+  private hi = -1;
+  /** the event whose outcomes differ, if that is how the forward pass stopped */
+  private outcomeAt = -1;
+  private total = 0;
+  private forwardSteps = 0;
+  private probes = 0;
+  private refined = false;
+  private found: Divergence | null = null;
+  private ls: Lockstep | undefined;
+  private confirmed = 0;
+
+  constructor(
+    private readonly header: TraceHeader,
+    private readonly base: Profile,
+    private readonly other: Profile,
+    opts: BisectOptions,
+  ) {
+    this.k = Math.max(1, Math.floor(opts.checkpointEvery ?? 1000));
+    this.a = new CheckpointedReplay(header, base);
+    this.b = new CheckpointedReplay(header, other);
+  }
+
+  private statesDiffer(): boolean {
+    this.comparisons++;
+    return archHash(this.a.replayer.peek()) !== archHash(this.b.replayer.peek());
+  }
+
+  /** The forward pass: outcomes after every event, states at each checkpoint. False once a stretch shows a difference (feed no more). */
+  forward(e: TraceEvent): boolean {
+    const i = this.n;
+    this.monitor.observe(this.a.replayer.peek(), e, i);
+    const oa = this.a.push(e);
+    const ob = this.b.push(e);
+    const n = (this.n = i + 1);
+    if (!outcomeEquals(oa, ob)) {
+      this.outcomeAt = i;
+      this.hi = n;
+      return false;
+    }
+    if (n % this.k === 0) {
+      if (this.statesDiffer()) {
+        this.hi = n;
+        return false;
+      }
+      this.lo = n;
+      this.a.checkpoint();
+      this.b.checkpoint();
+    }
+    return true;
+  }
+
+  /**
+   * The trace ended after `total` events (all read, though the forward pass
+   * may have stopped earlier): the states compared at the end, then the
+   * search. Returns the index of the last event the confirming replay
+   * needs, or -1 when the profiles agree.
+   */
+  end(total: number): number {
+    this.total = total;
+    if (this.hi < 0 && this.n % this.k !== 0) {
+      if (this.statesDiffer()) this.hi = this.n;
+      else this.lo = this.n;
+    }
+    this.forwardSteps = this.a.steps;
+    if (this.hi < 0) return -1;
+    const { a, b } = this;
+
+    // Search (lo, hi]: the smallest n such that the observations differ within the first n events.
+    // differs(lo) is false; differs(hi) is true (an outcome at event hi - 1, or the states after hi).
+    const differs = (n: number): boolean => {
+      if (n - 1 === this.outcomeAt) return true;
+      this.probes++;
+      a.seek(n);
+      b.seek(n);
+      return this.statesDiffer();
+    };
+    let good = this.lo;
+    let bad = this.hi;
+    while (bad - good > 1) {
+      const mid = good + Math.floor((bad - good) / 2);
+      if (differs(mid)) bad = mid;
+      else good = mid;
+    }
+
+    // The divergence at event bad - 1: its outcomes and the states after it.
+    const index = bad - 1;
+    a.seek(index);
+    b.seek(index);
+    const e = a.heldEvent(index);
+    const oa = a.stepForward();
+    const ob = b.stepForward();
+    const kind: Divergence['kind'] = outcomeEquals(oa, ob) ? 'state' : 'outcome';
+    const contract = this.monitor.firstUpTo(index);
+    this.found = {
+      index,
+      event: e,
+      kind,
+      base: oa,
+      other: ob,
+      archDiff: diffArch(a.replayer.peek(), b.replayer.peek()),
+      explain: { base: explainAt(a.replayer, e), other: explainAt(b.replayer, e) },
+      contract,
+      verdict: contract ? 'permitted' : 'bug',
+      confirmed: false,
+    };
+    // Confirm with the lockstep engine, from scratch, on the events up to the divergence. Its last
+    // stretch is scanned event by event: a difference there that came and went before the one the
+    // search landed on is earlier, and is the answer.
+    this.ls = new Lockstep(this.header, this.base, this.other, { checkpointEvery: this.k });
+    return index;
+  }
+
+  /** The confirming replay, fed the trace from its first event: false when it needs no more. */
+  confirm(e: TraceEvent): boolean {
+    if (!this.ls || !this.found || this.confirmed > this.found.index) return false;
+    this.confirmed++;
+    return this.ls.push(e) && this.confirmed <= this.found.index;
+  }
+
+  result(): BisectResult {
+    let divergence = this.found;
+    if (divergence && this.ls) {
+      const again = this.ls.finish();
+      if (again && again.index < divergence.index) {
+        this.refined = true;
+        again.confirmed = true;
+        divergence = again;
+      } else divergence.confirmed = again?.index === divergence.index && again.kind === divergence.kind;
+    }
+    const { a, b } = this;
+    return {
+      base: this.base.name,
+      other: this.other.name,
+      events: this.total,
+      divergence,
+      violations: this.monitor.violations,
+      stats: {
+        checkpointEvery: this.k,
+        checkpoints: 1,
+        maxHeldEvents: Math.max(a.maxHeld, b.maxHeld),
+        forwardSteps: this.forwardSteps,
+        probes: this.probes,
+        searchSteps: a.steps - this.forwardSteps,
+        maxJumpSteps: Math.max(a.maxSeekSteps, b.maxSeekSteps),
+        stateComparisons: this.comparisons,
+        stretch: this.hi < 0 ? null : { from: this.lo, to: this.hi },
+        refined: this.refined,
+      },
+    };
+  }
+}
+
+/**
  * The first event where `other`'s observations differ from `base`'s: its
  * outcomes, the architectural differences after it, each side's internals
  * and the contract status, with the cost of finding it. The divergence is
  * confirmed by a lockstep replay from scratch of the events up to it.
  */
 export function bisectEvents(header: TraceHeader, events: readonly TraceEvent[], base: Profile, other: Profile, opts: BisectOptions = {}): BisectResult {
-  const k = Math.max(1, Math.floor(opts.checkpointEvery ?? 1000));
-  const a = new CheckpointedReplay(header, base, events, k);
-  const b = new CheckpointedReplay(header, other, events, k);
-  const monitor = new ContractMonitor();
-  let comparisons = 0;
-  const statesDiffer = () => {
-    comparisons++;
-    return archHash(a.replayer.peek()) !== archHash(b.replayer.peek());
-  };
+  const s = new ProfileBisection(header, base, other, opts);
+  for (let i = 0; i < events.length && s.forward(events[i]); i++);
+  const upTo = s.end(events.length);
+  for (let i = 0; i <= upTo && s.confirm(events[i]); i++);
+  return s.result();
+}
 
-  // Forward: outcomes after every event, states at each checkpoint and at the end.
-  let lo = 0;
-  let hi = -1;
-  let outcomeAt = -1;
-  for (let i = 0; i < events.length; i++) {
-    monitor.observe(a.replayer.peek(), events[i], i);
-    const oa = a.stepForward();
-    const ob = b.stepForward();
-    const n = i + 1;
-    if (!outcomeEquals(oa, ob)) {
-      outcomeAt = i;
-      hi = n;
-      break;
-    }
-    if (n % k === 0 || n === events.length) {
-      if (statesDiffer()) {
-        hi = n;
-        break;
+/**
+ * `bisectEvents` on a trace file, streamed: the file is read once for the
+ * forward pass (to its end, for the number of events, the warnings and any
+ * invalid event) and again up to the divergence for the confirming replay.
+ * Memory stays one snapshot and at most K events per profile, however long
+ * the trace. Standard input (`-`) is held in memory by the reader.
+ */
+export async function bisectTraceFile(file: string, base: Profile, other: Profile, opts: BisectOptions = {}): Promise<BisectResult & { header: TraceHeader; warnings: TraceWarning[] }> {
+  const r = await openTrace(file);
+  const s = new ProfileBisection(r.header, base, other, opts);
+  let total = 0;
+  let forward = true;
+  try {
+    for await (const chunk of r.chunks()) {
+      for (const e of chunk) {
+        if (forward) forward = s.forward(e);
+        total++;
       }
-      lo = n;
+    }
+  } finally {
+    await r.close();
+  }
+  const upTo = s.end(total);
+  if (upTo >= 0) {
+    const again = await openTrace(file);
+    try {
+      read: for await (const chunk of again.chunks()) for (const e of chunk) if (!s.confirm(e)) break read;
+    } finally {
+      await again.close();
     }
   }
-  const forwardSteps = a.steps;
-  let probes = 0;
-  let refined = false;
-  const stats = (): BisectStats => ({
-    checkpointEvery: k,
-    checkpoints: a.checkpoints,
-    forwardSteps,
-    probes,
-    searchSteps: a.steps - forwardSteps,
-    maxJumpSteps: Math.max(a.maxSeekSteps, b.maxSeekSteps),
-    stateComparisons: comparisons,
-    stretch: hi < 0 ? null : { from: lo, to: hi },
-    refined,
-  });
-  const result = (divergence: Divergence | null): BisectResult => ({ base: base.name, other: other.name, events: events.length, divergence, violations: monitor.violations, stats: stats() });
-  if (hi < 0) return result(null);
-
-  // Search (lo, hi]: the smallest n such that the observations differ within the first n events.
-  // differs(lo) is false; differs(hi) is true (an outcome at event hi - 1, or the states after hi).
-  const differs = (n: number): boolean => {
-    if (n - 1 === outcomeAt) return true;
-    probes++;
-    a.seek(n);
-    b.seek(n);
-    return statesDiffer();
-  };
-  let good = lo;
-  let bad = hi;
-  while (bad - good > 1) {
-    const mid = good + Math.floor((bad - good) / 2);
-    if (differs(mid)) bad = mid;
-    else good = mid;
-  }
-
-  // The divergence at event bad - 1: its outcomes and the states after it.
-  const index = bad - 1;
-  const e = events[index];
-  a.seek(index);
-  b.seek(index);
-  const oa = a.stepForward();
-  const ob = b.stepForward();
-  const kind: Divergence['kind'] = outcomeEquals(oa, ob) ? 'state' : 'outcome';
-  const contract = monitor.firstUpTo(index);
-  const d: Divergence = {
-    index,
-    event: e,
-    kind,
-    base: oa,
-    other: ob,
-    archDiff: diffArch(a.replayer.peek(), b.replayer.peek()),
-    explain: { base: explainAt(a.replayer, e), other: explainAt(b.replayer, e) },
-    contract,
-    verdict: contract ? 'permitted' : 'bug',
-    confirmed: false,
-  };
-  // Confirm with the lockstep engine, from scratch, on the events up to the divergence. Its last
-  // stretch is scanned event by event: a difference there that came and went before the one the
-  // search landed on is earlier, and is the answer.
-  const ls = new Lockstep(header, base, other, { checkpointEvery: k });
-  for (let i = 0; i <= index && ls.push(events[i]); i++);
-  const again = ls.finish();
-  if (again && again.index < index) {
-    refined = true;
-    again.confirmed = true;
-    return result(again);
-  }
-  d.confirmed = again?.index === index && again.kind === kind;
-  return result(d);
+  return { ...s.result(), header: r.header, warnings: r.warnings };
 }
 
 // ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-export { run, main, buildProgram, REGISTRARS } from './main';
-export type { Registrar } from './main';
+export { run, main, buildProgram, commandOf, COMMANDS } from './main';
+export type { CommandEntry, Registrar } from './main';
 export { CliContext, EXIT, UsageError, colorsWanted } from './output';
 export type { CliIO, OutStream } from './output';
 export { registerTraceCommands } from './commands/trace';

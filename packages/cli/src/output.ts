@@ -3,7 +3,7 @@
  * become exit codes.
  */
 import pc from 'picocolors';
-import { TraceError } from '@nvx/trace';
+import type { TraceError as TraceErrorT } from '@nvx/trace';
 
 export type Colors = ReturnType<typeof pc.createColors>;
 
@@ -114,7 +114,7 @@ export class CliContext {
    * 2); anything else is a bug in nvx and keeps its stack (exit 3).
    */
   fail(e: unknown): number {
-    if (e instanceof TraceError || e instanceof UsageError) {
+    if (isTraceError(e) || e instanceof UsageError) {
       this.error(e.message);
       return EXIT.USAGE;
     }
@@ -127,6 +127,16 @@ export class CliContext {
     this.err(`${this.ce.red('internal error:')} ${stack}\n(this is a bug in nvx)\n`);
     return EXIT.INTERNAL;
   }
+}
+
+/**
+ * `e instanceof TraceError`, without loading the trace package for it:
+ * `nvx --help` never loads it, and a TraceError can only come from a
+ * command that has.
+ */
+function isTraceError(e: unknown): e is TraceErrorT {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return e instanceof Error && e.name === 'TraceError' && e instanceof (require('@nvx/trace') as typeof import('@nvx/trace')).TraceError;
 }
 
 /** Standard streams of this process. */

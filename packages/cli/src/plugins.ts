@@ -4,7 +4,6 @@
  * so `--profile msr-bitmap=my-path` can name it. Repeatable.
  */
 import type { Command } from 'commander';
-import { PluginError, loadPathModule } from '@nvx/check';
 import { UsageError } from './output';
 
 export const PATH_MODULE_HELP = 'load a path plugin (.js or .ts module exporting a path, or an array of paths) before resolving profiles; repeatable';
@@ -23,7 +22,11 @@ export function addPathModuleOption(cmd: Command): Command {
  */
 export async function loadPathModules(opts: { pathModule?: string[] }, warn?: (message: string) => void): Promise<string[]> {
   const names: string[] = [];
-  for (const file of opts.pathModule ?? []) {
+  if (!opts.pathModule?.length) return names;
+  // the checker (and what it loads) only when there is a module to load: `nvx run` starts without it
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { PluginError, loadPathModule } = require('@nvx/check') as typeof import('@nvx/check');
+  for (const file of opts.pathModule) {
     try {
       for (const p of await loadPathModule(file, { warn })) if (!names.includes(`${p.area}=${p.name}`)) names.push(`${p.area}=${p.name}`);
     } catch (e) {

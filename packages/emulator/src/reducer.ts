@@ -9,7 +9,7 @@
  */
 import { EVMCS, EXIT_REASON, HV_X64_NESTED_MSR_BITMAP, HYPERV_CPUID_NESTED_FEATURES, KVM_NESTED_FEATURES_EVMCS_VERSIONS, MSR, isVmxCapMsr, vmcsFieldByEncoding } from '@nvx/arch';
 import type { EventOf, Outcome, TraceEvent, TraceHeader, WorldConfig } from '@nvx/trace';
-import { enableMapSet, produce, setAutoFreeze } from 'immer';
+import type * as Immer from 'immer';
 import { AREA_IDS, HostInvalidation } from './paths';
 import { Costs, newCosts } from './costs';
 import type { Ctx } from './ctx';
@@ -23,8 +23,18 @@ import { l1RdmsrVmx, l1WrmsrVmx } from './vmx-msrs';
 import { hostGetNestedState, hostMigrate, hostNestedStateField, hostNestedStateRevision, hostSetNestedState } from './nested-state';
 import { Vcpu, World, cloneWorld, initialWorld, msrBitmapBit } from './state';
 
-enableMapSet();
-setAutoFreeze(true);
+let immer: typeof Immer | undefined;
+
+/** immer, loaded by the first `step`: the hot loops (`Replayer`) never need it, so `nvx run` starts without it. */
+function loadImmer(): typeof Immer {
+  if (!immer) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    immer = require('immer') as typeof Immer;
+    immer.enableMapSet();
+    immer.setAutoFreeze(true);
+  }
+  return immer;
+}
 
 /** The world before the first event of a trace, for a profile (each path's private state initialised). */
 export function initialState(config: WorldConfig | TraceHeader, profile: Profile): World {
@@ -372,7 +382,7 @@ export function step(state: World, e: TraceEvent, profile: Profile): StepResult 
   const cost = newCosts();
   let outcome: Outcome = OK;
   const ctx: Ctx = { inPlace: false, fresh: new WeakSet(), profile, cost };
-  const next = produce(state, (draft) => {
+  const next = loadImmer().produce(state, (draft) => {
     outcome = applyEvent(ctx, draft as World, e);
   });
   return { state: next, outcome, cost };

@@ -22,7 +22,6 @@
  */
 import * as fs from 'fs';
 import * as nodePath from 'path';
-import { randomBytes } from 'crypto';
 import { TraceError, fsProblem } from './errors';
 
 /** The names of temporary files: `.<name>.<pid>.<8 hex>.tmp`. */
@@ -32,6 +31,9 @@ export const STALE_TEMP_AGE_MS = 24 * 60 * 60 * 1000;
 
 /** A temporary name next to `path`, so the final rename stays on one file system. */
 export function tempPathFor(path: string): string {
+  // crypto loads here, with the first file written: commands that only read (nvx run) start without it
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { randomBytes } = require('crypto') as typeof import('crypto');
   return nodePath.join(nodePath.dirname(path), `.${nodePath.basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
 

@@ -105,8 +105,17 @@ const FRAME_NAMES: Record<number, string> = { [FRAME_HEADER]: 'header', [FRAME_E
 
 // Maps stay plain objects, records are off (every payload stands alone), and
 // uint64/int64 always decode as bigint so 64-bit values stay exact.
-const packr = new Packr({ useRecords: false, int64AsType: 'bigint' });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' });
+// msgpackr (and its native decoder) loads with the first payload, not with
+// this module: the import above is used for types only, so `nvx --help` and
+// the commands on text traces start without it.
+let msgpack: { packr: Packr; unpackr: Unpackr } | undefined;
+function loadMsgpack(): { packr: Packr; unpackr: Unpackr } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const m = require('msgpackr') as typeof import('msgpackr');
+  return { packr: new m.Packr({ useRecords: false, int64AsType: 'bigint' }), unpackr: new m.Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint' }) };
+}
+const packr = { pack: (value: unknown): Buffer => (msgpack ??= loadMsgpack()).packr.pack(value) };
+const unpackr = { unpack: (payload: Uint8Array): unknown => (msgpack ??= loadMsgpack()).unpackr.unpack(payload) };
 
 /** Does the buffer start with the binary trace magic? */
 export function isBinaryTrace(buf: Uint8Array): boolean {
@@ -329,12 +338,18 @@ function encoderSource(kind: EventKind): string {
 
 type Factory<F> = (lim: Float64Array, outcome: (x: unknown) => unknown) => F;
 
-// Compiled once per kind; instantiated per configuration (the vCPU and CPU bounds).
-const DECODER_FACTORIES: (Factory<TupleDecode> | undefined)[] = [];
-const ENCODER_FACTORIES = new Map<string, Factory<TupleEncode>>();
-for (const kind of EVENT_KINDS) {
-  DECODER_FACTORIES[EVENT_SCHEMA[kind].code] = new Function('lim', 'decodeOutcome', decoderSource(kind)) as Factory<TupleDecode>;
-  ENCODER_FACTORIES.set(kind, new Function('lim', 'encodeOutcome', encoderSource(kind)) as Factory<TupleEncode>);
+// Compiled once per kind, by the first binary trace read or written (not when the module loads:
+// commands on text traces never need them); instantiated per configuration (the vCPU and CPU bounds).
+let factories: { decode: (Factory<TupleDecode> | undefined)[]; encode: Map<string, Factory<TupleEncode>> } | undefined;
+function codecFactories(): { decode: (Factory<TupleDecode> | undefined)[]; encode: Map<string, Factory<TupleEncode>> } {
+  if (factories) return factories;
+  const decode: (Factory<TupleDecode> | undefined)[] = [];
+  const encode = new Map<string, Factory<TupleEncode>>();
+  for (const kind of EVENT_KINDS) {
+    decode[EVENT_SCHEMA[kind].code] = new Function('lim', 'decodeOutcome', decoderSource(kind)) as Factory<TupleDecode>;
+    encode.set(kind, new Function('lim', 'encodeOutcome', encoderSource(kind)) as Factory<TupleEncode>);
+  }
+  return (factories = { decode, encode });
 }
 
 function limitsOf(cfg: WorldConfig | undefined): Float64Array {
@@ -350,7 +365,7 @@ function limitsOf(cfg: WorldConfig | undefined): Float64Array {
  */
 export function tupleDecoder(cfg?: WorldConfig): (t: unknown) => TraceEvent | undefined {
   const lim = limitsOf(cfg);
-  const table: (TupleDecode | undefined)[] = DECODER_FACTORIES.map((f) => f && f(lim, tryOutcomeFromTuple));
+  const table: (TupleDecode | undefined)[] = codecFactories().decode.map((f) => f && f(lim, tryOutcomeFromTuple));
   return (t) => {
     if (!Array.isArray(t)) return undefined;
     const code = t[0];
@@ -368,7 +383,7 @@ export function tupleDecoder(cfg?: WorldConfig): (t: unknown) => TraceEvent | un
 export function tupleEncoder(cfg?: WorldConfig): (e: TraceEvent) => unknown[] | undefined {
   const lim = limitsOf(cfg);
   const table = new Map<string, TupleEncode>();
-  for (const [kind, f] of ENCODER_FACTORIES) table.set(kind, f(lim, tryOutcomeToTuple));
+  for (const [kind, f] of codecFactories().encode) table.set(kind, f(lim, tryOutcomeToTuple));
   return (e) => {
     if (typeof e !== 'object' || e === null) return undefined;
     const f = table.get(e.kind);

@@ -17,7 +17,7 @@ import {
   PrefixBisectResult,
   PrefixConclusion,
   PrefixStep,
-  bisectEvents,
+  bisectTraceFile,
   parseLog,
   replayLog,
   rerunLog,
@@ -107,11 +107,12 @@ export function registerBisectCommands(program: Command, ctx: CliContext): void 
 async function profilesCommand(ctx: CliContext, file: string, o: BisectCliOptions): Promise<void> {
   const base = profileArg(o.base, '--base');
   const other = profileArg(o.profile, '--profile');
-  const t = await loadTrace(ctx, file);
-  const res = bisectEvents(t.header, t.events, base, other, { checkpointEvery: o.checkpoint });
+  // streamed: one snapshot and at most --checkpoint events per profile in memory, however long the trace
+  const { header, warnings, ...res } = await bisectTraceFile(file, base, other, { checkpointEvery: o.checkpoint });
+  for (const w of warnings) ctx.warn(`${file}: ${w.message}`);
   const d = res.divergence;
   const s = res.stats;
-  const declared = d ? declaredFor(t.header, o.profile, res.other) : null;
+  const declared = d ? declaredFor(header, o.profile, res.other) : null;
   const verdict = verdictOf(d, declared);
   const exit = exitFor(verdict, o);
   if (o.json) ctx.line(jsonText({ file, verdict, declared, exit, ...res }));

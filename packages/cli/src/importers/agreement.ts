@@ -10,7 +10,9 @@
 import { exitReasonName } from '@nvx/arch';
 import { Outcome, TraceEvent, TraceHeader, formatEvent, formatOutcome, outcomeMatches } from '@nvx/trace';
 import type { Colors } from '../output';
-import { IMPORTED_FROM_TRACE_CMD } from './trace-cmd';
+
+/** `provenance.imported` of a trace the trace-cmd importer wrote (here, so `nvx run` does not load the importer to check for one). */
+export const IMPORTED_FROM_TRACE_CMD = 'trace-cmd';
 
 /** Was this trace imported from a host trace (so its expects are recordings, not assertions)? */
 export function isImportedTrace(h: TraceHeader): boolean {

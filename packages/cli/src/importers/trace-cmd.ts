@@ -42,9 +42,9 @@ import {
   parseMsr,
   parseVmenter,
 } from './trace-cmd-format';
+import { IMPORTED_FROM_TRACE_CMD } from './agreement';
 
-/** `provenance.imported` of a trace this importer wrote. */
-export const IMPORTED_FROM_TRACE_CMD = 'trace-cmd';
+export { IMPORTED_FROM_TRACE_CMD };
 
 /**
  * The MSR index given to an L2 RDMSR/WRMSR that L0 reflected to L1: KVM does
