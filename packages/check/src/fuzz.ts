@@ -1068,6 +1068,7 @@ export function replayFuzz(o: ReplayOptions): ReplayResult {
 /** '<seed>:<path>' -> its parts. */
 export function parseReplay(s: string): { seed: number; path: string } {
   const m = /^(-?\d+):(\d+(?::\d+)*)$/.exec(s.trim());
+  if (!m && /^-?\d+:m\d+$/.test(s.trim())) throw new Error(`--replay: ${s.trim()} is a mutation of a corpus trace (--corpus), not a generated trace: check its finding file with nvx diff`);
   if (!m) throw new Error(`--replay wants <seed>:<path> as a finding's header gives it, e.g. 123456:42:0:1 (got '${s}')`);
   return { seed: Number(m[1]), path: m[2] };
 }
