@@ -642,7 +642,7 @@ export class FuzzEngine {
       }
     }
     const shrinkMs = Math.round(performance.now() - s0);
-    const m = minimizeTrace(trace.header, trace.events, this.ref, p.profile, { timeLimitMs: this.cfg.minimizeMs, stateAt: this.cfg.stateAt });
+    const m = minimizeTrace(trace.header, trace.events, this.ref, p.profile, { timeLimitMs: this.cfg.minimizeMs, stateAt: this.cfg.stateAt, signature: observationOf });
     const classification: FindingClass = this.cfg.expected.includes(p.spec) ? 'expected' : 'new';
     const base = {
       profile: p.spec,
