@@ -31,7 +31,7 @@
  * from another vCPU) or moved earlier, together with the removal of one
  * event or two adjacent ones.
  */
-import { INVALID_GPA, VMCS12_REVISION } from '@nvx/arch';
+import { INVALID_GPA, KVM_EVMCS_VERSION, VMCS12_REVISION } from '@nvx/arch';
 import { Profile, Replayer, Vcpu, World, archHash, initialState } from '@nvx/emulator';
 import { CONFIG_FLAGS, EVENT_SCHEMA, EventKind, TraceEvent, TraceHeader, defaultConfig, formatOutcome, formatTextTrace, outcomeEquals } from '@nvx/trace';
 import { CoverageRecorder } from './coverage';
@@ -693,13 +693,15 @@ function* fewerVcpus(c: Candidate): Generator<Candidate> {
 
 /**
  * The other VMCS form. An enlightened VMCS becomes a plain one: the eVMCS
- * pointer a VMPTRLD (after the store of the vmcs12 revision id that
- * handle_vmptrld checks), its member stores VMWRITEs, the clean-field and
- * enlightenment stores gone (plain VMCS has neither). A plain VMCS becomes
- * an enlightened one: VMPTRLD names the eVMCS (nested_vmx_handle_enlightened_vmptrld
- * reads no revision id from the page, so that store goes), VMWRITEs store
- * members of the current eVMCS, VMCLEARs of it go. Events the other form has
- * no counterpart for stay as they are; the oracle judges the result.
+ * pointer a VMPTRLD, the store of the eVMCS revision (KVM_EVMCS_VERSION,
+ * which nested_vmx_handle_enlightened_vmptrld checks) a store of the vmcs12
+ * revision id (which handle_vmptrld checks; added when there was none), the
+ * member stores VMWRITEs, the clean-field and enlightenment stores gone
+ * (a plain VMCS has neither). A plain VMCS becomes an enlightened one the
+ * other way round: VMPTRLD names the eVMCS, the revision store stores
+ * KVM_EVMCS_VERSION, VMWRITEs store members of the current eVMCS, VMCLEARs
+ * of it go. Events the other form has no counterpart for stay as they are;
+ * the oracle judges the result.
  */
 function otherVmcsForm(c: Candidate): Candidate | null {
   const enlightened = c.events.some((e) => e.kind.startsWith('l1.evmcs-'));
@@ -709,12 +711,20 @@ function otherVmcsForm(c: Candidate): Candidate | null {
     events.push(e);
     origin.push(o);
   };
+  const revisionStore = (e: TraceEvent, gpas: ReadonlySet<bigint>, rev: number): e is Extract<TraceEvent, { kind: 'l1.write' }> =>
+    e.kind === 'l1.write' && e.size === 4 && e.value === BigInt(rev) && gpas.has(e.gpa);
   if (enlightened) {
+    const ptrs = new Set(c.events.flatMap((e) => (e.kind === 'l1.evmcs-ptr' ? [e.gpa] : [])));
+    const stored = new Set<bigint>();
     c.events.forEach((e, i) => {
       const o = c.origin[i];
-      if (e.kind === 'l1.evmcs-ptr') {
+      if (revisionStore(e, ptrs, KVM_EVMCS_VERSION)) {
+        stored.add(e.gpa);
+        push({ ...e, value: BigInt(VMCS12_REVISION) }, o);
+      } else if (e.kind === 'l1.evmcs-ptr') {
         if (e.gpa === INVALID_GPA) return;
-        push({ kind: 'l1.write', vcpu: e.vcpu, gpa: e.gpa, size: 4, value: BigInt(VMCS12_REVISION) }, -1);
+        if (!stored.has(e.gpa)) push({ kind: 'l1.write', vcpu: e.vcpu, gpa: e.gpa, size: 4, value: BigInt(VMCS12_REVISION) }, -1);
+        stored.add(e.gpa);
         push({ kind: 'l1.vmptrld', vcpu: e.vcpu, gpa: e.gpa }, o);
       } else if (e.kind === 'l1.evmcs-write') push({ kind: 'l1.vmwrite', vcpu: e.vcpu, field: e.field, value: e.value }, o);
       else if (e.kind === 'l1.evmcs-clean' || e.kind === 'l1.evmcs-control') return;
@@ -727,9 +737,9 @@ function otherVmcsForm(c: Candidate): Candidate | null {
   const current = new Map<number, bigint>();
   c.events.forEach((e, i) => {
     const o = c.origin[i];
-    if (e.kind === 'l1.write' && e.size === 4 && e.value === BigInt(VMCS12_REVISION) && targets.has(e.gpa)) return;
-    if (e.kind === 'l1.vmclear' && targets.has(e.gpa)) return;
-    if (e.kind === 'l1.vmptrld') {
+    if (revisionStore(e, targets, VMCS12_REVISION)) push({ ...e, value: BigInt(KVM_EVMCS_VERSION) }, o);
+    else if (e.kind === 'l1.vmclear' && targets.has(e.gpa)) return;
+    else if (e.kind === 'l1.vmptrld') {
       current.set(e.vcpu, e.gpa);
       push({ kind: 'l1.evmcs-ptr', vcpu: e.vcpu, gpa: e.gpa }, o);
     } else if (e.kind === 'l1.vmwrite' && current.has(e.vcpu)) push({ kind: 'l1.evmcs-write', vcpu: e.vcpu, gpa: current.get(e.vcpu)!, field: e.field, value: e.value }, o);
