@@ -9,7 +9,8 @@
  *    means nothing (an L2 event while L1 runs, a store outside memory);
  *  - the same kind of divergence: the same verdict (bug or permitted), the
  *    same contract behind a permitted one, and the divergence on an event of
- *    the same kind.
+ *    the same kind; with `signature`, also what the divergence shows (the
+ *    fuzzer's finding signature stays the same).
  *
  * Divergences are found the way the fuzzer finds them (`screenProfiles`):
  * outcomes compared after every event, architectural states after every
@@ -25,7 +26,9 @@
  * leaves), every `expect` clause dropped, vCPUs renumbered from 0,
  * memslots and configuration flags the divergence does not need removed,
  * the trace moved down to guest address 0 and memslots numbered from 0,
- * then ddmin again, every pair of events (ddmin alone is 1-minimal), and,
+ * then other forms of the trace (fewer vCPUs, the other VMCS form, a
+ * shorter set-up), each reduced again and kept when it ends smaller, then
+ * ddmin again, every pair of events (ddmin alone is 1-minimal), and,
  * for traces of at most 24 events, a lookahead: one event changed
  * (VMLAUNCH and VMRESUME swapped, an address another event names, a store
  * from another vCPU) or moved earlier, together with the removal of one
