@@ -8,11 +8,14 @@
  * minimized keeping the form, minimized changing it, and whether the
  * finding's signature stayed.
  *
- *   npx tsx tools/minimize-forms.ts [--seed 1000] [--runs 2000] [--time 20s] [--only name,...] [--skip-bug-history] [--json]
+ *   npx tsx tools/minimize-forms.ts [--seed 1000] [--runs 2000] [--time 20s] [--only name,...] [--skip-bug-history] [--show] [--json]
+ *
+ * `--show` prints both minimized traces.
  */
 import * as path from 'path';
 import { BROKEN_PATHS, FuzzEngine, findingSignature, loadPathModule, minimizeTrace, observationOf, parseDuration, resolveConfig } from '@nvx/check';
 import fc from 'fast-check';
+import { formatTextTrace } from '@nvx/trace';
 import { parseProfile, registerPath } from '@nvx/emulator';
 import { BUG_HISTORY } from './bug-history/catalog';
 
@@ -103,6 +106,7 @@ async function main(): Promise<void> {
       evmcsChanged: change.events.some((e) => e.kind.startsWith('l1.evmcs-')),
     });
     const r = rows[rows.length - 1];
+    if (process.argv.includes('--show')) for (const m of [keep, change]) console.log(formatTextTrace(m.header, m.events));
     if (!json) console.log(`${r.name.padEnd(52)} ${String(r.generated).padStart(4)} -> keep form ${String(r.keepForm).padStart(3)} (${r.vcpusKept} vCPU${r.evmcsKept ? ', eVMCS' : ''}), change form ${String(r.changeForm).padStart(3)} (${r.vcpusChanged} vCPU${r.evmcsChanged ? ', eVMCS' : ''})${r.sameSignature ? '' : ' SIGNATURE CHANGED'}`);
   }
   if (json) console.log(JSON.stringify(rows, null, 2));
