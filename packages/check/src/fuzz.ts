@@ -551,7 +551,8 @@ export class FuzzEngine {
     }
     // with a corpus, the last share of the block's runs mutate corpus traces (corpus-dir.ts)
     const fb = this.cfg.corpus ? new BlockFeedback(this.cfg.corpus, (this.corpusKeys ??= new Set(this.cfg.corpus.known)), spec.block, spec.seed) : null;
-    const mutations = fb && spec.runs > 1 ? Math.floor(spec.runs * (this.cfg.mutateShare ?? 0.25)) : 0;
+    // at least one fresh run: insertions draw from the block's fresh traces, and an empty corpus has nothing else to mutate
+    const mutations = fb ? Math.max(0, Math.min(spec.runs - 1, Math.floor(spec.runs * (this.cfg.mutateShare ?? 0.25)))) : 0;
     if (fb) cov.firstHits = [];
     let k = 0;
     const one = (t: MixedTrace, run: number, mutated: boolean) => {
