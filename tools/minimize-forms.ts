@@ -82,6 +82,7 @@ async function main(): Promise<void> {
       }
     }
     if (!hit) {
+      if (!json) console.log(`${t.name.padEnd(52)} not found in ${n} runs`);
       rows.push({ name: t.name, profile: t.profile, found: false, runs: n, generated: 0, keepForm: 0, changeForm: 0, keepMs: 0, changeMs: 0, sameSignature: false, vcpusKept: 0, vcpusChanged: 0, evmcsKept: false, evmcsChanged: false });
       continue;
     }
