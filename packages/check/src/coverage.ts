@@ -223,10 +223,18 @@ export class CoverageRecorder {
     this.lastHostRule = null;
   }
 
+  /**
+   * When set, the keys this recorder sees for the first time are pushed here
+   * (`<group>: <rule>` and pairs): how `nvx fuzz --corpus` tells that a run
+   * reached new coverage without walking the counts.
+   */
+  firstHits: string[] | null = null;
+
   hit(g: CoverageGroup, rule: string): void {
     const c = this.counts[g];
-    c[rule] = (c[rule] ?? 0) + 1;
     const key = `${g}: ${rule}`;
+    if (c[rule] === undefined) this.firstHits?.push(key);
+    c[rule] = (c[rule] ?? 0) + 1;
     const at = ++this.seq;
     const v = this.seqVcpu;
     if (v === undefined) {
@@ -238,6 +246,7 @@ export class CoverageRecorder {
     const prev = host && (!own || host.at > own.at) ? host : own;
     if (prev) {
       const pair = `${prev.key} > ${key}`;
+      if (this.pairs[pair] === undefined) this.firstHits?.push(pair);
       this.pairs[pair] = (this.pairs[pair] ?? 0) + 1;
     }
     this.lastRule.set(v, { key, at });

@@ -32,6 +32,7 @@ import { TraceEvent, TraceHeader, formatEvent, formatTextTrace, readTraceFile, w
 import fc from 'fast-check';
 import { CoverageCounts, CoverageRecorder, mergeCoverage } from './coverage';
 import { listTraces } from './corpus';
+import { BlockFeedback, CorpusEntry, CorpusSeed, corpusText, writeCorpusTrace } from './corpus-dir';
 import { DiffResult, Divergence, diffEvents } from './diff';
 import { DivergenceKind, StateCompare, canonicalTraceText, describeKind, describeSides, divergenceKind, findDivergence, minimizeTrace, sameKind, screenProfiles } from './minimize';
 import { withMigrations } from './migrate';
@@ -74,6 +75,10 @@ export interface FuzzConfig {
   version: string;
   /** insert host.migrate events at random points of every generated trace (migrate.ts) */
   migrate?: boolean;
+  /** the coverage corpus (--corpus DIR, corpus-dir.ts): mutated in each block; what reaches new coverage is kept */
+  corpus?: CorpusSeed;
+  /** the share of each block's runs spent on mutations of corpus traces when there is a corpus (default 0.25) */
+  mutateShare?: number;
 }
 
 export interface FuzzOptions extends Partial<FuzzConfig> {
@@ -172,6 +177,12 @@ export interface FuzzSummary {
   stopped: 'runs' | 'time' | 'findings' | 'signal' | 'saturated';
   /** the first finding: how long (before minimizing) and how many runs it took */
   firstFinding?: { ms: number; runs: number };
+  /**
+   * with --corpus: its size at the start and at the end, the traces added,
+   * the mutation runs, and the coverage keys (rules and pairs) the corpus
+   * did not have that fresh and mutated traces reached first
+   */
+  corpus?: { dir: string; start: number; size: number; added: number; mutations: number; newKeysFresh: number; newKeysMutation: number };
 }
 
 // ---------------------------------------------------------------- seeds, blocks, shards
@@ -350,6 +361,9 @@ export interface BlockResult {
   interrupted: boolean;
   /** every profile has had its maximum of findings in this worker: nothing is left to check */
   exhausted: boolean;
+  /** with a corpus: the traces this block kept (new coverage), and its mutation runs */
+  kept?: CorpusEntry[];
+  mutations?: number;
 }
 
 export interface EngineHooks {
@@ -425,6 +439,8 @@ export class FuzzEngine {
   private readonly known = new Set<string>();
   /** runs this engine has done */
   runs = 0;
+  /** the coverage keys of the corpus the campaign started with (built once) */
+  private corpusKeys?: Set<string>;
   readonly t0 = performance.now();
   firstFinding?: { ms: number; runs: number };
 
@@ -533,9 +549,13 @@ export class FuzzEngine {
       res.interrupted = true;
       return res;
     }
+    // with a corpus, the last share of the block's runs mutate corpus traces (corpus-dir.ts)
+    const fb = this.cfg.corpus ? new BlockFeedback(this.cfg.corpus, (this.corpusKeys ??= new Set(this.cfg.corpus.known)), spec.block, spec.seed) : null;
+    // at least one fresh run: insertions draw from the block's fresh traces, and an empty corpus has nothing else to mutate
+    const mutations = fb ? Math.max(0, Math.min(spec.runs - 1, Math.floor(spec.runs * (this.cfg.mutateShare ?? 0.25)))) : 0;
+    if (fb) cov.firstHits = [];
     let k = 0;
-    const prop = fc.property(this.arb, (t) => {
-      const run = k++;
+    const one = (t: MixedTrace, run: number, mutated: boolean) => {
       if (stopNow()) throw new BlockStopped();
       if (!this.active().length) {
         res.exhausted = true;
@@ -557,11 +577,14 @@ export class FuzzEngine {
         this.known.add(b.signature);
         this.profiles[b.profile].findings++;
         flush();
-        hooks.finding?.(this.processFailure(spec, run, new FuzzFailure(b.profile, b.result, t), undefined, b.signature));
+        // a mutated trace is not a fast-check path: its path says so (m<run>), and its file is the trace
+        hooks.finding?.(this.processFailure(spec, run, new FuzzFailure(b.profile, b.result, t), mutated ? `m${run}` : undefined, b.signature));
       }
-    });
+      fb?.after(cov, t.header, t.events, run, mutated);
+    };
+    const prop = fc.property(this.arb, (t) => one(t, k++, false));
     const remaining = spec.deadline === undefined ? undefined : Math.max(1, spec.deadline - Date.now());
-    const d = fc.check(prop, { seed: spec.seed, numRuns: spec.runs, endOnFailure: true, interruptAfterTimeLimit: remaining });
+    const d = fc.check(prop, { seed: spec.seed, numRuns: spec.runs - mutations, endOnFailure: true, interruptAfterTimeLimit: remaining });
     if (d.failed && !(d.errorInstance instanceof BlockStopped)) {
       const err = d.errorInstance;
       const at = Number(String(d.counterexamplePath).split(':')[0]);
@@ -570,6 +593,24 @@ export class FuzzEngine {
       throw e;
     }
     res.interrupted = d.interrupted || (d.failed && !res.exhausted);
+    if (fb && !d.failed && !d.interrupted && !fb.empty) {
+      res.mutations = 0;
+      try {
+        for (let i = 0; i < mutations; i++) {
+          const m = fb.mutant();
+          res.mutations++;
+          one({ header: m.header, events: m.events, parts: [] }, spec.runs - mutations + i, true);
+        }
+      } catch (e) {
+        if (!(e instanceof BlockStopped)) {
+          const err = e instanceof Error ? e : new Error(String(e));
+          err.message = `on a mutation of a corpus trace (fast-check seed ${spec.seed}, run ${spec.runs - mutations + res.mutations - 1}): ${err.message}`;
+          throw err;
+        }
+        res.interrupted = !res.exhausted;
+      }
+    }
+    if (fb) res.kept = fb.kept;
     flush();
     res.coverage = cov.counts;
     res.pairs = cov.pairs;
@@ -602,7 +643,7 @@ export class FuzzEngine {
       }
     }
     const shrinkMs = Math.round(performance.now() - s0);
-    const m = minimizeTrace(trace.header, trace.events, this.ref, p.profile, { timeLimitMs: this.cfg.minimizeMs, stateAt: this.cfg.stateAt });
+    const m = minimizeTrace(trace.header, trace.events, this.ref, p.profile, { timeLimitMs: this.cfg.minimizeMs, stateAt: this.cfg.stateAt, signature: observationOf });
     const classification: FindingClass = this.cfg.expected.includes(p.spec) ? 'expected' : 'new';
     const base = {
       profile: p.spec,
@@ -672,6 +713,8 @@ export function resolveConfig(o: Partial<FuzzConfig>): FuzzConfig {
     pathModules: o.pathModules ?? [],
     version: o.version ?? nvxVersion(),
     migrate: !!o.migrate,
+    corpus: o.corpus,
+    mutateShare: o.mutateShare ?? 0.25,
   };
 }
 
@@ -723,6 +766,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
     stop: null as FuzzSummary['stopped'] | null,
     firstFinding: undefined as { ms: number; runs: number } | undefined,
   };
+  const corpus = cfg.corpus ? corpusKeeper(cfg.corpus, shard, seed) : null;
   const progress = () => o.onProgress?.({ runs: st.runs, events: st.events, findings: st.findings.size, elapsedMs: performance.now() - t0 });
   const summary = (): FuzzSummary => {
     const ms = Math.round(performance.now() - t0);
@@ -752,6 +796,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
       sequence: { pairs: Object.keys(st.pairs).length, hits: Object.values(st.pairs).reduce((a, n) => a + n, 0), counts: st.pairs },
       stopped: st.stop ?? (o.runs !== undefined ? 'runs' : 'time'),
       firstFinding: st.firstFinding,
+      corpus: corpus?.summary(),
     };
   };
   const writeSummary = () => {
@@ -788,6 +833,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
     for (const [k, n] of Object.entries(r.permitted)) st.permitted[k] = (st.permitted[k] ?? 0) + n;
     for (const [k, n] of Object.entries(r.signatures)) st.counts.set(k, (st.counts.get(k) ?? 0) + n);
     for (const [k, n] of Object.entries(r.pairs)) st.pairs[k] = (st.pairs[k] ?? 0) + n;
+    corpus?.block(r);
   };
 
   if (workers === 1) {
@@ -830,10 +876,58 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzSummary> {
     if (allExhausted) st.stop ??= 'saturated';
   }
   stopNow();
+  corpus?.finish();
   // a shard always leaves its summary (runs, coverage) for `nvx fuzz merge`, findings or not
   if (o.outDir && shard.count > 1) fs.mkdirSync(o.outDir, { recursive: true });
   writeSummary();
   return summary();
+}
+
+/**
+ * The campaign's side of the corpus: the traces the blocks kept, taken in
+ * block order (a block that finishes early waits for the ones before it),
+ * each written when it still reaches a key the corpus and the earlier
+ * blocks' traces did not. So with a fixed seed, run budget and corpus, the
+ * corpus written does not depend on the number of workers.
+ */
+function corpusKeeper(c: CorpusSeed, shard: Shard, seed: number) {
+  const known = new Set(c.known);
+  const names = new Set(c.traces.map((t) => t.name));
+  const pending = new Map<number, CorpusEntry[]>();
+  let next = shard.index - 1;
+  let added = 0;
+  let mutations = 0;
+  let newKeysFresh = 0;
+  let newKeysMutation = 0;
+  const keep = (entries: readonly CorpusEntry[]) => {
+    for (const e of entries) {
+      const keys = e.keys.filter((k) => !known.has(k));
+      if (!keys.length) continue;
+      for (const k of keys) known.add(k);
+      if (e.mutated) newKeysMutation += keys.length;
+      else newKeysFresh += keys.length;
+      if (names.has(e.name)) continue;
+      names.add(e.name);
+      if (writeCorpusTrace(c.dir, e.name, corpusText({ ...e, keys }, seed), writeFileAtomic)) added++;
+    }
+  };
+  return {
+    block(r: BlockResult) {
+      mutations += r.mutations ?? 0;
+      pending.set(r.block, r.kept ?? []);
+      for (let e = pending.get(next); e; e = pending.get(next)) {
+        keep(e);
+        pending.delete(next);
+        next += shard.count;
+      }
+    },
+    /** the blocks left waiting (one that never reported leaves a gap) */
+    finish() {
+      for (const b of [...pending.keys()].sort((x, y) => x - y)) keep(pending.get(b)!);
+      pending.clear();
+    },
+    summary: () => ({ dir: c.dir, start: c.traces.length, size: names.size, added, mutations, newKeysFresh, newKeysMutation }),
+  };
 }
 
 /** Events of a finding file already there (Infinity when it cannot be read). */
@@ -975,6 +1069,7 @@ export function replayFuzz(o: ReplayOptions): ReplayResult {
 /** '<seed>:<path>' -> its parts. */
 export function parseReplay(s: string): { seed: number; path: string } {
   const m = /^(-?\d+):(\d+(?::\d+)*)$/.exec(s.trim());
+  if (!m && /^-?\d+:m\d+$/.test(s.trim())) throw new Error(`--replay: ${s.trim()} is a mutation of a corpus trace (--corpus), not a generated trace: check its finding file with nvx diff`);
   if (!m) throw new Error(`--replay wants <seed>:<path> as a finding's header gives it, e.g. 123456:42:0:1 (got '${s}')`);
   return { seed: Number(m[1]), path: m[2] };
 }

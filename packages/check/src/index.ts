@@ -18,3 +18,5 @@ export * from './minimize';
 export * from './fuzz';
 export * from './migrate';
 export * from './fuzz-merge';
+export * from './corpus-dir';
+export * from './mutate';

@@ -9,7 +9,8 @@
  *    means nothing (an L2 event while L1 runs, a store outside memory);
  *  - the same kind of divergence: the same verdict (bug or permitted), the
  *    same contract behind a permitted one, and the divergence on an event of
- *    the same kind.
+ *    the same kind; with `signature`, also what the divergence shows (the
+ *    fuzzer's finding signature stays the same).
  *
  * Divergences are found the way the fuzzer finds them (`screenProfiles`):
  * outcomes compared after every event, architectural states after every
@@ -25,13 +26,15 @@
  * leaves), every `expect` clause dropped, vCPUs renumbered from 0,
  * memslots and configuration flags the divergence does not need removed,
  * the trace moved down to guest address 0 and memslots numbered from 0,
- * then ddmin again, every pair of events (ddmin alone is 1-minimal), and,
+ * then other forms of the trace (fewer vCPUs, the other VMCS form, a
+ * shorter set-up), each reduced again and kept when it ends smaller, then
+ * ddmin again, every pair of events (ddmin alone is 1-minimal), and,
  * for traces of at most 24 events, a lookahead: one event changed
  * (VMLAUNCH and VMRESUME swapped, an address another event names, a store
  * from another vCPU) or moved earlier, together with the removal of one
  * event or two adjacent ones.
  */
-import { INVALID_GPA } from '@nvx/arch';
+import { INVALID_GPA, KVM_EVMCS_VERSION, VMCS12_REVISION } from '@nvx/arch';
 import { Profile, Replayer, Vcpu, World, archHash, initialState } from '@nvx/emulator';
 import { CONFIG_FLAGS, EVENT_SCHEMA, EventKind, TraceEvent, TraceHeader, defaultConfig, formatOutcome, formatTextTrace, outcomeEquals } from '@nvx/trace';
 import { CoverageRecorder } from './coverage';
@@ -243,6 +246,19 @@ export interface MinimizeOptions {
   onProgress?: (events: number, phase: string) => void;
   /** checked between candidates: stop early (the best trace so far is returned) */
   shouldStop?: () => boolean;
+  /**
+   * what else a candidate's divergence must keep besides its kind: the
+   * fuzzer passes the observation part of its finding signature (an outcome,
+   * or which kind of state differs), so a minimized finding keeps its
+   * signature
+   */
+  signature?: (d: Divergence) => string;
+  /**
+   * after event and value reduction, try other forms of the trace (fewer
+   * vCPUs, the other VMCS form, shorter set-up) and keep one that reduces
+   * to fewer events (default true)
+   */
+  changeForm?: boolean;
 }
 
 export interface MinimizeResult {
@@ -279,6 +295,8 @@ class Oracle {
   tests = 0;
   private readonly deadline: number;
   stopped = false;
+  /** the input's signature (MinimizeOptions.signature) */
+  sig?: string;
 
   constructor(
     readonly base: Profile,
@@ -309,6 +327,7 @@ class Oracle {
     const cut = c.events.slice(0, hit.index + 1);
     const r = diffEvents(c.header, cut, this.base, this.other);
     if (!r.divergence || !sameKind(divergenceKind(r.divergence), this.kind)) return null;
+    if (this.sig !== undefined && this.o.signature!(r.divergence) !== this.sig) return null;
     return r;
   }
 }
@@ -645,6 +664,189 @@ function simplifyHeader(c: Candidate, oracle: Oracle): { c: Candidate; r: DiffRe
   return { c: cur, r: best };
 }
 
+// ---------------------------------------------------------------- other forms of a trace
+
+const vcpuOfEvent = (e: TraceEvent) => (e as { vcpu?: number }).vcpu;
+
+/** The vCPUs the events name, in order of first use. */
+function usedVcpus(events: readonly TraceEvent[]): number[] {
+  const used: number[] = [];
+  for (const e of events) for (const [name, type] of EVENT_SCHEMA[e.kind].fields) if (type === 'vcpu') {
+    const v = (e as unknown as Record<string, number>)[name];
+    if (!used.includes(v)) used.push(v);
+  }
+  return used;
+}
+
+/**
+ * Fewer vCPUs: each vCPU's events dropped, and each vCPU's events given to
+ * another vCPU (a bug that needs one vCPU's state and another's events may
+ * need only one vCPU). The header keeps its vCPU count until
+ * `simplifyHeader` renumbers.
+ */
+function* fewerVcpus(c: Candidate): Generator<Candidate> {
+  const used = usedVcpus(c.events);
+  if (used.length < 2) return;
+  for (const v of [...used].reverse()) {
+    const keep = c.events.map((_, i) => i).filter((i) => vcpuOfEvent(c.events[i]) !== v);
+    if (keep.length) yield sub(c, keep);
+    for (const u of used) if (u !== v) yield { ...c, events: c.events.map((e) => renumber(e, new Map([[v, u]]))) };
+  }
+}
+
+/**
+ * The other VMCS form. An enlightened VMCS becomes a plain one: the eVMCS
+ * pointer a VMPTRLD, the store of the eVMCS revision (KVM_EVMCS_VERSION,
+ * which nested_vmx_handle_enlightened_vmptrld checks) a store of the vmcs12
+ * revision id (which handle_vmptrld checks; added when there was none), the
+ * member stores VMWRITEs, the clean-field and enlightenment stores gone
+ * (a plain VMCS has neither). A plain VMCS becomes an enlightened one the
+ * other way round: VMPTRLD names the eVMCS, the revision store stores
+ * KVM_EVMCS_VERSION, VMWRITEs store members of the current eVMCS, VMCLEARs
+ * of it go. Events the other form has no counterpart for stay as they are;
+ * the oracle judges the result.
+ */
+function otherVmcsForm(c: Candidate): Candidate | null {
+  const enlightened = c.events.some((e) => e.kind.startsWith('l1.evmcs-'));
+  const events: TraceEvent[] = [];
+  const origin: number[] = [];
+  const push = (e: TraceEvent, o: number) => {
+    events.push(e);
+    origin.push(o);
+  };
+  const revisionStore = (e: TraceEvent, gpas: ReadonlySet<bigint>, rev: number): e is Extract<TraceEvent, { kind: 'l1.write' }> =>
+    e.kind === 'l1.write' && e.size === 4 && e.value === BigInt(rev) && gpas.has(e.gpa);
+  if (enlightened) {
+    const ptrs = new Set(c.events.flatMap((e) => (e.kind === 'l1.evmcs-ptr' ? [e.gpa] : [])));
+    const stored = new Set<bigint>();
+    c.events.forEach((e, i) => {
+      const o = c.origin[i];
+      if (revisionStore(e, ptrs, KVM_EVMCS_VERSION)) {
+        stored.add(e.gpa);
+        push({ ...e, value: BigInt(VMCS12_REVISION) }, o);
+      } else if (e.kind === 'l1.evmcs-ptr') {
+        if (e.gpa === INVALID_GPA) return;
+        if (!stored.has(e.gpa)) push({ kind: 'l1.write', vcpu: e.vcpu, gpa: e.gpa, size: 4, value: BigInt(VMCS12_REVISION) }, -1);
+        stored.add(e.gpa);
+        push({ kind: 'l1.vmptrld', vcpu: e.vcpu, gpa: e.gpa }, o);
+      } else if (e.kind === 'l1.evmcs-write') push({ kind: 'l1.vmwrite', vcpu: e.vcpu, field: e.field, value: e.value }, o);
+      else if (e.kind === 'l1.evmcs-clean' || e.kind === 'l1.evmcs-control') return;
+      else push(e, o);
+    });
+    return { header: { ...c.header, config: { ...c.header.config, evmcs: false } }, events, origin };
+  }
+  if (!c.events.some((e) => e.kind === 'l1.vmptrld')) return null;
+  const targets = new Set(c.events.flatMap((e) => (e.kind === 'l1.vmptrld' ? [e.gpa] : [])));
+  const current = new Map<number, bigint>();
+  c.events.forEach((e, i) => {
+    const o = c.origin[i];
+    if (revisionStore(e, targets, VMCS12_REVISION)) push({ ...e, value: BigInt(KVM_EVMCS_VERSION) }, o);
+    else if (e.kind === 'l1.vmclear' && targets.has(e.gpa)) return;
+    else if (e.kind === 'l1.vmptrld') {
+      current.set(e.vcpu, e.gpa);
+      push({ kind: 'l1.evmcs-ptr', vcpu: e.vcpu, gpa: e.gpa }, o);
+    } else if (e.kind === 'l1.vmwrite' && current.has(e.vcpu)) push({ kind: 'l1.evmcs-write', vcpu: e.vcpu, gpa: current.get(e.vcpu)!, field: e.field, value: e.value }, o);
+    else push(e, o);
+  });
+  return { header: { ...c.header, config: { ...c.header.config, evmcs: true } }, events, origin };
+}
+
+/**
+ * Shorter set-up: stores to one aligned quadword by one vCPU (L1 filling a
+ * page byte by byte, setting MSR-bitmap bits one at a time) become one
+ * 8-byte store of the value the quadword has after the last of them,
+ * placed there. The value comes from the reference replay.
+ */
+function shorterSetup(c: Candidate, base: Profile): Candidate | null {
+  const r = new Replayer(initialState(c.header, base), base);
+  const groups = new Map<string, number[]>();
+  const after: bigint[] = [];
+  c.events.forEach((e, i) => {
+    r.apply(e);
+    if (e.kind !== 'l1.write' && e.kind !== 'l1.msr-bitmap') return;
+    const q = e.kind === 'l1.write' ? e.gpa & ~7n : e.gpa;
+    // an MSR-bitmap event stores one byte of the page at gpa: the byte's quadword is what changes
+    const addr = e.kind === 'l1.write' ? q : q + BigInt(msrBitmapByte(e.msr, e.access)) - (BigInt(msrBitmapByte(e.msr, e.access)) & 7n);
+    if (e.kind === 'l1.write' && ((e.gpa & 7n) + BigInt(e.size) > 8n)) return;
+    const key = `${e.vcpu}:${addr}`;
+    groups.set(key, [...(groups.get(key) ?? []), i]);
+    after[i] = readQword(r.peek(), addr) ?? -1n;
+  });
+  for (const [key, idx] of groups) {
+    if (idx.length < 2) continue;
+    const last = idx[idx.length - 1];
+    if (after[last] < 0n) continue;
+    const [vcpu, addr] = key.split(':');
+    const drop = new Set(idx.slice(0, -1));
+    const events: TraceEvent[] = [];
+    const origin: number[] = [];
+    c.events.forEach((e, i) => {
+      if (drop.has(i)) return;
+      events.push(i === last ? { kind: 'l1.write', vcpu: Number(vcpu), gpa: BigInt(addr), size: 8, value: after[last] } : e);
+      origin.push(c.origin[i]);
+    });
+    return { ...c, events, origin };
+  }
+  return null;
+}
+
+/** The byte of an MSR bitmap page that holds an MSR's read or write intercept bit (SDM 25.6.9: four 1-KiB quarters). */
+function msrBitmapByte(msr: number, access: 'read' | 'write'): number {
+  const high = msr >= 0xc0000000;
+  return (access === 'write' ? 0x800 : 0) + (high ? 0x400 : 0) + ((msr & 0x1fff) >> 3);
+}
+
+/** The quadword at a guest address in a world (null when no memslot backs it). */
+function readQword(w: World, gpa: bigint): bigint | null {
+  const gfn = Number(gpa >> 12n);
+  const slot = w.mem.slots.find((s) => gfn >= Number(s.gfn) && gfn < Number(s.gfn) + s.npages);
+  if (!slot) return null;
+  const pfn = w.mem.hvaToPfn[slot.hva + (gfn - Number(slot.gfn))];
+  const page = pfn === undefined ? undefined : w.mem.pages[pfn];
+  const off = Number(gpa & 0xfffn);
+  let v = 0n;
+  for (let k = 7; k >= 0; k--) v = (v << 8n) | BigInt(page ? page[off + k] : 0);
+  return v;
+}
+
+/**
+ * Other forms of the trace, each reduced again (ddmin, pairs, the header)
+ * and kept when it ends smaller than the trace as it is: fewer vCPUs, the
+ * other VMCS form, a shorter set-up. Every candidate passes the oracle, so
+ * the kind and signature of the divergence stay.
+ */
+function changeForm(c: Candidate, oracle: Oracle, progress: (n: number) => void): { c: Candidate; r: DiffResult | null } {
+  let cur = c;
+  let best: DiffResult | null = null;
+  const vcpus = (x: Candidate) => usedVcpus(x.events).length;
+  const better = (x: Candidate) => x.events.length < cur.events.length || (x.events.length === cur.events.length && vcpus(x) < vcpus(cur));
+  for (let improved = true; improved && !oracle.outOfTime; ) {
+    improved = false;
+    const forms: (Candidate | null)[] = [...fewerVcpus(cur), otherVmcsForm(cur), shorterSetup(cur, oracle.base)];
+    for (const f of forms) {
+      if (!f || oracle.outOfTime) continue;
+      const r = oracle.test(f);
+      if (!r) continue;
+      let x: { c: Candidate; r: DiffResult } = { c: f, r };
+      const step = (y: { c: Candidate; r: DiffResult | null }) => {
+        if (y.r) x = { c: y.c, r: y.r };
+      };
+      step(ddmin(x.c, oracle, () => undefined));
+      if (x.r.divergence && x.r.divergence.index + 1 < x.c.events.length) x = { c: sub(x.c, Array.from({ length: x.r.divergence.index + 1 }, (_, i) => i)), r: x.r };
+      if (!oracle.outOfTime) step(pairs(x.c, oracle, () => undefined));
+      if (!oracle.outOfTime) step(simplifyHeader(x.c, oracle));
+      if (better(x.c)) {
+        cur = x.c;
+        best = x.r;
+        improved = true;
+        progress(cur.events.length);
+        break;
+      }
+    }
+  }
+  return { c: cur, r: best };
+}
+
 /**
  * Minimize a trace on which `other` diverges from `base`. Throws
  * NoDivergence when it does not.
@@ -661,6 +863,7 @@ export function minimizeTrace(header: TraceHeader, events: readonly TraceEvent[]
   const ignored = new Set<number>();
   baseKinds.forEach((k, i) => k === 'ignored' && ignored.add(i));
   const oracle = new Oracle(base, other, kind, ignored, { ...opts, stateAt }, t0);
+  if (opts.signature) oracle.sig = opts.signature(first.divergence);
   const progress = (phase: string) => (n: number) => opts.onProgress?.(n, phase);
 
   let cur: Candidate = { header: { ...header, provenance: { ...header.provenance } }, events: events.slice(0, hit.index + 1), origin: Array.from({ length: hit.index + 1 }, (_, i) => i) };
@@ -703,6 +906,7 @@ export function minimizeTrace(header: TraceHeader, events: readonly TraceEvent[]
     if (r) take({ c: cand, r });
   }
   take(simplifyHeader(cur, oracle));
+  if (opts.changeForm !== false) take(changeForm(cur, oracle, progress('form')));
   // events once more after the values and the header changed (cheap: the trace is small now), pairs of them, the lookahead
   for (let before = Infinity; cur.events.length < before && !oracle.outOfTime; ) {
     before = cur.events.length;

@@ -12,7 +12,11 @@ import {
   FuzzFinding,
   FuzzProgress,
   FuzzSummary,
+  CorpusError,
   MergeError,
+  loadCorpus,
+  mergeCorpora,
+  writeFileAtomic,
   StateCompare,
   coverageGroupsFor,
   coverageLines,
@@ -50,10 +54,26 @@ export interface FuzzCliOptions {
   maxFindings?: string;
   maxFindingsPerProfile?: string;
   blockSize: string;
-  corpus: string[];
+  known: string[];
+  corpus?: string;
+  mutate: string;
   json?: boolean;
   quiet?: boolean;
   junit?: string;
+}
+
+/** --corpus and --mutate: the corpus loaded (bad files are usage errors naming the file) and the share of mutation runs. */
+function corpusOptions(o: Pick<FuzzCliOptions, 'corpus' | 'mutate'>): { corpus?: ReturnType<typeof loadCorpus>; mutateShare?: number } {
+  const m = /^(\d+(?:\.\d+)?)(%?)$/.exec(o.mutate.trim());
+  const share = m ? Number(m[1]) / (m[2] ? 100 : 1) : NaN;
+  if (!(share >= 0 && share <= 1)) throw new UsageError(`--mutate wants a share from 0 to 1 or a percentage (got '${o.mutate}')`);
+  if (!o.corpus) return {};
+  try {
+    return { corpus: loadCorpus(o.corpus), mutateShare: share };
+  } catch (e) {
+    if (e instanceof CorpusError) throw new UsageError(e.message);
+    throw e;
+  }
 }
 
 /** A profile as the command line writes it (areas joined with '+'). */
@@ -176,19 +196,33 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
   fuzz
     .command('merge')
     .description('merge the outputs of several campaigns (the shards of one, or one after another): one finding per signature with the smallest trace and the summed count, coverage and permitted divergences summed')
-    .argument('<dirs...>', 'output directories of nvx fuzz (--out)')
+    .argument('[dirs...]', 'output directories of nvx fuzz (--out)')
     .option('-o, --out <dir>', 'write the merged findings and summary.json here')
+    .option('--corpora <dirs...>', 'also merge these coverage corpora (nvx fuzz --corpus): the union by content hash')
+    .option('--corpus-out <dir>', 'where the merged corpus goes (default: <out>/corpus)')
     .option('--json', 'print the merged summary as one JSON object')
-    .action((dirs: string[], o: { out?: string; json?: boolean }) => {
+    .action((dirs: string[], o: { out?: string; json?: boolean; corpora?: string[]; corpusOut?: string }) => {
       let r;
+      let corpus;
       try {
-        r = mergeFuzzOutputs(dirs, o.out);
+        if (o.corpora) {
+          const out = o.corpusOut ?? (o.out ? `${o.out}/corpus` : undefined);
+          if (!out) throw new UsageError('--corpora: say where the merged corpus goes (--corpus-out, or --out)');
+          corpus = mergeCorpora(o.corpora, out, writeFileAtomic);
+        }
+        if (!dirs.length && !corpus) throw new UsageError('nothing to merge: give the output directories of the campaigns, or --corpora');
+        r = dirs.length ? mergeFuzzOutputs(dirs, o.out) : undefined;
       } catch (e) {
-        if (e instanceof MergeError) throw new UsageError(e.message);
+        if (e instanceof MergeError || e instanceof CorpusError) throw new UsageError(e.message);
         throw e;
       }
+      const corpusLine = corpus && `merged corpus ${corpus.out}: ${corpus.traces} traces (${corpus.added} added from ${corpus.inputs.length} corpora)`;
       if (o.json) {
-        ctx.line(jsonText(r));
+        ctx.line(jsonText(r ? { ...r, corpus } : { corpus }));
+        return;
+      }
+      if (!r) {
+        ctx.line(corpusLine!);
         return;
       }
       ctx.line(`merged ${dirs.length} director${dirs.length > 1 ? 'ies' : 'y'} (${r.summaries} summar${r.summaries === 1 ? 'y' : 'ies'}): ${r.runs} runs, ${r.events} events, ${(r.ms / 1000).toFixed(1)} s of fuzzing; ${r.findings.length} finding${r.findings.length === 1 ? '' : 's'} (${r.newFindings} new)`);
@@ -200,6 +234,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
       for (const l of coverageLines(r.coverage)) ctx.line(l);
       ctx.line(`sequence coverage: ${r.sequence.pairs} ordered pairs of rules on one vCPU (${r.sequence.hits} hits)`);
       if (o.out) ctx.line(`merged findings and summary.json in ${o.out}/`);
+      if (corpusLine) ctx.line(corpusLine);
     });
   addPathModuleOption(fuzz)
     .description('generate traces that mix every area (multi-vCPU, host events among L1 and L2 events), check every profile against reference, minimize and keep what diverges (exit 1 on a new finding)')
@@ -220,7 +255,9 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
     .option('--max-findings <n>', 'stop after this many distinct findings')
     .option('--max-findings-per-profile <n>', 'stop checking a profile after this many distinct findings of it (default: never; with it, which runs are checked depends on the workers)')
     .option('--block-size <n>', 'runs per block of the seed space (the unit workers and shards take); campaigns compare only with the same block size', '100')
-    .option('--corpus <dir...>', "trace directories whose 'finding' traces declare the paths known to diverge", ['traces/scenarios', 'traces/regressions'])
+    .option('--known <dir...>', "trace directories whose 'finding' traces declare the paths known to diverge", ['traces/scenarios', 'traces/regressions'])
+    .option('--corpus <dir>', 'coverage corpus: traces reaching new rule or rule-pair coverage are kept here (one file each, named by content hash); its traces are mutated in a share of the runs')
+    .option('--mutate <share>', 'with --corpus, the share of runs that mutate corpus traces (0 to 1, or a percentage)', '25%')
     .option('-q, --quiet', 'no progress bar, no finding lines: the summary only')
     .option('--json', 'print the summary as one JSON object')
     .option('--junit <file>', 'also write a JUnit XML report: one testcase for the campaign, failing with its new findings')
@@ -232,7 +269,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
       const plugins = AREA_IDS.flatMap((a) => [...AREAS[a].paths.keys()].map((p) => `${a}=${p}`)).filter((s) => !before.has(s));
       const areas = parseAreas(o.areas);
       if (!['entries', 'end', 'every'].includes(o.stateAt)) throw new UsageError(`--state-at is entries, end or every (got '${o.stateAt}')`);
-      const expected = await expectedDivergingProfiles(o.corpus.filter((d) => fs.existsSync(d)));
+      const expected = await expectedDivergingProfiles(o.known.filter((d) => fs.existsSync(d)));
       const profiles = o.profiles ? parseProfiles(o.profiles) : defaultFuzzProfiles(areas, expected, plugins);
       const common = {
         areas,
@@ -247,6 +284,7 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
         shrinkMs: duration(o.shrinkTime, '--shrink-time'),
         // as given: worker threads share this process's working directory
         pathModules: o.pathModule ?? [],
+        ...corpusOptions(o),
       };
 
       if (o.replay) {
@@ -324,6 +362,8 @@ export function registerFuzzCommands(program: Command, ctx: CliContext): void {
           ctx.line('coverage of the modelled rules (reference replay):');
           for (const l of coverageLines(summary.coverage, coverageGroupsFor(areas))) ctx.line(l);
           ctx.line(`sequence coverage: ${summary.sequence.pairs} ordered pairs of rules on one vCPU (${summary.sequence.hits} hits)`);
+          const c = summary.corpus;
+          if (c) ctx.line(`corpus ${c.dir}: ${c.start} -> ${c.size} traces (${c.added} added); ${c.mutations} mutation runs; new coverage keys (rules and pairs): ${c.newKeysFresh} by fresh traces, ${c.newKeysMutation} by mutations`);
           for (const f of summary.findings) ctx.line(`  ${f.classification === 'new' ? ctx.c.red('NEW') : 'expected'} ${f.name} [${cliProfile(f.profile)}] x${f.count}, ${f.minimizedEvents} events: ${f.signature}`);
           if (summary.findings.length) ctx.line(`findings in ${o.out}/ (nvx diff <file> --profile <profile> shows one; nvx minimize shrinks an imported one)`);
         }

@@ -6,7 +6,7 @@
  */
 import * as path from 'path';
 import type { Command } from 'commander';
-import { NoDivergence, StateCompare, describeKind, describeSides, jestTest, minimizeTrace, parseDuration } from '@nvx/check';
+import { NoDivergence, StateCompare, describeKind, describeSides, jestTest, minimizeTrace, observationOf, parseDuration } from '@nvx/check';
 import { AREAS, AREA_IDS } from '@nvx/emulator';
 import { checkOutputPath, formatEvent, formatOutcome, formatTextTrace, outputFormOf, readTraceFile, writeFileAtomic, writeTraceFile } from '@nvx/trace';
 import { CliContext, EXIT, UsageError } from '../output';
@@ -27,6 +27,7 @@ interface MinimizeCliOptions {
   strict?: boolean;
   acceptDeclared?: boolean;
   keepDeclared?: boolean;
+  keepForm?: boolean;
 }
 
 export function registerMinimizeCommands(program: Command, ctx: CliContext): void {
@@ -35,6 +36,7 @@ export function registerMinimizeCommands(program: Command, ctx: CliContext): voi
     .argument('<trace>', 'a trace file (.nvx text or .nvxt binary) on which --profile diverges from --base')
     .option('-b, --base <profile>', `the profile to compare against; ${PROFILE_HELP}`, 'reference')
     .option('-p, --profile <profile>', `the profile under test; ${PROFILE_HELP}`, 'optimized')
+    .option('--keep-form', 'do not try other forms of the trace (fewer vCPUs, the other VMCS form, a shorter set-up)')
     .option('-o, --output <file>', 'write the minimized trace here (.nvx text or .nvxt binary; written to a temporary file and renamed); default: print it')
     .option('--emit-jest <file>', 'also write a ready-to-run jest test that fails while the divergence exists')
     .option('-t, --time <duration>', 'stop improving after this long (the best trace so far is kept)', '60s')
@@ -81,6 +83,9 @@ export function registerMinimizeCommands(program: Command, ctx: CliContext): voi
           timeLimitMs,
           stateAt: o.stateAt as StateCompare,
           shouldStop: () => interrupted,
+          // the divergence keeps what `nvx fuzz` groups findings by (its signature's observation)
+          signature: observationOf,
+          changeForm: !o.keepForm,
           onProgress: (n, phase) => {
             const now = Date.now();
             if (!tty || now - lastDraw < 100) return;
