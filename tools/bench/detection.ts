@@ -25,6 +25,7 @@
  *
  *   npx tsx tools/bench/detection.ts [--json] [--detection] [--campaigns N] [--workers N] [--budget 60]
  *                                    [--plugins file-or-dir,...] [--only name,...] [--alone] [--time 8s]
+ *                                    [--bug-history] [--skip-fixtures]
  *
  * Events/s counts events of the generated traces: each is replayed once
  * under reference and once per profile checked.
@@ -98,6 +99,10 @@ export interface FuzzBenchOptions {
   only?: string[];
   /** check the broken path alone instead of with every default profile */
   alone?: boolean;
+  /** also every entry of the bug-history set that diverges (tools/bug-history/catalog.ts BUG_HISTORY: its plugin module and profile) */
+  bugHistory?: boolean;
+  /** leave the broken fixtures out (with bugHistory: the bug-history set only) */
+  skipFixtures?: boolean;
   log?: (line: string) => void;
 }
 
@@ -122,6 +127,9 @@ const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.floor((s.length - 1) / 2)] : 0;
 };
+
+/** One profile however its paths are joined and ordered ('a=x,b=y' or 'b=y+a=x'). */
+const sameProfile = (a: string, b: string) => a.split(/[,+]/).sort().join(',') === b.split(/[,+]/).sort().join(',');
 
 /** The plugin module files of a list of files and directories (a directory: its .js/.cjs/.mjs/.ts files, not .d.ts). */
 export function pluginFiles(specs: readonly string[]): string[] {
@@ -179,6 +187,7 @@ export async function benchFuzz(o: FuzzBenchOptions = {}): Promise<FuzzBenchResu
       const check = require(path.join(ROOT, 'packages', 'check', 'dist')) as CheckDist;
       let modules: string[];
       if (o.plugins?.length) modules = pluginFiles(o.plugins);
+      else if (o.skipFixtures) modules = [];
       else {
         // every fixture, as one plugin module the command loads
         const plugin = path.join(tmp, 'broken-fixtures.js');
@@ -194,6 +203,16 @@ export async function benchFuzz(o: FuzzBenchOptions = {}): Promise<FuzzBenchResu
           fixtures.push({ spec, module: m, description: described.get(spec) ?? p.summary ?? '' });
         }
       }
+      if (o.bugHistory) {
+        // each entry's own profile (an area path, a patch of the operations table, or both)
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const { BUG_HISTORY } = require(path.join(ROOT, 'tools', 'bug-history', 'catalog')) as { BUG_HISTORY: readonly { commit: string; subject: string; status: string; plugin?: string; profile?: string }[] };
+        for (const b of BUG_HISTORY) {
+          if (b.status !== 'diverges' || !b.plugin || !b.profile) continue;
+          if (o.only?.length && !o.only.some((x) => x === b.commit || x === b.profile || b.profile!.includes(x))) continue;
+          fixtures.push({ spec: b.profile, module: path.join(ROOT, 'tools', 'bug-history', b.plugin), description: `${b.commit} ${b.subject}` });
+        }
+      }
       const expected = await check.expectedDivergingProfiles([path.join(ROOT, 'traces', 'scenarios'), path.join(ROOT, 'traces', 'regressions')]);
       const areas = ['msr-bitmap', 'evmcs', 'shadow-vmcs', 'guest-pages', 'cpuid-fault'];
       const defaults = check.defaultFuzzProfiles(areas, expected).map((p) => p.replace(/,/g, '+'));
@@ -203,12 +222,13 @@ export async function benchFuzz(o: FuzzBenchOptions = {}): Promise<FuzzBenchResu
       result.detection = [];
       result.detectionSetup = { workers, budget, alone: !!o.alone };
       for (const fx of fixtures) {
-        const profiles = o.alone ? [fx.spec] : [fx.spec, ...defaults];
+        const cli = fx.spec.replace(/,/g, '+');
+        const profiles = o.alone ? [cli] : [cli, ...defaults.filter((d) => d !== cli)];
         const rows = seeds.map((seed) => {
           log(`detection: ${fx.spec}, campaign seed ${seed} ...`);
           const s = nvxFuzz(['--path-module', fx.module, '--profiles', profiles.join(','), '--workers', String(workers), '--seed', String(seed), '--max-findings', '1', '--time', `${budget}s`, '--out', path.join(tmp, 'det'), '-q'], ROOT);
           const f = s.findings[0];
-          const ours = !!f && f.profile === fx.spec && f.classification === 'new' && f.kind.verdict === 'bug';
+          const ours = !!f && sameProfile(f.profile, fx.spec) && f.classification === 'new' && f.kind.verdict === 'bug';
           const ms = s.firstFinding?.ms ?? s.ms;
           return {
             seed,
@@ -290,7 +310,7 @@ if (require.main === module) {
   const opts: FuzzBenchOptions = { log: (l) => console.error(l) };
   let json = false;
   const usage = () => {
-    console.error('usage: npx tsx tools/bench/detection.ts [--json] [--detection] [--campaigns N] [--workers N] [--budget 60] [--plugins file-or-dir,...] [--only name,...] [--alone] [--skip-throughput] [--time 8s]');
+    console.error('usage: npx tsx tools/bench/detection.ts [--json] [--detection] [--campaigns N] [--workers N] [--budget 60] [--plugins file-or-dir,...] [--only name,...] [--alone] [--bug-history] [--skip-fixtures] [--skip-throughput] [--time 8s]');
     process.exit(2);
   };
   const num = (v: string | undefined) => {
@@ -308,6 +328,8 @@ if (require.main === module) {
     else if (a === '--plugins') opts.plugins = String(argv[++i]).split(',').filter(Boolean);
     else if (a === '--only') opts.only = String(argv[++i]).split(',').filter(Boolean);
     else if (a === '--alone') opts.alone = true;
+    else if (a === '--bug-history') opts.bugHistory = true;
+    else if (a === '--skip-fixtures') opts.skipFixtures = true;
     else if (a === '--skip-throughput') opts.skipThroughput = true;
     else if (a === '--time') opts.seconds = num(argv[++i]);
     else usage();
