@@ -35,7 +35,7 @@ import { listTraces } from './corpus';
 import { DiffResult, Divergence, diffEvents } from './diff';
 import { DivergenceKind, StateCompare, canonicalTraceText, describeKind, describeSides, divergenceKind, findDivergence, minimizeTrace, sameKind, screenProfiles } from './minimize';
 import { withMigrations } from './migrate';
-import { MixedTrace, arbMixedTrace } from './mix';
+import { MixedTrace, arbCampaignTrace } from './mix';
 
 // ---------------------------------------------------------------- options and results
 
@@ -430,7 +430,7 @@ export class FuzzEngine {
 
   constructor(readonly cfg: FuzzConfig) {
     this.profiles = cfg.profiles.map((spec) => ({ spec, profile: parseProfile(spec), findings: 0 }));
-    const mixed = arbMixedTrace({ areas: cfg.areas, allowViolations: cfg.allowViolations });
+    const mixed = arbCampaignTrace({ areas: cfg.areas, allowViolations: cfg.allowViolations });
     this.arb = cfg.migrate ? withMigrations(fc, mixed) : mixed;
   }
 

@@ -38,6 +38,7 @@ import { arbTrace } from './arbitraries';
 import { arbCpuidTrace } from './arbitraries-cpuid';
 import { arbPagesTrace } from './arbitraries-pages';
 import { arbShadowTrace } from './arbitraries-shadow';
+import { arbWorldTrace } from './arbitraries-world';
 
 /** The per-area generators, in window order. */
 export type MixPartId = 'msr-bitmap+evmcs' | 'shadow-vmcs' | 'guest-pages' | 'cpuid-fault';
@@ -234,4 +235,24 @@ export function arbMixedTrace(o: MixOptions = {}): fc.Arbitrary<MixedTrace> {
   const parts = ids.map((id) => (ids.length === 1 ? partArbitrary(id, o) : fc.option(partArbitrary(id, o), { freq: 2, nil: null })));
   const schedule = fc.array(fc.nat(), { maxLength: 48, size: 'max' });
   return fc.tuple(fc.tuple(...parts), schedule).map(([ps, s]) => mixParts(ps.filter((p): p is PartTrace => p !== null), s, { areas: areas.join(',') }));
+}
+
+// ---------------------------------------------------------------- the default campaign's traces
+
+/**
+ * What a campaign generates: for two areas or more (the default campaign:
+ * all of them), half the traces come from the whole-world generator
+ * (arbitraries-world.ts: one address space, every area's set-up meeting
+ * every other area's events, host memory changes under what L1 set up) and
+ * half from the per-area mix above (each generator's deep sequences in its
+ * own window); for one area, the mix alone. A world trace has no parts.
+ */
+export function arbCampaignTrace(o: MixOptions = {}): fc.Arbitrary<MixedTrace> {
+  const mixed = arbMixedTrace(o);
+  const areas = o.areas && o.areas.length ? o.areas : AREA_IDS;
+  if (areas.length < 2) return mixed;
+  const world = arbWorldTrace({ allowViolations: !!o.allowViolations }).map(
+    (t): MixedTrace => ({ header: { ...t.header, provenance: { ...t.header.provenance, generator: 'nvx fuzz world', areas: areas.join(',') } }, events: t.events, parts: [] }),
+  );
+  return fc.oneof(world, mixed);
 }
