@@ -397,7 +397,7 @@ class WorldBuilder {
       // the vCPU's thread is outside KVM_RUN: the host schedules it back in (its events would be ignored)
       add(1, () => this.host(vi, p, value));
       add(6, () => this.emit({ kind: 'host.vcpu-load', vcpu: vi, cpu: p.take(this.header.config.pcpus) }));
-    } else add(4, () => this.host(vi, p, value));
+    } else add(6, () => this.host(vi, p, value));
     if (this.w.vcpus[vi].cpu < 0) {
       // nothing else
     } else if (n.guestMode) {
@@ -691,7 +691,8 @@ class WorldBuilder {
   /** A page the host moves or drops: one L1 set up, mostly. */
   private interestingGfn(v: number, p: Digits): bigint {
     const n = this.nested(v);
-    const candidates: bigint[] = [n.hvEvmcsVmptr, n.vpAssistEvmcs, n.currentVmptr, vmcs12Get(n, VMCS.MSR_BITMAP), vmcs12Get(n, VMCS.VMCS_LINK_POINTER), vapicPage(v), piDesc(v), vmreadBitmap(v)].filter(
+    const evmcsBitmap = n.vpAssistEvmcs === INVALID_GPA ? null : readGuest(this.w, n.vpAssistEvmcs + MSR_BITMAP_EVMCS_OFFSET, 8);
+    const candidates: bigint[] = [n.hvEvmcsVmptr, n.vpAssistEvmcs, evmcsBitmap ?? 0n, evmcsBitmap ?? 0n, n.currentVmptr, vmcs12Get(n, VMCS.MSR_BITMAP), vmcs12Get(n, VMCS.VMCS_LINK_POINTER), vapicPage(v), piDesc(v), vmreadBitmap(v)].filter(
       (g) => g !== INVALID_GPA && g !== 0n && this.backed(g),
     );
     const gpa = candidates.length && p.take(4) ? p.pick(candidates) : p.take(2) ? this.bitmapPage(p) : this.evmcsAddr(v, p);
