@@ -160,6 +160,7 @@ const SECONDARY_VALUES = [
   S.VIRTUALIZE_X2APIC_MODE | S.APIC_REGISTER_VIRT | S.VIRTUAL_INTR_DELIVERY,
   S.SHADOW_VMCS,
   S.VIRTUALIZE_X2APIC_MODE,
+  S.SHADOW_VMCS | S.APIC_REGISTER_VIRT | S.VIRTUAL_INTR_DELIVERY,
   S.SHADOW_VMCS | S.VIRTUALIZE_X2APIC_MODE | S.APIC_REGISTER_VIRT,
   0,
   S.VIRTUALIZE_APIC_ACCESSES | S.APIC_REGISTER_VIRT | S.VIRTUAL_INTR_DELIVERY,
@@ -224,6 +225,8 @@ class WorldBuilder {
   /** every eVMCS address L1 named */
   private readonly evmcsSeen = new Set<bigint>();
   private openInvalidations = 0;
+  /** MSRs whose intercepts L1 or L0 changed lately: L2 goes for them more often */
+  private hot: number[] = [];
 
   constructor(
     readonly header: TraceHeader,
@@ -479,7 +482,7 @@ class WorldBuilder {
 
   /** A field value for a VMWRITE or an eVMCS store. */
   private fieldAndValue(v: number, p: Digits, value: bigint): [number, bigint] {
-    switch (p.weighted([5, 3, 2, 2, 1, 6, 1])) {
+    switch (p.weighted([5, 3, 2, 2, 1, 6, 2])) {
       case 0:
         return [VMCS.CPU_BASED_VM_EXEC_CONTROL, p.pick(CPU_BASED_VALUES)];
       case 1:
@@ -504,7 +507,7 @@ class WorldBuilder {
           case 0:
             return [p.pick([VMCS.VM_EXIT_REASON, VMCS.EXIT_QUALIFICATION, VMCS.GUEST_PHYSICAL_ADDRESS]), value];
           case 1:
-            return [p.pick(UNKNOWN_FIELDS), value];
+            return [p.pick(UNKNOWN_FIELDS), p.pick(INTERESTING_U64)];
           default:
             return [VMCS.POSTED_INTR_NV, 0xf2n];
         }
@@ -517,8 +520,9 @@ class WorldBuilder {
    * bitmaps, or the APIC pages with APIC virtualization.
    */
   private setupForL2(v: number, p: Digits, value: bigint): void {
-    const cpu = p.pick(CPU_BASED_VALUES);
     const secondary = p.pick(SECONDARY_VALUES);
+    // secondary controls mostly with ACTIVATE_SECONDARY_CONTROLS, so they are in effect
+    const cpu = p.pick(CPU_BASED_VALUES) | (secondary && p.take(4) ? BigInt(A) : 0n);
     const writes: [number, bigint][] = [
       [VMCS.CPU_BASED_VM_EXEC_CONTROL, cpu],
       [VMCS.SECONDARY_VM_EXEC_CONTROL, secondary],
@@ -600,14 +604,23 @@ class WorldBuilder {
     return true;
   }
 
+  /** The MSR-bitmap page L1's VMCS in use names (its vmcs12, or the eVMCS it names), or null. */
+  private ownBitmap(v: number): bigint | null {
+    const n = this.nested(v);
+    const bm = this.o.config.evmcs && n.vpAssistEvmcs !== INVALID_GPA ? readGuest(this.w, n.vpAssistEvmcs + MSR_BITMAP_EVMCS_OFFSET, 8) : n.currentVmptr !== INVALID_GPA ? vmcs12Get(n, VMCS.MSR_BITMAP) : null;
+    return bm === null || bm === 0n ? null : bm & ~0xfffn;
+  }
+
   private bitmapEdit(v: number, p: Digits): void {
-    const gpa = this.bitmapPage(p);
+    const own = this.ownBitmap(v);
+    const gpa = own !== null && p.take(3) ? own : this.bitmapPage(p);
     const msr = p.pick(BITMAP_MSRS);
     const access: MsrAccess = p.take(2) ? 'write' : 'read';
     const pos = msrBitmapPosition(msr, access);
     const size = 1;
     if (pos && !this.beforeStore(v, gpa + BigInt(pos.byte), size, false, p)) return this.emit({ kind: 'l1.read', vcpu: v, gpa, size: 8 });
     this.emit({ kind: 'l1.msr-bitmap', vcpu: v, gpa, msr, access, intercept: p.take(3) !== 0 });
+    this.touch(msr);
   }
 
   /** L1 makes a bitmap page intercept a whole range (8-byte stores of all ones or zeros). */
@@ -617,6 +630,7 @@ class WorldBuilder {
     for (const msr of [M.MSR_FS_BASE, M.MSR_X2APIC_TPR, M.MSR_IA32_SPEC_CTRL]) {
       const pos = msrBitmapPosition(msr, p.take(2) ? 'write' : 'read')!;
       if (!this.store(v, gpa + BigInt(pos.byte & ~7), 8, value, p)) return;
+      this.touch(msr);
     }
   }
 
@@ -668,14 +682,18 @@ class WorldBuilder {
 
   // ---- L2
 
+  private touch(msr: number): void {
+    this.hot = [msr, ...this.hot.filter((m) => m !== msr)].slice(0, 4);
+  }
+
   private l2Msr(v: number, p: Digits, value: bigint): void {
-    const msr = p.pick(L2_MSRS);
+    const msr = this.hot.length && p.take(2) ? p.pick(this.hot) : p.pick(L2_MSRS);
     if (p.take(2)) this.emit({ kind: 'l2.rdmsr', vcpu: v, msr });
     else this.emit({ kind: 'l2.wrmsr', vcpu: v, msr, value: msr === M.MSR_MISC_FEATURES_ENABLES ? BigInt(p.take(2)) : p.take(3) ? p.pick(INTERESTING_U64) : value });
   }
 
   private l2Vmcs(v: number, p: Digits, value: bigint): void {
-    const field = p.pick(L2_VMCS_FIELDS);
+    const field = p.take(4) ? p.pick(L2_VMCS_FIELDS) : p.pick(UNKNOWN_FIELDS);
     if (p.take(2)) this.emit({ kind: 'l2.vmread', vcpu: v, field });
     else this.emit({ kind: 'l2.vmwrite', vcpu: v, field, value: p.take(2) ? p.pick(INTERESTING_U64) : value });
   }
@@ -695,7 +713,8 @@ class WorldBuilder {
     const candidates: bigint[] = [n.hvEvmcsVmptr, n.vpAssistEvmcs, evmcsBitmap ?? 0n, evmcsBitmap ?? 0n, n.currentVmptr, vmcs12Get(n, VMCS.MSR_BITMAP), vmcs12Get(n, VMCS.VMCS_LINK_POINTER), vapicPage(v), piDesc(v), vmreadBitmap(v)].filter(
       (g) => g !== INVALID_GPA && g !== 0n && this.backed(g),
     );
-    const gpa = candidates.length && p.take(4) ? p.pick(candidates) : p.take(2) ? this.bitmapPage(p) : this.evmcsAddr(v, p);
+    const own = this.ownBitmap(v);
+    const gpa = own !== null && this.backed(own) && p.take(3) === 0 ? own : candidates.length && p.take(4) ? p.pick(candidates) : p.take(2) ? this.bitmapPage(p) : this.evmcsAddr(v, p);
     return gpaToGfn(gpa) === 0 ? 1n : BigInt(gpaToGfn(gpa));
   }
 
@@ -762,7 +781,11 @@ class WorldBuilder {
       case 11:
         return this.emit({ kind: 'host.platform-info', vcpu: v, value: p.take(4) ? BigInt(MSR_PLATFORM_INFO_CPUID_FAULT) : 0n });
       case 12:
-        return this.emit({ kind: 'host.msr-intercept', vcpu: v, msr: p.pick(BITMAP_MSRS), access: p.take(2) ? 'write' : 'read', intercept: p.take(3) !== 0 });
+      {
+        const msr = p.pick(BITMAP_MSRS);
+        this.touch(msr);
+        return this.emit({ kind: 'host.msr-intercept', vcpu: v, msr, access: p.take(2) ? 'write' : 'read', intercept: p.take(3) !== 0 });
+      }
       default:
         return this.emit({ kind: 'host.set-msr', vcpu: v, msr: M.MSR_MISC_FEATURES_ENABLES, value: value & 1n });
     }
