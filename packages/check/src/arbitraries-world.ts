@@ -719,7 +719,7 @@ class WorldBuilder {
   }
 
   private host(v: number, p: Digits, value: bigint): void {
-    const kind = p.weighted([3, 1, 1, 1, 1, 3, 2, 2, 1, 2, 2, 1, 1, 1]);
+    const kind = p.weighted([3, 1, 1, 1, 1, 3, 2, this.openInvalidations ? 4 : 3, 1, 2, 2, 1, 1, 1]);
     // slot 1 anywhere it can be (its largest size from its last base)
     if (kind <= 2) this.hostChanges(WORLD_SLOT1_BASES[0], WORLD_SLOT1_BASES[WORLD_SLOT1_BASES.length - 1] + SLOT1_SIZES[SLOT1_SIZES.length - 1] - 1);
     if (kind === 4) this.hostChanges(SLOT2_BASE, SLOT2_BASE + 3);
