@@ -258,14 +258,31 @@ class WorldBuilder {
     return pg(base + off);
   }
 
+  /** Addresses each vCPU used lately, the last first: L1 often goes back to one it left. */
+  private readonly recent = new Map<string, bigint[]>();
+
+  private remember(key: string, gpa: bigint): bigint {
+    this.recent.set(key, [gpa, ...(this.recent.get(key) ?? []).filter((g) => g !== gpa)].slice(0, 3));
+    return gpa;
+  }
+
+  private fromRecent(key: string, p: Digits): bigint | undefined {
+    const r = this.recent.get(key);
+    return r && r.length > 1 && p.take(3) === 0 ? r[1 + p.take(r.length - 1)] : undefined;
+  }
+
   private vmcs12Addr(v: number, p: Digits): bigint {
+    const back = this.fromRecent(`vmcs12 ${v}`, p);
+    if (back !== undefined) return this.remember(`vmcs12 ${v}`, back);
     const j = p.take(VMCS12_SLOT0 + VMCS12_SLOT1);
-    return j < VMCS12_SLOT0 ? vmcs12Slot0(v, j) : this.s1(s1Vmcs12(v, j - VMCS12_SLOT0), p);
+    return this.remember(`vmcs12 ${v}`, j < VMCS12_SLOT0 ? vmcs12Slot0(v, j) : this.s1(s1Vmcs12(v, j - VMCS12_SLOT0), p));
   }
 
   private evmcsAddr(v: number, p: Digits): bigint {
+    const back = this.fromRecent(`evmcs ${v}`, p);
+    if (back !== undefined) return this.remember(`evmcs ${v}`, back);
     const j = p.take(EVMCS_SLOT0 + 1);
-    return j < EVMCS_SLOT0 ? evmcsSlot0(v, j) : this.s1(s1Evmcs(v), p);
+    return this.remember(`evmcs ${v}`, j < EVMCS_SLOT0 ? evmcsSlot0(v, j) : this.s1(s1Evmcs(v), p));
   }
 
   private bitmapPage(p: Digits): bigint {
@@ -354,6 +371,23 @@ class WorldBuilder {
       const bm = this.enlightenedBitmapGfn(ev);
       if (bm >= first && bm <= last) this.markDirty(ev, MSR_BITMAP_GROUP_BIT);
     }
+  }
+
+  /**
+   * Does an MSR bitmap some L2 runs with now lie in [first, last]? The host
+   * never changes what backs it (a zap or a memslot change; a migration
+   * keeps the bytes): vmcs02's bitmap, merged at entry, and the reference's
+   * lookup at each L2 access would part ways. That is the SDM's rule for
+   * the bitmap of a VMCS in use (25.11.4), applied to the host, as the
+   * guest-pages generator does.
+   */
+  private busyBitmap(first: number, last: number): boolean {
+    for (const o of this.w.vcpus) {
+      if (!o.nested.guestMode || !(vmcs12Get32(o.nested, VMCS.CPU_BASED_VM_EXEC_CONTROL) & CPU_BASED.USE_MSR_BITMAPS)) continue;
+      const g = gpaToGfn(vmcs12Get(o.nested, VMCS.MSR_BITMAP));
+      if (g >= first && g <= last) return true;
+    }
+    return false;
   }
 
   private markDirty(evmcs: bigint, groups: number): void {
@@ -719,9 +753,13 @@ class WorldBuilder {
   }
 
   private host(v: number, p: Digits, value: bigint): void {
-    const kind = p.weighted([3, 1, 1, 1, 1, 3, 2, this.openInvalidations ? 4 : 3, 1, 2, 2, 1, 1, 1]);
+    let kind = p.weighted([3, 1, 1, 1, 1, 3, 2, this.openInvalidations ? 4 : 3, 1, 2, 2, 1, 1, 1]);
     // slot 1 anywhere it can be (its largest size from its last base)
-    if (kind <= 2) this.hostChanges(WORLD_SLOT1_BASES[0], WORLD_SLOT1_BASES[WORLD_SLOT1_BASES.length - 1] + SLOT1_SIZES[SLOT1_SIZES.length - 1] - 1);
+    const slot1First = WORLD_SLOT1_BASES[0];
+    const slot1Last = WORLD_SLOT1_BASES[WORLD_SLOT1_BASES.length - 1] + SLOT1_SIZES[SLOT1_SIZES.length - 1] - 1;
+    // what backs an MSR bitmap L2 runs with stays (a migration instead)
+    if ((kind <= 2 && this.busyBitmap(slot1First, slot1Last)) || (kind === 4 && this.busyBitmap(SLOT2_BASE, SLOT2_BASE + 3))) kind = 5;
+    if (kind <= 2) this.hostChanges(slot1First, slot1Last);
     if (kind === 4) this.hostChanges(SLOT2_BASE, SLOT2_BASE + 3);
     switch (kind) {
       case 0: {
@@ -755,6 +793,7 @@ class WorldBuilder {
         return this.emit({ kind: 'host.page-migrate', gfn: this.interestingGfn(v, p) });
       case 6: {
         const gfn = this.interestingGfn(v, p);
+        if (this.busyBitmap(Number(gfn), Number(gfn))) return this.emit({ kind: 'host.page-migrate', gfn });
         this.hostChanges(Number(gfn), Number(gfn));
         return this.emit({ kind: 'host.page-zap', gfn });
       }

@@ -67,11 +67,12 @@ describe('the whole-world generator', () => {
 
   /** What a sample of traces reaches, counted on the reference replay. */
   function reach(traces: readonly { header: TraceHeader; events: readonly TraceEvent[] }[]) {
-    const n = { hostUnderEnlightenedBitmap: 0, hostUnderMappedEvmcs: 0, l2CpuidFaulting: 0, formSwitch: 0, vmxonAgain: 0 };
+    const n = { hostUnderEnlightenedBitmap: 0, hostUnderMappedEvmcs: 0, l2CpuidFaulting: 0, formSwitch: 0, vmxonAgain: 0, switchBack: 0, manyAddresses: 0 };
     const groups = new Set<number>();
     for (const t of traces) {
       const r = new Replayer(initialState(t.header, reference), reference);
-      const hit = { a: false, b: false, c: false, d: false, e: false };
+      const hit = { a: false, b: false, c: false, d: false, e: false, f: false, g: false };
+      const used = new Map<number, bigint[]>();
       const forms = new Map<number, Set<string>>();
       const vmxoffs = new Set<number>();
       for (const e of t.events) {
@@ -94,6 +95,14 @@ describe('the whole-world generator', () => {
           f.add(`${e.kind} ${e.gpa}`);
           forms.set(e.vcpu, f);
           if ([...f].some((x) => x.startsWith('l1.evmcs-ptr')) && [...f].some((x) => x.startsWith('l1.vmptrld'))) hit.d = true;
+          // away from a vmcs12 or an eVMCS and back to it
+          const u = used.get(e.vcpu) ?? [];
+          if (e.gpa !== u[u.length - 1]) {
+            if (u.includes(e.gpa)) hit.f = true;
+            u.push(e.gpa);
+          }
+          used.set(e.vcpu, u);
+          if (new Set(u).size > 8) hit.g = true;
         }
         if (e.kind === 'l1.vmxoff' && w.vcpus[e.vcpu].nested.vmxon) vmxoffs.add(e.vcpu);
         if (e.kind === 'l1.vmxon' && vmxoffs.has(e.vcpu)) hit.e = true;
@@ -108,6 +117,8 @@ describe('the whole-world generator', () => {
       n.l2CpuidFaulting += +hit.c;
       n.formSwitch += +hit.d;
       n.vmxonAgain += +hit.e;
+      n.switchBack += +hit.f;
+      n.manyAddresses += +hit.g;
     }
     return { ...n, groups };
   }
@@ -138,6 +149,7 @@ describe('the whole-world generator', () => {
     expect(world.l2CpuidFaulting).toBeGreaterThanOrEqual(2);
     expect(world.formSwitch).toBeGreaterThanOrEqual(10);
     expect(world.vmxonAgain).toBeGreaterThanOrEqual(10);
+    expect(world.switchBack).toBeGreaterThanOrEqual(10);
     // every clean-field group of a field L1 writes (GROUP_FIELDS, the controls, the MSR bitmap)
     const groups = new Set([...GROUP_FIELDS.map((f) => f.cleanGroup!), vmcsFieldByEncoding(VMCS.MSR_BITMAP)!.cleanGroup!, vmcsFieldByEncoding(VMCS.CPU_BASED_VM_EXEC_CONTROL)!.cleanGroup!]);
     expect([...groups].filter((b) => !world.groups.has(b)).map((b) => EVMCS_CLEAN_GROUPS[b]?.name ?? b)).toEqual([]);
