@@ -14,10 +14,11 @@
  *   --processes N    processes per emulator figure, runs pooled (default 3); --in-process: all in this one
  *   --loader         how the emulator benchmark loads the packages (default built; see tools/bench/emulator.ts)
  *   --skip-fuzz      leave out the fuzz throughput (tools/bench/detection.ts: about 35 s)
- *   --detection      add the detection power of nvx fuzz on every broken fixture (long: 10 campaigns of a
+ *   --detection      add the detection power of nvx fuzz on every broken fixture and bug-history entry (long: 10 campaigns of a
  *                    default nvx fuzz on 2 workers per broken path; see tools/bench/detection.ts)
  *   --campaigns N    campaigns per broken path (default 10)
  *   --fuzz-workers N workers per detection campaign (default 2)
+ *   --budget S       seconds per detection campaign (default 60); --no-bug-history: the broken fixtures only
  *   --plugins a,b    plugin modules or directories of them to measure instead of the fixtures (a bug-history set)
  *   --only a,b       only these broken paths
  *   --alone          check each broken path alone, not with every default profile
@@ -92,12 +93,14 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--start-runs') a.start.runs = num(argv[++i], f);
     else if (f === '--bisect-sizes') a.start.sizes = parseStartArgs(['--sizes', String(argv[++i] ?? '')]).sizes;
     else if (f === '--skip-bisect') a.start.skipBisect = true;
+    else if (f === '--budget') a.fuzz.budget = num(argv[++i], f);
+    else if (f === '--no-bug-history') a.fuzz.bugHistory = false;
     else if (f === '--loader') {
       const l = argv[++i];
       if (l !== 'built' && l !== 'tsx') throw new Error('--loader is built or tsx');
       a.emulator.loader = l;
     } else if (f === '--help' || f === '-h') {
-      console.log('usage: npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process] [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection] [--campaigns N] [--fuzz-workers N] [--plugins a,b] [--only a,b] [--alone] [--skip-start] [--start-runs N] [--bisect-sizes 100k,1M,5M] [--skip-bisect]');
+      console.log('usage: npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process] [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection] [--campaigns N] [--fuzz-workers N] [--plugins a,b] [--only a,b] [--alone] [--budget S] [--no-bug-history] [--skip-start] [--start-runs N] [--bisect-sizes 100k,1M,5M] [--skip-bisect]');
       process.exit(0);
     } else throw new Error(`unknown argument '${f}'`);
   }

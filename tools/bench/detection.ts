@@ -21,10 +21,19 @@
  *    (median, worst) and how many minimized to at most 12 events. Goals:
  *    found in at least 9 campaigns of 10, minimized to at most 12 events.
  *    `--alone` checks the broken path alone (faster, not the default
- *    campaign).
+ *    campaign). With the fixtures (unless --skip-fixtures), every entry of
+ *    the bug-history set that diverges (tools/bug-history/catalog.ts
+ *    BUG_HISTORY), each with its own plugin module and profile (default
+ *    unless --plugins; --no-bug-history leaves them out). A campaign
+ *    stops at its first finding (`--max-findings 1`), so a found entry
+ *    costs the time to find and minimize it, a missed one the budget.
+ *  - the generators alone (with the throughput figures): traces/s and
+ *    events/s of arbWorldTrace, arbMixedTrace and arbCampaignTrace (what a
+ *    default campaign draws), no replay.
  *
  *   npx tsx tools/bench/detection.ts [--json] [--detection] [--campaigns N] [--workers N] [--budget 60]
  *                                    [--plugins file-or-dir,...] [--only name,...] [--alone] [--time 8s]
+ *                                    [--bug-history|--no-bug-history] [--skip-fixtures]
  *
  * Events/s counts events of the generated traces: each is replayed once
  * under reference and once per profile checked.
@@ -70,11 +79,23 @@ export interface DetectionRow {
   allFound: boolean;
 }
 
+/** A generator alone: traces/s and events/s of fc.sample, no replay. */
+export interface GeneratorRow {
+  generator: 'world' | 'mix' | 'campaign';
+  traces: number;
+  ms: number;
+  tracesPerSec: number;
+  eventsPerTrace: number;
+  eventsPerSec: number;
+}
+
 export interface FuzzBenchResult {
   node: string;
   cpus: number;
   loadavg: number[];
   throughput: ThroughputRow[];
+  /** the generators alone (arbWorldTrace, arbMixedTrace, arbCampaignTrace: what a campaign draws) */
+  generators?: GeneratorRow[];
   detection?: DetectionRow[];
   /** how the detection campaigns ran */
   detectionSetup?: { workers: number; budget: number; alone: boolean };
@@ -98,6 +119,13 @@ export interface FuzzBenchOptions {
   only?: string[];
   /** check the broken path alone instead of with every default profile */
   alone?: boolean;
+  /**
+   * also every entry of the bug-history set that diverges (tools/bug-history/catalog.ts
+   * BUG_HISTORY: its plugin module and profile); default: on unless `plugins` is given
+   */
+  bugHistory?: boolean;
+  /** leave the broken fixtures out (with bugHistory: the bug-history set only) */
+  skipFixtures?: boolean;
   log?: (line: string) => void;
 }
 
@@ -123,6 +151,9 @@ const median = (xs: number[]) => {
   return s.length ? s[Math.floor((s.length - 1) / 2)] : 0;
 };
 
+/** One profile however its paths are joined and ordered ('a=x,b=y' or 'b=y+a=x'). */
+const sameProfile = (a: string, b: string) => a.split(/[,+]/).sort().join(',') === b.split(/[,+]/).sort().join(',');
+
 /** The plugin module files of a list of files and directories (a directory: its .js/.cjs/.mjs/.ts files, not .d.ts). */
 export function pluginFiles(specs: readonly string[]): string[] {
   const out: string[] = [];
@@ -136,6 +167,9 @@ export function pluginFiles(specs: readonly string[]): string[] {
 }
 
 interface CheckDist {
+  arbWorldTrace(): import('fast-check').Arbitrary<{ events: unknown[] }>;
+  arbMixedTrace(): import('fast-check').Arbitrary<{ events: unknown[] }>;
+  arbCampaignTrace(): import('fast-check').Arbitrary<{ events: unknown[] }>;
   loadPathModule(file: string): Promise<{ area: string; name: string; summary?: string }[]>;
   defaultFuzzProfiles(areas: readonly string[], expected?: readonly string[]): string[];
   expectedDivergingProfiles(dirs: readonly string[]): Promise<string[]>;
@@ -174,11 +208,13 @@ export async function benchFuzz(o: FuzzBenchOptions = {}): Promise<FuzzBenchResu
       figure('optimized', 1, 'entries');
     }
     const result: FuzzBenchResult = { node: process.version, cpus: os.cpus().length, loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100), throughput };
+    if (!o.skipThroughput) result.generators = benchGenerators(log);
     if (o.detection) {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const check = require(path.join(ROOT, 'packages', 'check', 'dist')) as CheckDist;
       let modules: string[];
       if (o.plugins?.length) modules = pluginFiles(o.plugins);
+      else if (o.skipFixtures) modules = [];
       else {
         // every fixture, as one plugin module the command loads
         const plugin = path.join(tmp, 'broken-fixtures.js');
@@ -194,6 +230,16 @@ export async function benchFuzz(o: FuzzBenchOptions = {}): Promise<FuzzBenchResu
           fixtures.push({ spec, module: m, description: described.get(spec) ?? p.summary ?? '' });
         }
       }
+      if (o.bugHistory ?? !o.plugins?.length) {
+        // each entry's own profile (an area path, a patch of the operations table, or both)
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const { BUG_HISTORY } = require(path.join(ROOT, 'tools', 'bug-history', 'catalog')) as { BUG_HISTORY: readonly { commit: string; subject: string; status: string; plugin?: string; profile?: string }[] };
+        for (const b of BUG_HISTORY) {
+          if (b.status !== 'diverges' || !b.plugin || !b.profile) continue;
+          if (o.only?.length && !o.only.some((x) => x === b.commit || x === b.profile || b.profile!.includes(x))) continue;
+          fixtures.push({ spec: b.profile, module: path.join(ROOT, 'tools', 'bug-history', b.plugin), description: `${b.commit} ${b.subject}` });
+        }
+      }
       const expected = await check.expectedDivergingProfiles([path.join(ROOT, 'traces', 'scenarios'), path.join(ROOT, 'traces', 'regressions')]);
       const areas = ['msr-bitmap', 'evmcs', 'shadow-vmcs', 'guest-pages', 'cpuid-fault'];
       const defaults = check.defaultFuzzProfiles(areas, expected).map((p) => p.replace(/,/g, '+'));
@@ -203,12 +249,13 @@ export async function benchFuzz(o: FuzzBenchOptions = {}): Promise<FuzzBenchResu
       result.detection = [];
       result.detectionSetup = { workers, budget, alone: !!o.alone };
       for (const fx of fixtures) {
-        const profiles = o.alone ? [fx.spec] : [fx.spec, ...defaults];
+        const cli = fx.spec.replace(/,/g, '+');
+        const profiles = o.alone ? [cli] : [cli, ...defaults.filter((d) => d !== cli)];
         const rows = seeds.map((seed) => {
           log(`detection: ${fx.spec}, campaign seed ${seed} ...`);
           const s = nvxFuzz(['--path-module', fx.module, '--profiles', profiles.join(','), '--workers', String(workers), '--seed', String(seed), '--max-findings', '1', '--time', `${budget}s`, '--out', path.join(tmp, 'det'), '-q'], ROOT);
           const f = s.findings[0];
-          const ours = !!f && f.profile === fx.spec && f.classification === 'new' && f.kind.verdict === 'bug';
+          const ours = !!f && sameProfile(f.profile, fx.spec) && f.classification === 'new' && f.kind.verdict === 'bug';
           const ms = s.firstFinding?.ms ?? s.ms;
           return {
             seed,
@@ -245,8 +292,34 @@ export async function benchFuzz(o: FuzzBenchOptions = {}): Promise<FuzzBenchResu
   }
 }
 
+/** The generators alone, in this process (the built check package): 300 traces each after 30 to warm up. */
+export function benchGenerators(log: (line: string) => void = () => undefined): GeneratorRow[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const check = require(path.join(ROOT, 'packages', 'check', 'dist')) as CheckDist;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fc = require('fast-check') as typeof import('fast-check');
+  const rows: GeneratorRow[] = [];
+  const arbs = { world: check.arbWorldTrace(), mix: check.arbMixedTrace(), campaign: check.arbCampaignTrace() } as const;
+  for (const generator of ['world', 'mix', 'campaign'] as const) {
+    log(`generator alone: ${generator} ...`);
+    fc.sample(arbs[generator], { seed: 1, numRuns: 30 });
+    const traces = 300;
+    const t0 = performance.now();
+    const s = fc.sample(arbs[generator], { seed: 2, numRuns: traces });
+    const ms = performance.now() - t0;
+    const events = s.reduce((a, t) => a + t.events.length, 0);
+    rows.push({ generator, traces, ms: Math.round(ms), tracesPerSec: Math.round((traces / ms) * 1000), eventsPerTrace: Math.round((events / traces) * 10) / 10, eventsPerSec: Math.round((events / ms) * 1000) });
+  }
+  return rows;
+}
+
 export function formatFuzzReport(r: FuzzBenchResult): string {
   const out: string[] = [];
+  if (r.generators?.length) {
+    out.push(`Generators alone (fc.sample, no replay; Node ${r.node}, load average ${r.loadavg.join(' ')}):`);
+    for (const g of r.generators) out.push(`  ${g.generator.padEnd(9)} ${String(g.tracesPerSec).padStart(6)} traces/s  ${g.eventsPerTrace.toFixed(1).padStart(6)} events/trace  ${String(g.eventsPerSec).padStart(7)} events/s`);
+    out.push('');
+  }
   const def = r.throughput.filter((t) => t.what === 'default');
   if (def.length) {
     out.push(`Fuzz throughput (nvx fuzz, default campaign: every area, ${def[0].profiles} profiles against reference; Node ${r.node}, ${r.cpus} CPUs, load average ${r.loadavg.join(' ')}):`);
@@ -290,7 +363,7 @@ if (require.main === module) {
   const opts: FuzzBenchOptions = { log: (l) => console.error(l) };
   let json = false;
   const usage = () => {
-    console.error('usage: npx tsx tools/bench/detection.ts [--json] [--detection] [--campaigns N] [--workers N] [--budget 60] [--plugins file-or-dir,...] [--only name,...] [--alone] [--skip-throughput] [--time 8s]');
+    console.error('usage: npx tsx tools/bench/detection.ts [--json] [--detection] [--campaigns N] [--workers N] [--budget 60] [--plugins file-or-dir,...] [--only name,...] [--alone] [--bug-history|--no-bug-history] [--skip-fixtures] [--skip-throughput] [--time 8s]');
     process.exit(2);
   };
   const num = (v: string | undefined) => {
@@ -308,6 +381,9 @@ if (require.main === module) {
     else if (a === '--plugins') opts.plugins = String(argv[++i]).split(',').filter(Boolean);
     else if (a === '--only') opts.only = String(argv[++i]).split(',').filter(Boolean);
     else if (a === '--alone') opts.alone = true;
+    else if (a === '--bug-history') opts.bugHistory = true;
+    else if (a === '--no-bug-history') opts.bugHistory = false;
+    else if (a === '--skip-fixtures') opts.skipFixtures = true;
     else if (a === '--skip-throughput') opts.skipThroughput = true;
     else if (a === '--time') opts.seconds = num(argv[++i]);
     else usage();

@@ -7,6 +7,7 @@ export * from './arbitraries-pages';
 export * from './workloads-pages';
 export * from './arbitraries';
 export * from './arbitraries-shadow';
+export * from './arbitraries-world';
 export * from './fixtures';
 export * from './workloads';
 export * from './workloads-shadow';

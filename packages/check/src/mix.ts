@@ -38,6 +38,7 @@ import { arbTrace } from './arbitraries';
 import { arbCpuidTrace } from './arbitraries-cpuid';
 import { arbPagesTrace } from './arbitraries-pages';
 import { arbShadowTrace } from './arbitraries-shadow';
+import { arbWorldTrace } from './arbitraries-world';
 
 /** The per-area generators, in window order. */
 export type MixPartId = 'msr-bitmap+evmcs' | 'shadow-vmcs' | 'guest-pages' | 'cpuid-fault';
@@ -62,6 +63,8 @@ export interface MixOptions {
   areas?: readonly AreaId[];
   /** let the generators that can break a contract do so now and then (the msr-bitmap+evmcs generator) */
   allowViolations?: boolean;
+  /** the msr-bitmap+evmcs generator's L1 only as careful as the TLFS asks (arbitraries.ts knownFindings) */
+  knownFindings?: boolean;
 }
 
 export interface MixPart {
@@ -211,7 +214,7 @@ function partArbitrary(id: MixPartId, o: MixOptions): fc.Arbitrary<PartTrace> {
   const tag = (a: fc.Arbitrary<{ header: TraceHeader; events: TraceEvent[] }>) => a.map((t) => ({ id, header: t.header, events: t.events }));
   switch (id) {
     case 'msr-bitmap+evmcs':
-      return tag(arbTrace({ allowViolations: !!o.allowViolations }));
+      return tag(arbTrace({ allowViolations: !!o.allowViolations, knownFindings: !!o.knownFindings }));
     case 'shadow-vmcs':
       return tag(arbShadowTrace());
     case 'guest-pages':
@@ -234,4 +237,27 @@ export function arbMixedTrace(o: MixOptions = {}): fc.Arbitrary<MixedTrace> {
   const parts = ids.map((id) => (ids.length === 1 ? partArbitrary(id, o) : fc.option(partArbitrary(id, o), { freq: 2, nil: null })));
   const schedule = fc.array(fc.nat(), { maxLength: 48, size: 'max' });
   return fc.tuple(fc.tuple(...parts), schedule).map(([ps, s]) => mixParts(ps.filter((p): p is PartTrace => p !== null), s, { areas: areas.join(',') }));
+}
+
+// ---------------------------------------------------------------- the default campaign's traces
+
+/**
+ * What a campaign generates. For every area (the default campaign), half
+ * the traces come from the whole-world generator (arbitraries-world.ts: one
+ * address space, every area's set-up meeting every other area's events,
+ * host memory changes under what L1 set up) and half from the per-area mix
+ * above (each generator's deep sequences in its own window), whose
+ * msr-bitmap+evmcs L1 is then only as careful as the TLFS asks: the inputs
+ * are not shaped around known findings; the paths known to diverge on them
+ * are left out of the profiles checked (defaultFuzzProfiles). For a choice
+ * of areas, the mix alone, as before. A world trace has no parts.
+ */
+export function arbCampaignTrace(o: MixOptions = {}): fc.Arbitrary<MixedTrace> {
+  const areas = o.areas && o.areas.length ? o.areas : AREA_IDS;
+  if (!AREA_IDS.every((a) => areas.includes(a))) return arbMixedTrace(o);
+  const mixed = arbMixedTrace({ ...o, knownFindings: o.knownFindings ?? true });
+  const world = arbWorldTrace({ allowViolations: !!o.allowViolations }).map(
+    (t): MixedTrace => ({ header: { ...t.header, provenance: { ...t.header.provenance, generator: 'nvx fuzz world', areas: areas.join(',') } }, events: t.events, parts: [] }),
+  );
+  return fc.oneof(world, mixed);
 }
