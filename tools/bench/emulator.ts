@@ -559,6 +559,11 @@ function measurePairs(o: Resolved, rounds: number): Paired {
   return { rounds, replay: pairedRatio(rb), diff: pairedRatio(rc) };
 }
 
+/** The goal ratios as pairs (`measurePairs`), in this process, with the options' defaults. */
+export function pairedRatios(opts: EmulatorBenchOptions = {}, rounds = 9): Paired {
+  return measurePairs(resolve(opts), rounds);
+}
+
 /**
  * Measure one figure in a process of its own, so that what the JIT learnt
  * from one measurement (the other profile's paths, the shapes of a cloned
