@@ -5,7 +5,7 @@
  * with --json.
  *
  *   npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process]
- *                       [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection]
+ *                       [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--skip-fuzz-speed] [--detection]
  *
  *   --events N       events of the codec benchmark's traces (default 1,000,000)
  *   --iterations N   iterations of the emulator's CPUID loop (default 100,000: the traces/workloads trace)
@@ -13,6 +13,8 @@
  *   --processes N    processes per emulator figure, runs pooled (default 3); --in-process: all in this one
  *   --loader         how the emulator benchmark loads the packages (default built; see tools/bench/emulator.ts)
  *   --skip-fuzz      leave out the fuzz throughput (tools/bench/detection.ts: about 35 s)
+ *   --skip-fuzz-speed  leave out the fuzz speed goal's figure (tools/bench/fuzz-speed.ts: one profile, one
+ *                    worker, in this process; --fuzz-traces N traces per round, default 1,000)
  *   --detection      add the detection power of nvx fuzz on every broken fixture (long: 10 campaigns of a
  *                    default nvx fuzz on 2 workers per broken path; see tools/bench/detection.ts)
  *   --campaigns N    campaigns per broken path (default 10)
@@ -29,6 +31,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { EmulatorBenchOptions, EmulatorBenchResult, benchEmulator, formatEmulatorReport } from './bench/emulator';
 import { FuzzBenchOptions, FuzzBenchResult, benchFuzz, formatFuzzReport } from './bench/detection';
+import { FuzzSpeedResult, benchFuzzSpeed, formatFuzzSpeed } from './bench/fuzz-speed';
 
 interface TraceBenchModule {
   benchTrace(opts: { events: number }): Promise<Record<string, unknown>>;
@@ -48,13 +51,15 @@ interface Args {
   skipTrace: boolean;
   skipEmulator: boolean;
   skipFuzz: boolean;
+  skipFuzzSpeed: boolean;
+  fuzzTraces: number;
   detection: boolean;
   emulator: EmulatorBenchOptions;
   fuzz: FuzzBenchOptions;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { json: false, events: 1_000_000, skipTrace: false, skipEmulator: false, skipFuzz: false, detection: false, emulator: {}, fuzz: {} };
+  const a: Args = { json: false, events: 1_000_000, skipTrace: false, skipEmulator: false, skipFuzz: false, skipFuzzSpeed: false, fuzzTraces: 1000, detection: false, emulator: {}, fuzz: {} };
   const num = (v: string | undefined, flag: string) => {
     const x = Number(v);
     if (!Number.isSafeInteger(x) || x <= 0) throw new Error(`${flag} needs a positive integer`);
@@ -71,6 +76,8 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--skip-trace') a.skipTrace = true;
     else if (f === '--skip-emulator') a.skipEmulator = true;
     else if (f === '--skip-fuzz') a.skipFuzz = true;
+    else if (f === '--skip-fuzz-speed') a.skipFuzzSpeed = true;
+    else if (f === '--fuzz-traces') a.fuzzTraces = num(argv[++i], f);
     else if (f === '--detection') a.detection = true;
     else if (f === '--campaigns') a.fuzz.campaigns = num(argv[++i], f);
     else if (f === '--fuzz-workers') a.fuzz.workers = num(argv[++i], f);
@@ -82,7 +89,7 @@ function parseArgs(argv: string[]): Args {
       if (l !== 'built' && l !== 'tsx') throw new Error('--loader is built or tsx');
       a.emulator.loader = l;
     } else if (f === '--help' || f === '-h') {
-      console.log('usage: npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process] [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection] [--campaigns N] [--fuzz-workers N] [--plugins a,b] [--only a,b] [--alone]');
+      console.log('usage: npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process] [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--skip-fuzz-speed] [--fuzz-traces N] [--detection] [--campaigns N] [--fuzz-workers N] [--plugins a,b] [--only a,b] [--alone]');
       process.exit(0);
     } else throw new Error(`unknown argument '${f}'`);
   }
@@ -112,7 +119,7 @@ async function main(): Promise<void> {
     return;
   }
   const log = (l: string) => console.error(l);
-  const result: { node: string; cpus: number; cpuModel: string; trace?: Record<string, unknown> | null; emulator?: EmulatorBenchResult; fuzz?: FuzzBenchResult } = {
+  const result: { node: string; cpus: number; cpuModel: string; trace?: Record<string, unknown> | null; emulator?: EmulatorBenchResult; fuzz?: FuzzBenchResult; fuzzSpeed?: FuzzSpeedResult } = {
     node: process.version,
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -133,6 +140,10 @@ async function main(): Promise<void> {
   if (!args.skipEmulator) {
     result.emulator = await benchEmulator({ ...args.emulator, log });
     sections.push(formatEmulatorReport(result.emulator));
+  }
+  if (!args.skipFuzzSpeed) {
+    result.fuzzSpeed = benchFuzzSpeed({ traces: args.fuzzTraces, log });
+    sections.push(formatFuzzSpeed(result.fuzzSpeed));
   }
   if (!args.skipFuzz) {
     result.fuzz = await benchFuzz({ ...args.fuzz, detection: args.detection, log });
