@@ -140,10 +140,12 @@ function activeShadow(v: Vcpu): ShadowState | null {
 }
 
 /** The slots of vmcs12 as L1 reads them (the shadow VMCS's for the slots L1 reads without exit): what `archView` compares. */
-function l1Slot(v: Vcpu, slot: number): bigint {
+function l1Slots(v: Vcpu): BigUint64Array {
   const s = activeShadow(v);
-  if (s && s.readSlots!.includes(slot)) return s.shadow![slot];
-  return v.nested.vmcs12[slot];
+  if (!s) return v.nested.vmcs12;
+  const out = v.nested.vmcs12.slice();
+  for (const slot of s.readSlots!) if (slot < out.length) out[slot] = s.shadow![slot];
+  return out;
 }
 
 function sameRecord(a: Record<number, bigint>, b: Record<number, bigint>): boolean {
@@ -214,7 +216,7 @@ export function sameArchState(a: World, b: World): boolean {
     if (n.vmxon !== m.vmxon || n.currentVmptr !== m.currentVmptr || n.hvEvmcsVmptr !== m.hvEvmcsVmptr || n.guestMode !== m.guestMode || n.launched !== m.launched) return false;
     if (!activeShadow(v) && !activeShadow(u)) {
       if (!sameSlots(n.vmcs12, m.vmcs12)) return false;
-    } else for (let k = 0; k < n.vmcs12.length; k++) if (l1Slot(v, k) !== l1Slot(u, k)) return false;
+    } else if (!sameSlots(l1Slots(v), l1Slots(u))) return false;
     if (!sameRecord(v.l1Msrs, u.l1Msrs) || !sameRecord(v.l2Msrs, u.l2Msrs)) return false;
     if (Buffer.compare(v.vmcs01MsrBitmap, u.vmcs01MsrBitmap) !== 0) return false;
     const f = v.cpuidFault;
