@@ -6,7 +6,7 @@
  * report, or as JSON with --json.
  *
  *   npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process]
- *                       [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection]
+ *                       [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--skip-fuzz-speed] [--detection]
  *
  *   --events N       events of the codec benchmark's mixed synthetic trace (default 1,000,000; the workload is traces/workloads/cpuid-loop.nvxt)
  *   --iterations N   iterations of the emulator's CPUID loop (default 100,000: the traces/workloads trace)
@@ -14,6 +14,8 @@
  *   --processes N    processes per emulator figure, runs pooled (default 3); --in-process: all in this one
  *   --loader         how the emulator benchmark loads the packages (default built; see tools/bench/emulator.ts)
  *   --skip-fuzz      leave out the fuzz throughput (tools/bench/detection.ts: about 35 s)
+ *   --skip-fuzz-speed  leave out the fuzz speed goal's figure (tools/bench/fuzz-speed.ts: one profile, one
+ *                    worker, in this process; --fuzz-traces N traces per round, default 1,000)
  *   --detection      add the detection power of nvx fuzz on every broken fixture and bug-history entry (long: 10 campaigns of a
  *                    default nvx fuzz on 2 workers per broken path; see tools/bench/detection.ts)
  *   --campaigns N    campaigns per broken path (default 10)
@@ -37,6 +39,7 @@ import * as path from 'path';
 import { EmulatorBenchOptions, EmulatorBenchResult, benchEmulator, formatEmulatorReport } from './bench/emulator';
 import { FuzzBenchOptions, FuzzBenchResult, benchFuzz, formatFuzzReport } from './bench/detection';
 import { StartBenchOptions, StartBenchResult, benchStart, formatStartReport, parseStartArgs } from './bench/start';
+import { FuzzSpeedResult, benchFuzzSpeed, formatFuzzSpeed } from './bench/fuzz-speed';
 
 interface TraceBenchModule {
   benchTrace(opts: { events: number; log?: (line: string) => void }): Promise<Record<string, unknown>>;
@@ -58,6 +61,8 @@ interface Args {
   skipTrace: boolean;
   skipEmulator: boolean;
   skipFuzz: boolean;
+  skipFuzzSpeed: boolean;
+  fuzzTraces: number;
   detection: boolean;
   emulator: EmulatorBenchOptions;
   fuzz: FuzzBenchOptions;
@@ -66,7 +71,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { json: false, events: 1_000_000, skipTrace: false, skipEmulator: false, skipFuzz: false, detection: false, emulator: {}, fuzz: {}, skipStart: false, start: {} };
+  const a: Args = { json: false, events: 1_000_000, skipTrace: false, skipEmulator: false, skipFuzz: false, skipFuzzSpeed: false, fuzzTraces: 1000, detection: false, emulator: {}, fuzz: {}, skipStart: false, start: {} };
   const num = (v: string | undefined, flag: string) => {
     const x = Number(v);
     if (!Number.isSafeInteger(x) || x <= 0) throw new Error(`${flag} needs a positive integer`);
@@ -83,6 +88,8 @@ function parseArgs(argv: string[]): Args {
     else if (f === '--skip-trace') a.skipTrace = true;
     else if (f === '--skip-emulator') a.skipEmulator = true;
     else if (f === '--skip-fuzz') a.skipFuzz = true;
+    else if (f === '--skip-fuzz-speed') a.skipFuzzSpeed = true;
+    else if (f === '--fuzz-traces') a.fuzzTraces = num(argv[++i], f);
     else if (f === '--detection') a.detection = true;
     else if (f === '--campaigns') a.fuzz.campaigns = num(argv[++i], f);
     else if (f === '--fuzz-workers') a.fuzz.workers = num(argv[++i], f);
@@ -100,7 +107,7 @@ function parseArgs(argv: string[]): Args {
       if (l !== 'built' && l !== 'tsx') throw new Error('--loader is built or tsx');
       a.emulator.loader = l;
     } else if (f === '--help' || f === '-h') {
-      console.log('usage: npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process] [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--detection] [--campaigns N] [--fuzz-workers N] [--plugins a,b] [--only a,b] [--alone] [--budget S] [--no-bug-history] [--skip-start] [--start-runs N] [--bisect-sizes 100k,1M,5M] [--skip-bisect]');
+      console.log('usage: npm run -s bench -- [--json] [--events N] [--iterations N] [--runs N] [--processes N] [--in-process] [--loader built|tsx] [--skip-trace] [--skip-emulator] [--skip-fuzz] [--skip-fuzz-speed] [--fuzz-traces N] [--detection] [--campaigns N] [--fuzz-workers N] [--plugins a,b] [--only a,b] [--alone] [--budget S] [--no-bug-history] [--skip-start] [--start-runs N] [--bisect-sizes 100k,1M,5M] [--skip-bisect]');
       process.exit(0);
     } else throw new Error(`unknown argument '${f}'`);
   }
@@ -130,7 +137,7 @@ async function main(): Promise<void> {
     return;
   }
   const log = (l: string) => console.error(l);
-  const result: { node: string; cpus: number; cpuModel: string; trace?: Record<string, unknown> | null; emulator?: EmulatorBenchResult; fuzz?: FuzzBenchResult; start?: StartBenchResult } = {
+  const result: { node: string; cpus: number; cpuModel: string; trace?: Record<string, unknown> | null; emulator?: EmulatorBenchResult; fuzz?: FuzzBenchResult; fuzzSpeed?: FuzzSpeedResult; start?: StartBenchResult } = {
     node: process.version,
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
@@ -151,6 +158,10 @@ async function main(): Promise<void> {
   if (!args.skipEmulator) {
     result.emulator = await benchEmulator({ ...args.emulator, log });
     sections.push(formatEmulatorReport(result.emulator));
+  }
+  if (!args.skipFuzzSpeed) {
+    result.fuzzSpeed = benchFuzzSpeed({ traces: args.fuzzTraces, log });
+    sections.push(formatFuzzSpeed(result.fuzzSpeed));
   }
   if (!args.skipFuzz) {
     result.fuzz = await benchFuzz({ ...args.fuzz, detection: args.detection, log });

@@ -78,8 +78,14 @@ export class ContractMonitor {
    * commits, if any.
    */
   observe(w: World, e: TraceEvent, index: number): ContractViolation | undefined {
+    const c = e.kind.charCodeAt(1);
+    // L2's events store nothing into L1's memory and enter nothing.
+    if (c === 0x32 /* l2. */) return undefined;
     // The host may change what backs any eVMCS page.
-    if (e.kind.charCodeAt(0) === 0x68 /* host. */ && this.evmcsInfo.size) this.evmcsInfo.clear();
+    if (c === 0x6f /* host. */) {
+      if (this.evmcsInfo.size) this.evmcsInfo.clear();
+      return undefined;
+    }
     switch (e.kind) {
       case 'l1.evmcs-write': {
         const f = vmcsFieldByEncoding(e.field);
@@ -109,47 +115,49 @@ export class ContractMonitor {
     return v;
   }
 
-  /** An eVMCS's enlightenment control and MSR-bitmap page, cached until a store or a host event may change them. */
-  private evmcsInfo = new Map<bigint, { bitmapGfn: number }>();
+  /**
+   * An eVMCS's page and the MSR-bitmap page it names with the enlightened
+   * bitmap on, cached until a store or a host event may change them.
+   */
+  private evmcsInfo = new Map<bigint, { gfn: number; bitmapGfn: number }>();
 
-  /** gfn of the MSR-bitmap page this eVMCS names with the enlightened bitmap on, or -1. */
-  private enlightenedBitmapGfn(w: World, evmcsGpa: bigint): number {
+  /** What `evmcsInfo` holds for this eVMCS, read from guest memory when it is not cached. */
+  private evmcsPages(w: World, evmcsGpa: bigint): { gfn: number; bitmapGfn: number } {
     let info = this.evmcsInfo.get(evmcsGpa);
     if (!info) {
       const ctl = readGuest(w, evmcsGpa + BigInt(EVMCS.HV_ENLIGHTENMENTS_CONTROL_OFFSET), 4) ?? 0n;
       const bm = ctl & BigInt(HV_ENLIGHTENMENTS_CONTROL.MSR_BITMAP) ? readGuest(w, evmcsGpa + MSR_BITMAP_EVMCS_OFFSET, 8) : null;
-      info = { bitmapGfn: bm === null ? -1 : gpaToGfn(bm) };
+      info = { gfn: gpaToGfn(evmcsGpa), bitmapGfn: bm === null ? -1 : gpaToGfn(bm) };
       this.evmcsInfo.set(evmcsGpa, info);
     }
-    return info.bitmapGfn;
+    return info;
+  }
+
+  /** A store of L1 into the pages gfn..lastGfn, against one eVMCS a vCPU uses or names. */
+  private storeNear(w: World, evmcsGpa: bigint, gpa: bigint, gfn: number, lastGfn: number, size: number, index: number, viaEvmcsEvent: boolean): void {
+    const info = this.evmcsPages(w, evmcsGpa);
+    // A store into the MSR-bitmap page an eVMCS names (enlightened bitmap on) changes the MSR_BITMAP group.
+    if (info.bitmapGfn >= gfn && info.bitmapGfn <= lastGfn) this.changed(evmcsGpa, MSR_BITMAP_GROUP, index);
+    if (viaEvmcsEvent || info.gfn < gfn || info.gfn > lastGfn) return;
+    const off = Number(gpa - evmcsGpa);
+    for (let i = 0; i < size; i++) {
+      const g = GROUP_BY_OFFSET.get(off + i);
+      if (g !== undefined) this.changed(evmcsGpa, g, index);
+    }
   }
 
   private store(w: World, vcpu: number, gpa: bigint, size: number, index: number, viaEvmcsEvent: boolean): ContractViolation | undefined {
     const gfn = gpaToGfn(gpa);
     const lastGfn = size === 1 ? gfn : gpaToGfn(gpa + BigInt(size - 1));
-    // Every eVMCS a vCPU uses or names (duplicates are harmless: marking a group twice is marking it once).
+    // Every eVMCS a vCPU uses or names (each once per vCPU: marking a group twice is marking it once).
     for (const v of w.vcpus) {
-      for (let k = 0; k < 2; k++) {
-        const evmcsGpa = k === 0 ? v.nested.hvEvmcsVmptr : v.nested.vpAssistEvmcs;
-        if (evmcsGpa === INVALID_GPA) continue;
-        // A store into the MSR-bitmap page an eVMCS names (enlightened bitmap on) changes the MSR_BITMAP group.
-        const bmGfn = this.enlightenedBitmapGfn(w, evmcsGpa);
-        if (bmGfn >= gfn && bmGfn <= lastGfn) this.changed(evmcsGpa, MSR_BITMAP_GROUP, index);
-        const evGfn = gpaToGfn(evmcsGpa);
-        if (evGfn < gfn || evGfn > lastGfn) continue;
-        if (viaEvmcsEvent) continue;
-        const off = Number(gpa - evmcsGpa);
-        for (let i = 0; i < size; i++) {
-          const g = GROUP_BY_OFFSET.get(off + i);
-          if (g !== undefined) this.changed(evmcsGpa, g, index);
-        }
-      }
+      const cur = v.nested.hvEvmcsVmptr;
+      const named = v.nested.vpAssistEvmcs;
+      if (cur !== INVALID_GPA) this.storeNear(w, cur, gpa, gfn, lastGfn, size, index, viaEvmcsEvent);
+      if (named !== INVALID_GPA && named !== cur) this.storeNear(w, named, gpa, gfn, lastGfn, size, index, viaEvmcsEvent);
     }
     // After this store, what is cached about an eVMCS in the stored page may be stale.
-    if (this.evmcsInfo.size) for (const k of this.evmcsInfo.keys()) {
-      const g = gpaToGfn(k);
-      if (g >= gfn && g <= lastGfn) this.evmcsInfo.delete(k);
-    }
+    if (this.evmcsInfo.size) for (const [k, info] of this.evmcsInfo) if (info.gfn >= gfn && info.gfn <= lastGfn) this.evmcsInfo.delete(k);
     // The SDM: not while another vCPU runs L2 with a vmcs12 whose MSR bitmap is this page.
     for (const o of w.vcpus) {
       if (o.id === vcpu || !o.nested.guestMode) continue;
@@ -173,6 +181,8 @@ export class ContractMonitor {
     const gpa = v.nested.vpAssistEvmcs;
     if (gpa === INVALID_GPA) return undefined;
     const t = this.track(gpa);
+    // Nothing changed since L0 last consumed this eVMCS: no clean bit can be stale (and there is nothing to reset).
+    if (!t.changed) return undefined;
     const fresh = launch || gpa !== v.nested.hvEvmcsVmptr;
     const clean = Number(readGuest(w, gpa + BigInt(EVMCS.HV_CLEAN_FIELDS_OFFSET), 4) ?? 0n);
     const stale = fresh ? 0 : t.changed & clean;

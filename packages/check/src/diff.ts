@@ -5,7 +5,7 @@
  * difference shows up at a checkpoint, the stretch since the previous one is
  * replayed event by event to find the first event behind it.
  */
-import { AREA_IDS, ArchDifference, Costs, Profile, Replayer, World, archHash, diffArch, initialState } from '@nvx/emulator';
+import { AREA_IDS, ArchDifference, Costs, Profile, Replayer, World, archHash, diffArch, initialState, sameArchState } from '@nvx/emulator';
 import { Outcome, TraceEvent, TraceHeader, eventVcpu, outcomeEquals } from '@nvx/trace';
 import { ContractMonitor, ContractViolation } from './contracts';
 
@@ -76,6 +76,15 @@ export function explainSide(r: Replayer, e: TraceEvent): Record<string, string> 
   return out;
 }
 
+/**
+ * Do the two replays' architectural states differ? The direct comparison
+ * first (it agrees with `archHash`); the hashes decide only when it sees a
+ * difference, so a checkpoint where the states agree hashes nothing.
+ */
+function statesDiffer(a: Replayer, b: Replayer): boolean {
+  return !sameArchState(a.peek(), b.peek()) && archHash(a.peek()) !== archHash(b.peek());
+}
+
 /** The lockstep engine over an event source; synchronous per event, fed chunk by chunk. */
 export class Lockstep {
   readonly a: Replayer;
@@ -134,7 +143,7 @@ export class Lockstep {
   }
 
   private checkpoint(): boolean {
-    if (archHash(this.a.peek()) !== archHash(this.b.peek())) {
+    if (statesDiffer(this.a, this.b)) {
       this.locateStateDivergence();
       return false;
     }
@@ -157,7 +166,7 @@ export class Lockstep {
       const e = this.stretch[j];
       const oa = ra.apply(e);
       const ob = rb.apply(e);
-      if (archHash(ra.peek()) !== archHash(rb.peek())) return this.make(this.cpIndex + j, e, 'state', oa, ob, ra, rb);
+      if (statesDiffer(ra, rb)) return this.make(this.cpIndex + j, e, 'state', oa, ob, ra, rb);
     }
     return null;
   }
@@ -170,7 +179,7 @@ export class Lockstep {
       const e = this.stretch[j];
       const oa = ra.apply(e);
       const ob = rb.apply(e);
-      if (archHash(ra.peek()) !== archHash(rb.peek())) {
+      if (statesDiffer(ra, rb)) {
         this.divergence = this.make(this.cpIndex + j, e, 'state', oa, ob, ra, rb);
         return;
       }

@@ -35,13 +35,16 @@
  * event or two adjacent ones.
  */
 import { INVALID_GPA, KVM_EVMCS_VERSION, VMCS12_REVISION } from '@nvx/arch';
-import { Profile, Replayer, Vcpu, World, archHash, initialState } from '@nvx/emulator';
+import { Profile, Replayer, World, archHash, initialState, sameArchState } from '@nvx/emulator';
 import { CONFIG_FLAGS, EVENT_SCHEMA, EventKind, TraceEvent, TraceHeader, defaultConfig, formatOutcome, formatTextTrace, outcomeEquals } from '@nvx/trace';
 import { CoverageRecorder } from './coverage';
 import { DiffResult, Divergence, diffEvents } from './diff';
 import { ADDRESS_FIELDS } from './mix';
 
 // ---------------------------------------------------------------- finding divergences fast
+
+/** The fast comparison of two worlds' architectural states lives beside `archHash` (@nvx/emulator). */
+export { sameArchState };
 
 /** When the screen compares whole architectural states. */
 export type StateCompare = 'entries' | 'end' | 'every';
@@ -111,94 +114,6 @@ export function screenProfiles(header: TraceHeader, events: readonly TraceEvent[
     }
   }
   return hits;
-}
-
-type ShadowState = { active?: boolean; shadow?: BigUint64Array; readSlots?: number[] };
-
-/** The shadow VMCS L1 reads vmcs12 through right now (VMCS shadowing on, L1 running, a current vmcs12), if any. */
-function activeShadow(v: Vcpu): ShadowState | null {
-  const n = v.nested;
-  const s = v.areas['shadow-vmcs'] as ShadowState | undefined;
-  return s && s.active && !n.guestMode && n.currentVmptr !== INVALID_GPA && s.readSlots && s.shadow ? s : null;
-}
-
-/** The slots of vmcs12 as L1 reads them (the shadow VMCS's for the slots L1 reads without exit): what `archView` compares. */
-function l1Slot(v: Vcpu, slot: number): bigint {
-  const s = activeShadow(v);
-  if (s && s.readSlots!.includes(slot)) return s.shadow![slot];
-  return v.nested.vmcs12[slot];
-}
-
-function sameRecord(a: Record<number, bigint>, b: Record<number, bigint>): boolean {
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  for (const k of ka) if (a[k as unknown as number] !== b[k as unknown as number]) return false;
-  return true;
-}
-
-function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
-  if (a === b) return true;
-  if (!a) return b!.every((x) => x === 0);
-  if (!b) return a.every((x) => x === 0);
-  return Buffer.compare(a, b) === 0;
-}
-
-/**
- * Do two worlds show the same architectural state (what `archView` lists)?
- * A fast comparison of the underlying data, used as a filter before
- * `archHash`: when it says they differ, the hashes decide; whole-trace
- * results always come from the hashes.
- */
-export function sameArchState(a: World, b: World): boolean {
-  const ma = a.mem;
-  const mb = b.mem;
-  if (ma.slots.length !== mb.slots.length) return false;
-  for (let i = 0; i < ma.slots.length; i++) {
-    const x = ma.slots[i];
-    const y = mb.slots[i];
-    if (x.slot !== y.slot || x.gfn !== y.gfn || x.npages !== y.npages || x.flags !== y.flags) return false;
-  }
-  for (let k = 0; k < ma.slots.length; k++) {
-    // the slots match one for one (checked above), and a slot's pages are its hvas in order
-    const s = ma.slots[k];
-    const t = mb.slots[k];
-    for (let i = 0; i < s.npages; i++) {
-      const pa = ma.hvaToPfn[s.hva + i];
-      const pb = mb.hvaToPfn[t.hva + i];
-      if (pa === undefined && pb === undefined) continue;
-      if (!sameBytes(pa === undefined ? undefined : ma.pages[pa], pb === undefined ? undefined : mb.pages[pb])) return false;
-    }
-  }
-  if (a.vcpus.length !== b.vcpus.length) return false;
-  for (let i = 0; i < a.vcpus.length; i++) {
-    const v = a.vcpus[i];
-    const u = b.vcpus[i];
-    const n = v.nested;
-    const m = u.nested;
-    if (n.vmxon !== m.vmxon || n.currentVmptr !== m.currentVmptr || n.hvEvmcsVmptr !== m.hvEvmcsVmptr || n.guestMode !== m.guestMode || n.launched !== m.launched) return false;
-    if (!activeShadow(v) && !activeShadow(u)) {
-      const x = n.vmcs12;
-      const y = m.vmcs12;
-      for (let k = 0; k < x.length; k++) if (x[k] !== y[k]) return false;
-    } else for (let k = 0; k < n.vmcs12.length; k++) if (l1Slot(v, k) !== l1Slot(u, k)) return false;
-    if (!sameRecord(v.l1Msrs, u.l1Msrs) || !sameRecord(v.l2Msrs, u.l2Msrs)) return false;
-    if (Buffer.compare(v.vmcs01MsrBitmap, u.vmcs01MsrBitmap) !== 0) return false;
-    const f = v.cpuidFault;
-    const g = u.cpuidFault;
-    if (f.platformInfo !== g.platformInfo || f.miscFeaturesEnables !== g.miscFeaturesEnables || !!f.smm !== !!g.smm) return false;
-  }
-  if (!!a.host !== !!b.host) return false;
-  if (a.host) {
-    const pa = a.host.pcpus;
-    const pb = b.host.pcpus;
-    if (pa.length !== pb.length) return false;
-    for (let i = 0; i < pa.length; i++) {
-      const freeA = !a.vcpus.some((v) => v.cpu === i);
-      const freeB = !b.vcpus.some((v) => v.cpu === i);
-      if (freeA !== freeB || (freeA && pa[i].miscFeaturesEnables !== pb[i].miscFeaturesEnables)) return false;
-    }
-  }
-  return true;
 }
 
 /** The first divergence of `other` from `base` as the fuzzer sees it, described by diffEvents; null when none. */

@@ -127,6 +127,116 @@ export function archView(w: World): Map<string, string> {
   return m;
 }
 
+// ---- the fast comparison (agrees with archHash: check/test/minimize.test.ts) ----
+
+/** The shadow-vmcs paths' private state as far as the comparison reads it. */
+type ShadowState = { active?: boolean; shadow?: BigUint64Array; readSlots?: number[] };
+
+/** The shadow VMCS L1 reads vmcs12 through right now (VMCS shadowing on, L1 running, a current vmcs12), if any. */
+function activeShadow(v: Vcpu): ShadowState | null {
+  const n = v.nested;
+  const s = v.areas['shadow-vmcs'] as ShadowState | undefined;
+  return s && s.active && !n.guestMode && n.currentVmptr !== INVALID_GPA && s.readSlots && s.shadow ? s : null;
+}
+
+/** The slots of vmcs12 as L1 reads them (the shadow VMCS's for the slots L1 reads without exit): what `archView` compares. */
+function l1Slots(v: Vcpu): BigUint64Array {
+  const s = activeShadow(v);
+  if (!s) return v.nested.vmcs12;
+  const out = v.nested.vmcs12.slice();
+  for (const slot of s.readSlots!) if (slot < out.length) out[slot] = s.shadow![slot];
+  return out;
+}
+
+function sameRecord(a: Record<number, bigint>, b: Record<number, bigint>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (a[k as unknown as number] !== b[k as unknown as number]) return false;
+  return true;
+}
+
+/**
+ * Every frame of `ma`'s memslots that has a host page in `ma` reads the
+ * same as the frame at the same place of `mb`'s matching memslot.
+ */
+function samePagesOf(ma: Memory, mb: Memory): boolean {
+  const slots = ma.slots;
+  for (const key in ma.hvaToPfn) {
+    const hva = Number(key);
+    for (let k = 0; k < slots.length; k++) {
+      const s = slots[k];
+      if (hva < s.hva || hva >= s.hva + s.npages) continue;
+      const pa = ma.hvaToPfn[hva];
+      const pb = mb.hvaToPfn[mb.slots[k].hva + (hva - s.hva)];
+      if (pa === undefined && pb === undefined) continue;
+      if (!sameBytes(pa === undefined ? undefined : ma.pages[pa], pb === undefined ? undefined : mb.pages[pb])) return false;
+    }
+  }
+  return true;
+}
+
+/** Slot by slot, x[k] === y[k] for every slot of x; compared as bytes (reading a slot makes a BigInt). */
+function sameSlots(x: BigUint64Array, y: BigUint64Array): boolean {
+  if (x.length > y.length) return false;
+  return Buffer.compare(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), new Uint8Array(y.buffer, y.byteOffset, x.byteLength)) === 0;
+}
+
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (a === b) return true;
+  if (!a) return b!.every((x) => x === 0);
+  if (!b) return a.every((x) => x === 0);
+  return Buffer.compare(a, b) === 0;
+}
+
+/**
+ * Do two worlds show the same architectural state (what `archView` lists)?
+ * A fast comparison of the underlying data, used as a filter before
+ * `archHash`: when it says they differ, the hashes decide; whole-trace
+ * results always come from the hashes.
+ */
+export function sameArchState(a: World, b: World): boolean {
+  const ma = a.mem;
+  const mb = b.mem;
+  if (ma.slots.length !== mb.slots.length) return false;
+  for (let i = 0; i < ma.slots.length; i++) {
+    const x = ma.slots[i];
+    const y = mb.slots[i];
+    if (x.slot !== y.slot || x.gfn !== y.gfn || x.npages !== y.npages || x.flags !== y.flags) return false;
+  }
+  // The slots match one for one (checked above), and a slot's pages are its hvas in order. Only
+  // frames with a host page on one side or the other can differ: walk those (a few) rather than
+  // every frame of every slot (a generated trace has about 180).
+  if (!samePagesOf(ma, mb) || !samePagesOf(mb, ma)) return false;
+  if (a.vcpus.length !== b.vcpus.length) return false;
+  for (let i = 0; i < a.vcpus.length; i++) {
+    const v = a.vcpus[i];
+    const u = b.vcpus[i];
+    const n = v.nested;
+    const m = u.nested;
+    if (n.vmxon !== m.vmxon || n.currentVmptr !== m.currentVmptr || n.hvEvmcsVmptr !== m.hvEvmcsVmptr || n.guestMode !== m.guestMode || n.launched !== m.launched) return false;
+    if (!activeShadow(v) && !activeShadow(u)) {
+      if (!sameSlots(n.vmcs12, m.vmcs12)) return false;
+    } else if (!sameSlots(l1Slots(v), l1Slots(u))) return false;
+    if (!sameRecord(v.l1Msrs, u.l1Msrs) || !sameRecord(v.l2Msrs, u.l2Msrs)) return false;
+    if (Buffer.compare(v.vmcs01MsrBitmap, u.vmcs01MsrBitmap) !== 0) return false;
+    const f = v.cpuidFault;
+    const g = u.cpuidFault;
+    if (f.platformInfo !== g.platformInfo || f.miscFeaturesEnables !== g.miscFeaturesEnables || !!f.smm !== !!g.smm) return false;
+  }
+  if (!!a.host !== !!b.host) return false;
+  if (a.host) {
+    const pa = a.host.pcpus;
+    const pb = b.host.pcpus;
+    if (pa.length !== pb.length) return false;
+    for (let i = 0; i < pa.length; i++) {
+      const freeA = !a.vcpus.some((v) => v.cpu === i);
+      const freeB = !b.vcpus.some((v) => v.cpu === i);
+      if (freeA !== freeB || (freeA && pa[i].miscFeaturesEnables !== pb[i].miscFeaturesEnables)) return false;
+    }
+  }
+  return true;
+}
+
 export interface ArchDifference {
   key: string;
   a: string | undefined;

@@ -1,3 +1,22 @@
+import * as state from './state';
+import * as ctx from './ctx';
+import * as costs from './costs';
+import * as memory from './memory';
+import * as vmcs12 from './vmcs12';
+import * as nested from './nested';
+import * as l2 from './l2';
+import * as reducer from './reducer';
+import * as profile from './profile';
+import * as hash from './hash';
+import * as paths from './paths';
+import * as ops from './ops';
+import * as nestedState from './nested-state';
+// The TypeScript compiler's CommonJS output re-exports `export *` as one
+// getter per name, run on every use of the name through this index; the
+// lockstep, the fuzz loop and the commands use such names on every event.
+// Copying the names first makes them plain properties (`export *` leaves a
+// name the index already has alone); every binding here is a constant.
+Object.assign(exports, state, ctx, costs, memory, vmcs12, nested, l2, reducer, profile, hash, paths, ops, nestedState);
 export * from './state';
 export * from './ctx';
 export * from './costs';
