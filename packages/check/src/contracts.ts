@@ -197,46 +197,57 @@ export class ContractMonitor {
   }
 
   /**
-   * VMPTRLD of a region another vCPU has current. KVM's handle_vmptrld reads
-   * it into this vCPU's cached_vmcs12 regardless; the other vCPU keeps its
-   * own copy, so under upstream KVM both go on (each vCPU's vmcs12 is
-   * private), but anything keyed by the region's address is now claimed by
-   * two vCPUs at once. Only the region the other vCPU has current counts:
-   * that is the one its nested state is bound to.
+   * VMPTRLD of a region another vCPU has current (or uses as its eVMCS).
+   * KVM's handle_vmptrld reads it into this vCPU's cached_vmcs12 regardless;
+   * the other vCPU keeps its own copy, so under upstream KVM both go on (each
+   * vCPU's vmcs12 is private), but anything keyed by the region's address is
+   * now claimed by two vCPUs at once. Only the region the other vCPU has
+   * current counts (the SDM's "active" is wider): that is the one its nested
+   * state is bound to.
    */
   private vmptrld(w: World, vcpu: number, gpa: bigint, index: number): ContractViolation | undefined {
     const v = w.vcpus[vcpu];
-    // handle_vmptrld fails (or is ignored) before loading anything in these cases.
+    // handle_vmptrld fails, does nothing, or is ignored (an eVMCS in use) before loading anything in these cases.
     if (!v || !v.nested.vmxon || v.nested.guestMode || gpa === v.nested.currentVmptr || gpa === v.nested.vmxonPtr) return undefined;
     if (w.config.evmcs && v.nested.hvEvmcsVmptr !== INVALID_GPA) return undefined;
+    return this.activeOnTwo(w, vcpu, gpa, index, 'made the VMCS', ' current');
+  }
+
+  /** The region `gpa` is current (VMPTRLD) or the eVMCS in use on a vCPU other than `vcpu`: sdm-vmcs-active-once. */
+  private activeOnTwo(w: World, vcpu: number, gpa: bigint, index: number, what: string, how: string): ContractViolation | undefined {
     for (const o of w.vcpus) {
-      if (o.id === vcpu || !o.nested.vmxon || o.nested.currentVmptr !== gpa) continue;
+      if (o.id === vcpu || !o.nested.vmxon || (o.nested.currentVmptr !== gpa && o.nested.hvEvmcsVmptr !== gpa)) continue;
       return this.add({
         contract: 'sdm-vmcs-active-once',
         index,
         vcpu,
-        message: `L1 on vCPU ${vcpu} made the VMCS at 0x${gpa.toString(16)} current while it is current on vCPU ${o.id} (no VMCLEAR there first)`,
+        message: `L1 on vCPU ${vcpu} ${what} at 0x${gpa.toString(16)}${how} while vCPU ${o.id} has it current (no VMCLEAR there first)`,
       });
     }
     return undefined;
   }
 
   /**
-   * VMLAUNCH/VMRESUME that makes KVM take up a new eVMCS while a VMCS loaded
-   * with VMPTRLD is current: nested_vmx_handle_enlightened_vmptrld (nested.c)
-   * drops current_vmptr without nested_release_vmcs12.
+   * VMLAUNCH/VMRESUME that makes KVM take up a new eVMCS (the one the VP
+   * assist page names): nested_vmx_handle_enlightened_vmptrld (nested.c)
+   * drops a VMCS loaded with VMPTRLD without nested_release_vmcs12
+   * (hyperv-evmcs-no-vmptrld); an eVMCS another vCPU uses is the same region
+   * active on two (sdm-vmcs-active-once).
    */
   private evmcsSwitch(w: World, vcpu: number, index: number): ContractViolation | undefined {
     const v = w.vcpus[vcpu];
     if (!v || !w.config.evmcs || !v.nested.vmxon || v.nested.guestMode) return undefined;
     const n = v.nested;
-    if (n.currentVmptr === INVALID_GPA || n.vpAssistEvmcs === INVALID_GPA || n.vpAssistEvmcs === n.hvEvmcsVmptr) return undefined;
-    return this.add({
-      contract: 'hyperv-evmcs-no-vmptrld',
-      index,
-      vcpu,
-      message: `L1 on vCPU ${vcpu} entered through the eVMCS at 0x${n.vpAssistEvmcs.toString(16)} while the VMCS at 0x${n.currentVmptr.toString(16)} (VMPTRLD) is current`,
-    });
+    if (n.vpAssistEvmcs === INVALID_GPA || n.vpAssistEvmcs === n.hvEvmcsVmptr) return undefined;
+    if (n.currentVmptr !== INVALID_GPA) {
+      return this.add({
+        contract: 'hyperv-evmcs-no-vmptrld',
+        index,
+        vcpu,
+        message: `L1 on vCPU ${vcpu} entered through the eVMCS at 0x${n.vpAssistEvmcs.toString(16)} while the VMCS at 0x${n.currentVmptr.toString(16)} (VMPTRLD) is current`,
+      });
+    }
+    return this.activeOnTwo(w, vcpu, n.vpAssistEvmcs, index, 'entered through the eVMCS', '');
   }
 
   private entry(w: World, vcpu: number, launch: boolean, index: number): ContractViolation | undefined {
