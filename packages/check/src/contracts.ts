@@ -11,12 +11,24 @@
  * - `sdm-active-msr-bitmap` (SDM 25.11.4): software does not modify the MSR
  *   bitmap of a VMCS while a logical processor runs in VMX non-root operation
  *   with that VMCS current (L1 on one vCPU writing it while L2 runs on another).
+ * - `sdm-vmcs-active-once` (SDM 25.11.1): no VMCS is active on more than one
+ *   logical processor; L1 VMCLEARs it on one vCPU before it VMPTRLDs it on
+ *   another. Upstream KVM keeps one cached vmcs12 per vCPU and does not
+ *   notice; per-L2 state keyed by the vmcs12 address (pfncache-ctx's nested
+ *   contexts) is shared between the vCPUs and relies on it.
+ * - `hyperv-evmcs-no-vmptrld` (TLFS, eVMCS): L1 does not switch to an
+ *   enlightened VMCS while a VMCS it made current with VMPTRLD is still
+ *   current. KVM's nested_vmx_handle_enlightened_vmptrld (nested.c) then only
+ *   sets current_vmptr to INVALID_GPA: no nested_release_vmcs12, so neither
+ *   copy_shadow_to_vmcs12 nor the write-back to L1 memory runs, and what L1
+ *   wrote through the shadow VMCS (enable_shadow_vmcs=1) never reaches
+ *   vmcs12, where an emulated VMWRITE (enable_shadow_vmcs=0) did.
  */
 import { CPU_BASED, EVMCS, EVMCS_CLEAN_GROUPS, HV_ENLIGHTENMENTS_CONTROL, INVALID_GPA, VMCS, VMCS_FIELDS, vmcsFieldByEncoding } from '@nvx/arch';
 import { World, gpaToGfn, readGuest, vmcs12Get, vmcs12Get32, msrBitmapBit } from '@nvx/emulator';
 import type { TraceEvent } from '@nvx/trace';
 
-export type ContractId = 'hyperv-clean-fields' | 'sdm-active-msr-bitmap';
+export type ContractId = 'hyperv-clean-fields' | 'sdm-active-msr-bitmap' | 'sdm-vmcs-active-once' | 'hyperv-evmcs-no-vmptrld';
 
 export interface ContractViolation {
   contract: ContractId;
@@ -31,6 +43,8 @@ export interface ContractViolation {
 export const CONTRACTS: Record<ContractId, string> = {
   'hyperv-clean-fields': 'Hyper-V TLFS: L1 clears a clean-field bit whenever it changes that group (and, with the enlightened MSR bitmap, its MSR-bitmap page)',
   'sdm-active-msr-bitmap': 'Intel SDM 25.11.4: software does not modify the MSR bitmap of a VMCS that is active and running on another logical processor',
+  'sdm-vmcs-active-once': 'Intel SDM 25.11.1: no VMCS is active on more than one logical processor (VMCLEAR on one before VMPTRLD on another)',
+  'hyperv-evmcs-no-vmptrld': 'Hyper-V TLFS (eVMCS): L1 does not enter through an enlightened VMCS while a VMCS it loaded with VMPTRLD is current',
 };
 
 /** eVMCS member byte offset -> clean-field group, for stores straight into an eVMCS page. */
@@ -102,9 +116,16 @@ export class ContractMonitor {
       case 'l1.evmcs-clean':
         this.evmcsInfo.delete(e.gpa);
         return undefined;
+      case 'l1.vmptrld':
+        return this.vmptrld(w, e.vcpu, e.gpa, index);
       case 'l1.vmlaunch':
       case 'l1.vmresume':
-        return this.entry(w, e.vcpu, e.kind === 'l1.vmlaunch', index);
+      {
+        // both looked at: entry() also resets the clean-field tracking
+        const sw = this.evmcsSwitch(w, e.vcpu, index);
+        const en = this.entry(w, e.vcpu, e.kind === 'l1.vmlaunch', index);
+        return sw ?? en;
+      }
       default:
         return undefined;
     }
@@ -173,6 +194,60 @@ export class ContractMonitor {
       }
     }
     return undefined;
+  }
+
+  /**
+   * VMPTRLD of a region another vCPU has current (or uses as its eVMCS).
+   * KVM's handle_vmptrld reads it into this vCPU's cached_vmcs12 regardless;
+   * the other vCPU keeps its own copy, so under upstream KVM both go on (each
+   * vCPU's vmcs12 is private), but anything keyed by the region's address is
+   * now claimed by two vCPUs at once. Only the region the other vCPU has
+   * current counts (the SDM's "active" is wider): that is the one its nested
+   * state is bound to.
+   */
+  private vmptrld(w: World, vcpu: number, gpa: bigint, index: number): ContractViolation | undefined {
+    const v = w.vcpus[vcpu];
+    // handle_vmptrld fails, does nothing, or is ignored (an eVMCS in use) before loading anything in these cases.
+    if (!v || !v.nested.vmxon || v.nested.guestMode || gpa === v.nested.currentVmptr || gpa === v.nested.vmxonPtr) return undefined;
+    if (w.config.evmcs && v.nested.hvEvmcsVmptr !== INVALID_GPA) return undefined;
+    return this.activeOnTwo(w, vcpu, gpa, index, 'made the VMCS', ' current');
+  }
+
+  /** The region `gpa` is current (VMPTRLD) or the eVMCS in use on a vCPU other than `vcpu`: sdm-vmcs-active-once. */
+  private activeOnTwo(w: World, vcpu: number, gpa: bigint, index: number, what: string, how: string): ContractViolation | undefined {
+    for (const o of w.vcpus) {
+      if (o.id === vcpu || !o.nested.vmxon || (o.nested.currentVmptr !== gpa && o.nested.hvEvmcsVmptr !== gpa)) continue;
+      return this.add({
+        contract: 'sdm-vmcs-active-once',
+        index,
+        vcpu,
+        message: `L1 on vCPU ${vcpu} ${what} at 0x${gpa.toString(16)}${how} while vCPU ${o.id} has it current (no VMCLEAR there first)`,
+      });
+    }
+    return undefined;
+  }
+
+  /**
+   * VMLAUNCH/VMRESUME that makes KVM take up a new eVMCS (the one the VP
+   * assist page names): nested_vmx_handle_enlightened_vmptrld (nested.c)
+   * drops a VMCS loaded with VMPTRLD without nested_release_vmcs12
+   * (hyperv-evmcs-no-vmptrld); an eVMCS another vCPU uses is the same region
+   * active on two (sdm-vmcs-active-once).
+   */
+  private evmcsSwitch(w: World, vcpu: number, index: number): ContractViolation | undefined {
+    const v = w.vcpus[vcpu];
+    if (!v || !w.config.evmcs || !v.nested.vmxon || v.nested.guestMode) return undefined;
+    const n = v.nested;
+    if (n.vpAssistEvmcs === INVALID_GPA || n.vpAssistEvmcs === n.hvEvmcsVmptr) return undefined;
+    if (n.currentVmptr !== INVALID_GPA) {
+      return this.add({
+        contract: 'hyperv-evmcs-no-vmptrld',
+        index,
+        vcpu,
+        message: `L1 on vCPU ${vcpu} entered through the eVMCS at 0x${n.vpAssistEvmcs.toString(16)} while the VMCS at 0x${n.currentVmptr.toString(16)} (VMPTRLD) is current`,
+      });
+    }
+    return this.activeOnTwo(w, vcpu, n.vpAssistEvmcs, index, 'entered through the eVMCS', '');
   }
 
   private entry(w: World, vcpu: number, launch: boolean, index: number): ContractViolation | undefined {

@@ -36,7 +36,7 @@ const FILES = fs
 const PROFILES: string[] = ['reference', 'optimized'];
 for (const a of AREA_IDS) for (const p of AREAS[a].paths.keys()) PROFILES.push(`${a}=${p}`);
 
-const CONTRACT_IDS = ['hyperv-clean-fields', 'sdm-active-msr-bitmap'];
+const CONTRACT_IDS = ['hyperv-clean-fields', 'sdm-active-msr-bitmap', 'sdm-vmcs-active-once', 'hyperv-evmcs-no-vmptrld'];
 
 interface Declared {
   verdict: 'pass' | 'permitted' | 'finding';
