@@ -19,6 +19,7 @@ import {
   SECONDARY_EXEC,
   VMCS,
   VMCS12_REVISION,
+  VM_EXIT,
   VMXERR,
   VMX_AR_BYTES_MASK,
   isArBytesField,
@@ -37,7 +38,7 @@ import { vmcs12Get, vmcs12LoadFromGuest, vmcs12ReadField, vmcs12Set, vmcs12Store
 
 /** The guest's MAXPHYADDR as CPUID reports it to L1. */
 export const MAXPHYADDR = 46;
-const PHYS_LIMIT = 1n << BigInt(MAXPHYADDR);
+export const PHYS_LIMIT = 1n << BigInt(MAXPHYADDR);
 
 export const OK: Outcome = Object.freeze({ k: 'ok' });
 export const UD: Outcome = Object.freeze({ k: 'ud' });
@@ -257,10 +258,21 @@ export function nestedVmxCheckMsrBitmapControls(_ctx: Ctx, _w: World, v: Vcpu): 
   return !(cpuBased(n) & CPU_BASED.USE_MSR_BITMAPS) || pageAddressValid(vmcs12Get(n, VMCS.MSR_BITMAP));
 }
 
-/** nested_vmx_check_tpr_shadow_controls: the virtual-APIC page address */
+/** nested_cpu_has2: a secondary control counts only while "activate secondary controls" is set */
+const secondary = (n: NestedVmx): number =>
+  cpuBased(n) & CPU_BASED.ACTIVATE_SECONDARY_CONTROLS ? Number(vmcs12Get(n, VMCS.SECONDARY_VM_EXEC_CONTROL) & 0xffffffffn) : 0;
+
+/**
+ * nested_vmx_check_tpr_shadow_controls: the virtual-APIC page address, and
+ * without virtual-interrupt delivery TPR_THRESHOLD bits 31:4 must be 0 (the
+ * check KVM added with "KVM: nVMX: Add consistency check for
+ * TPR_THRESHOLD[31:4]!=0 without VID"; kvm-unit-tests test_tpr_threshold).
+ */
 export function nestedVmxCheckTprShadowControls(_ctx: Ctx, _w: World, v: Vcpu): boolean {
   const n = v.nested;
-  return !(cpuBased(n) & CPU_BASED.TPR_SHADOW) || pageAddressValid(vmcs12Get(n, VMCS.VIRTUAL_APIC_PAGE_ADDR));
+  if (!(cpuBased(n) & CPU_BASED.TPR_SHADOW)) return true;
+  if (!pageAddressValid(vmcs12Get(n, VMCS.VIRTUAL_APIC_PAGE_ADDR))) return false;
+  return (secondary(n) & SECONDARY_EXEC.VIRTUAL_INTR_DELIVERY) !== 0 || (vmcs12Get(n, VMCS.TPR_THRESHOLD) & 0xfffffff0n) === 0n;
 }
 
 /** nested_vmx_check_apic_access_controls: the APIC-access page address */
@@ -273,12 +285,33 @@ export function nestedVmxCheckApicAccessControls(_ctx: Ctx, _w: World, v: Vcpu):
   );
 }
 
-/** nested_vmx_check_apicv_controls (the part the model has): the posted-interrupt descriptor, 64-byte aligned below MAXPHYADDR */
+/**
+ * nested_vmx_check_apicv_controls: with any of virtualize x2APIC mode,
+ * APIC-register virtualization, virtual-interrupt delivery or posted
+ * interrupts on, in KVM's order: x2APIC mode excludes APIC-access
+ * virtualization; virtual-interrupt delivery needs external-interrupt
+ * exiting (nested_exit_on_intr); posted interrupts need virtual-interrupt
+ * delivery, acknowledge-interrupt-on-exit (nested_exit_intr_ack_set), a
+ * notification vector with bits 15:8 clear and a descriptor 64-byte aligned
+ * below MAXPHYADDR; and every one of them needs the TPR shadow.
+ */
 export function nestedVmxCheckApicvControls(_ctx: Ctx, _w: World, v: Vcpu): boolean {
   const n = v.nested;
-  if (!(Number(vmcs12Get(n, VMCS.PIN_BASED_VM_EXEC_CONTROL) & 0xffffffffn) & PIN_BASED.POSTED_INTR)) return true;
-  const desc = vmcs12Get(n, VMCS.POSTED_INTR_DESC_ADDR);
-  return (desc & 0x3fn) === 0n && desc < PHYS_LIMIT;
+  const sec = secondary(n);
+  const pin = Number(vmcs12Get(n, VMCS.PIN_BASED_VM_EXEC_CONTROL) & 0xffffffffn);
+  const x2apicMode = (sec & SECONDARY_EXEC.VIRTUALIZE_X2APIC_MODE) !== 0;
+  const vid = (sec & SECONDARY_EXEC.VIRTUAL_INTR_DELIVERY) !== 0;
+  const postedIntr = (pin & PIN_BASED.POSTED_INTR) !== 0;
+  if (!x2apicMode && !(sec & SECONDARY_EXEC.APIC_REGISTER_VIRT) && !vid && !postedIntr) return true;
+  if (x2apicMode && sec & SECONDARY_EXEC.VIRTUALIZE_APIC_ACCESSES) return false;
+  if (vid && !(pin & PIN_BASED.EXT_INTR_MASK)) return false;
+  if (postedIntr) {
+    if (!vid || !(Number(vmcs12Get(n, VMCS.VM_EXIT_CONTROLS) & 0xffffffffn) & VM_EXIT.ACK_INTR_ON_EXIT)) return false;
+    if (vmcs12Get(n, VMCS.POSTED_INTR_NV) & 0xff00n) return false;
+    const desc = vmcs12Get(n, VMCS.POSTED_INTR_DESC_ADDR);
+    if ((desc & 0x3fn) !== 0n || desc >= PHYS_LIMIT) return false;
+  }
+  return (cpuBased(n) & CPU_BASED.TPR_SHADOW) !== 0;
 }
 
 /**
