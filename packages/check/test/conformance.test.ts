@@ -32,7 +32,6 @@ const FILES = fs
  */
 const KNOWN_FAILURES: Record<string, string> = {
   'vmx-controls-reserved-bits.nvx': 'controls are not checked against the capability MSRs at VM-entry',
-  'vmx-invalid-msr-load.nvx': 'VM-entry MSR-load lists (nested_vmx_load_msr) not modelled',
 };
 
 const cache = new Map<string, { header: TraceHeader; events: TraceEvent[] }>();

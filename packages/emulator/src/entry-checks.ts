@@ -11,11 +11,12 @@
  * the TRUE capability MSRs (most traces enter with control fields that lack
  * the must-be-1 bits, and would need them written first), the
  * event-injection checks of nested_check_vm_entry_controls,
- * nested_vmx_check_mode_based_ept_exec_controls, the VM-entry MSR-load list
- * itself (nested_vmx_load_msr), and the host- and guest-state checks.
+ * nested_vmx_check_mode_based_ept_exec_controls, and the host- and
+ * guest-state checks. nestedVmxLoadMsr walks the VM-entry MSR-load list.
  */
-import { CPU_BASED, EPT_VPID_CAP, PIN_BASED, SECONDARY_EXEC, VMCS, VMX_CAP_MSR } from '@nvx/arch';
+import { CPU_BASED, EPT_VPID_CAP, MSR, PIN_BASED, SECONDARY_EXEC, VMCS, VMX_CAP_MSR } from '@nvx/arch';
 import { PHYS_LIMIT, pageAddressValid } from './nested';
+import { readGuest } from './memory';
 import type { Vcpu, World } from './state';
 import { vmxCapMsr } from './vmx-msrs';
 import { vmcs12Get, vmcs12Get32 } from './vmcs12';
@@ -102,4 +103,50 @@ export const VMX_MSR_ENTRY_SIZE = 16n;
 export function nestedVmxCheckMsrSwitch(count: number, addr: bigint): boolean {
   if (count === 0) return true;
   return (addr & 0xfn) === 0n && addr < PHYS_LIMIT && addr + BigInt(count >>> 0) * VMX_MSR_ENTRY_SIZE - 1n < PHYS_LIMIT;
+}
+
+/** MSRs nested_vmx_load_msr_check refuses that the MSR table does not name. */
+const MSR_IA32_UCODE_WRITE = 0x79;
+const MSR_IA32_SMM_MONITOR_CTL = 0x9b;
+/** VMX_MISC_MSR_LIST_MULTIPLIER and IA32_VMX_MISC bits 27:25 (VMX_MISC_MSR_LIST_MASK) */
+const VMX_MISC_MSR_LIST_MULTIPLIER = 512;
+
+/** nested_vmx_max_atomic_switch_msrs: 512 * (IA32_VMX_MISC bits 27:25 + 1), as the vCPU has the MSR. */
+export function nestedVmxMaxAtomicSwitchMsrs(w: World, v: Vcpu): number {
+  return VMX_MISC_MSR_LIST_MULTIPLIER * (Number((vmxCapMsr(w, v, VMX_CAP_MSR.MISC) >> 25n) & 0x7n) + 1);
+}
+
+/**
+ * nested_vmx_load_msr_check with nested_vmx_msr_check_common: FS_BASE,
+ * GS_BASE, SMM_MONITOR_CTL and the microcode MSRs may not be loaded, and
+ * the entry's reserved half must be 0. (The x2APIC-range rule needs L1's
+ * APIC in x2APIC mode, which the model does not keep.)
+ */
+function nestedVmxLoadMsrCheck(index: number, reserved: number): boolean {
+  if (index === MSR.MSR_FS_BASE || index === MSR.MSR_GS_BASE || index === MSR_IA32_SMM_MONITOR_CTL) return false;
+  if (index === MSR_IA32_UCODE_WRITE || index === MSR.MSR_IA32_UCODE_REV) return false;
+  return reserved === 0;
+}
+
+/**
+ * nested_vmx_load_msr: walks vmcs12's VM-entry MSR-load list and returns 0,
+ * or the 1-based index of the first entry that fails (past the list size
+ * IA32_VMX_MISC allows, unreadable guest memory, or refused by
+ * nested_vmx_load_msr_check); nested_vmx_enter_non_root_mode then fails the
+ * entry with EXIT_REASON_MSR_LOAD_FAIL and that index as the exit
+ * qualification. The loads themselves (kvm_set_msr_with_filter) are not
+ * modelled: an accepted entry changes nothing the model keeps.
+ */
+export function nestedVmxLoadMsr(w: World, v: Vcpu, gpa: bigint, count: number): number {
+  const max = nestedVmxMaxAtomicSwitchMsrs(w, v);
+  for (let i = 0; i < count; i++) {
+    if (i >= max) return i + 1;
+    const at = gpa + BigInt(i) * VMX_MSR_ENTRY_SIZE;
+    const index = readGuest(w, at, 4);
+    const reserved = readGuest(w, at + 4n, 4);
+    const value = readGuest(w, at + 8n, 8);
+    if (index === null || reserved === null || value === null) return i + 1;
+    if (!nestedVmxLoadMsrCheck(Number(index), Number(reserved))) return i + 1;
+  }
+  return 0;
 }

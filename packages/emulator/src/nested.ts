@@ -33,7 +33,7 @@ import { Ctx, writable } from './ctx';
 import { readGuestU32, writeGuest } from './memory';
 import { NestedVmx, Vcpu, World, setBitmapBit } from './state';
 import { nestedCpuHasVmwriteAnyField, nestedCpuHasVmxShadowVmcs } from './vmx-msrs';
-import { nestedCheckMoreExecControls } from './entry-checks';
+import { nestedCheckMoreExecControls, nestedVmxLoadMsr } from './entry-checks';
 import { vmcs12Get, vmcs12LoadFromGuest, vmcs12ReadField, vmcs12Set, vmcs12StoreToGuest, vmcs12WriteField } from './vmcs12';
 
 /** The guest's MAXPHYADDR as CPUID reports it to L1. */
@@ -369,6 +369,9 @@ export function nestedVmxEnterNonRootMode(ctx: Ctx, w: World, v: Vcpu): Outcome 
   // nested_vmx_check_guest_state: the VMCS-link pointer (checked when L1 shadows VMCS for L2)
   if (!ops.nested_vmx_check_vmcs_link_ptr(ctx, w, v)) return ops.vmentry_fail_vmexit(ctx, w, v, EXIT_REASON.INVALID_STATE, ENTRY_FAIL_VMCS_LINK_PTR);
   ops.prepare_vmcs02(ctx, w, v);
+  // nested_vmx_load_msr of the VM-entry MSR-load list: a bad entry fails the entry, its 1-based index the qualification
+  const failedIndex = nestedVmxLoadMsr(w, v, vmcs12Get(n, VMCS.VM_ENTRY_MSR_LOAD_ADDR), Number(vmcs12Get(n, VMCS.VM_ENTRY_MSR_LOAD_COUNT) & 0xffffffffn));
+  if (failedIndex !== 0) return ops.vmentry_fail_vmexit(ctx, w, v, EXIT_REASON.MSR_LOAD_FAIL, BigInt(failedIndex));
   n.guestMode = true;
   n.launched = true;
   ops.nested_cache_shadow_vmcs12(ctx, w, v);
