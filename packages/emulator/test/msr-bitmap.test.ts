@@ -375,6 +375,7 @@ describe('merge-tracked merges again exactly when the merged bitmap may be stale
     'l1.vmptrld 0x2000',
     'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x90200000',
     'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x310',
+    'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x1', // virtual-interrupt delivery needs external-interrupt exiting
     'l1.vmwrite MSR_BITMAP 0x3000',
     'l1.vmlaunch',
     'l2.vmcall',
@@ -387,7 +388,7 @@ describe('merge-tracked merges again exactly when the merged bitmap may be stale
     ['MSR_BITMAP pointer changed', ['l1.vmwrite MSR_BITMAP 0x7000'], true],
     ['secondary controls changed', ['l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x110'], true],
     ['secondary controls deactivated in the primary controls', ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x10200000'], true],
-    ['other primary controls changed', ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x90000000'], false],
+    ['other primary controls changed', ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x90200080'], false],
     ['L0 changed a vmcs01 intercept', ['host.msr-intercept MSR_FS_BASE write true'], true],
     ['host memory changed', ['host.page-migrate 0x3'], true],
     ['VMPTRLD of the same VMCS again', ['l1.vmptrld 0x2000'], false],
