@@ -2,8 +2,8 @@
  * The fast paths of the lockstep and the fuzz loop give the answers of the
  * slow ones: the Lockstep (states compared directly, hashed only on a
  * difference) finds the first divergence an event-by-event oracle finds
- * with outcomes and `archHash`; a vmcs12 stored to guest memory and loaded
- * back holds every slot, page-aligned or straddling a page.
+ * with outcomes and `archHash`; a vmcs12 loaded or stored as one copy holds
+ * what the slot-by-slot 8-byte accesses give.
  */
 import fc from 'fast-check';
 import { VMCS12_SLOT_COUNT } from '@nvx/arch';
@@ -106,10 +106,10 @@ describe('Lockstep with the direct state comparison', () => {
   });
 });
 
-describe('vmcs12 in guest memory, stored and loaded back', () => {
+describe('vmcs12 in guest memory as one copy', () => {
   const header: TraceHeader = { version: 1, config: defaultConfig({ vcpus: 1, memslots: [{ slot: 0, gfn: 0n, npages: 4, flags: 0 }] }), provenance: {} };
   const slots = fc.array(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), { minLength: VMCS12_SLOT_COUNT, maxLength: VMCS12_SLOT_COUNT });
-  // page-aligned and straddling a page boundary
+  // page-aligned (one copy) and straddling a page boundary (the slot-by-slot loop)
   const gpas = fc.constantFrom(0x1000n, 0x2000n, 0x1c00n, 0x1ff8n);
   const ctx = () => ({ inPlace: true, fresh: null, profile: reference, cost: undefined as never });
 

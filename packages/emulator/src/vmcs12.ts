@@ -8,9 +8,9 @@
  * abort indicator (u32) at 4, launch state (u32) at 8, then slot i at
  * 0x10 + 8 * i. (The real layout is KVM's own business; L1 must not rely on it.)
  */
-import { CPU_BASED, VMCS, VMCS12_SLOT_COUNT, VmcsField, vmcsFieldByEncoding } from '@nvx/arch';
+import { CPU_BASED, PAGE_SIZE, VMCS, VMCS12_SLOT_COUNT, VmcsField, vmcsFieldByEncoding } from '@nvx/arch';
 import { Ctx, writable } from './ctx';
-import { readGuest, writeGuest } from './memory';
+import { gfnToPfn, gpaOffset, gpaToGfn, guestPage, readGuest, writablePfn, writeGuest } from './memory';
 import type { NestedVmx, Vcpu, World } from './state';
 
 export const VMCS12_LAUNCH_STATE_OFFSET = 8n;
@@ -57,10 +57,28 @@ export function vmcs12Clear(ctx: Ctx, n: NestedVmx): void {
   else n.vmcs12 = new BigUint64Array(VMCS12_SLOT_COUNT);
 }
 
+/** Typed arrays are little-endian on every platform Node runs on in practice; the slot-by-slot loops below are the others'. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+const SLOT_BYTES = 8 * VMCS12_SLOT_COUNT;
+
+/** Byte offset of the slots in their page when they all lie in one page (as they do for a page-aligned vmcs12), else -1. */
+function slotsInOnePage(gpa: bigint): number {
+  const off = gpaOffset(gpa) + Number(VMCS12_DATA_OFFSET);
+  return LITTLE_ENDIAN && off + SLOT_BYTES <= PAGE_SIZE ? off : -1;
+}
+
+const bytesOf = (a: BigUint64Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
 /** Load a vmcs12 from L1 memory (VMPTRLD); false if the region is not backed by a memslot. */
 export function vmcs12LoadFromGuest(ctx: Ctx, w: World, n: NestedVmx, gpa: bigint): boolean {
   const arr = ctx.inPlace ? n.vmcs12 : new BigUint64Array(VMCS12_SLOT_COUNT);
-  for (let i = 0; i < VMCS12_SLOT_COUNT; i++) {
+  const off = slotsInOnePage(gpa);
+  if (off >= 0) {
+    // every slot from one page: the same 8-byte little-endian loads as the loop below, as one copy
+    const page = guestPage(w.mem, gpaToGfn(gpa));
+    if (page === null) return false;
+    bytesOf(arr).set(page.subarray(off, off + SLOT_BYTES));
+  } else for (let i = 0; i < VMCS12_SLOT_COUNT; i++) {
     const v = readGuest(w, gpa + VMCS12_DATA_OFFSET + BigInt(8 * i), 8);
     if (v === null) return false;
     arr[i] = v;
@@ -75,7 +93,12 @@ export function vmcs12LoadFromGuest(ctx: Ctx, w: World, n: NestedVmx, gpa: bigin
 
 /** Write the cached vmcs12 back to L1 memory (nested_release_vmcs12). */
 export function vmcs12StoreToGuest(ctx: Ctx, w: World, n: NestedVmx, gpa: bigint): void {
-  for (let i = 0; i < VMCS12_SLOT_COUNT; i++) writeGuest(ctx, w, gpa + VMCS12_DATA_OFFSET + BigInt(8 * i), 8, n.vmcs12[i]);
+  const off = slotsInOnePage(gpa);
+  if (off >= 0) {
+    // every slot into one page: the same 8-byte little-endian stores as the loop below, as one copy
+    const pfn = gfnToPfn(w.mem, gpaToGfn(gpa));
+    if (pfn >= 0) writablePfn(ctx, w.mem, pfn).set(bytesOf(n.vmcs12), off);
+  } else for (let i = 0; i < VMCS12_SLOT_COUNT; i++) writeGuest(ctx, w, gpa + VMCS12_DATA_OFFSET + BigInt(8 * i), 8, n.vmcs12[i]);
   writeGuest(ctx, w, gpa + VMCS12_LAUNCH_STATE_OFFSET, 4, n.launched ? 1n : 0n);
 }
 
