@@ -655,11 +655,19 @@ export class FuzzEngine {
     let trace = err.trace;
     let fcPath = replayPath ?? String(k);
     if (this.cfg.shrinkMs > 0 && replayPath === undefined) {
+      // The budget ends shrinking by letting every later candidate pass, not
+      // by fast-check's interruptAfterTimeLimit: an interrupt in the middle of
+      // a shrinking step can report the path of a candidate other than the
+      // counterexample it returns, and then --replay gives another trace.
+      const until = s0 + this.cfg.shrinkMs;
+      let first = true;
       const prop = fc.property(this.arb, (t) => {
+        if (!first && performance.now() > until) return;
+        first = false;
         const r = findDivergence(t.header, t.events, this.ref, p.profile, this.cfg.stateAt);
         if (r?.divergence && sameKind(divergenceKind(r.divergence), kind)) throw new FuzzFailure(err.profile, r, t);
       });
-      const s = fc.check(prop, { seed: spec.seed, path: String(k), numRuns: 1, interruptAfterTimeLimit: this.cfg.shrinkMs });
+      const s = fc.check(prop, { seed: spec.seed, path: String(k), numRuns: 1 });
       if (s.failed && s.errorInstance instanceof FuzzFailure && s.counterexamplePath) {
         trace = s.errorInstance.trace;
         fcPath = s.counterexamplePath;
