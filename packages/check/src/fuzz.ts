@@ -142,6 +142,8 @@ export interface FuzzFinding {
   minimizedEvents: number;
   shrinkMs: number;
   minimizeMs: number;
+  /** the minimizer stopped at its time budget: a longer budget may give a smaller trace */
+  minimizeTimedOut?: boolean;
   /** the minimized trace, text form, with its provenance */
   text: string;
   /** where it was written, if it was */
@@ -695,6 +697,7 @@ export class FuzzEngine {
       minimizedEvents: m.after,
       shrinkMs,
       minimizeMs: m.ms,
+      minimizeTimedOut: m.timedOut,
     };
     const { text, hash, summary } = findingText(base, m.header, m.events, m.result, this.cfg);
     return { ...base, hash, name: signatureName(sig), summary, text };

@@ -14,7 +14,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { parseProfile, registerPath } from '@nvx/emulator';
+import { AreaId, parseProfile, registerPath } from '@nvx/emulator';
 import { parseTextTrace } from '@nvx/trace';
 import { diffEvents } from '../src/diff';
 import { brokenEnlightenedIgnoresForce, brokenMergeStickyPassthrough, brokenTrackedIgnoresAddress } from '../src/fixtures';
@@ -138,15 +138,21 @@ describe('a campaign against a broken path', () => {
   });
 
   it("with fast-check's shrinking on, the replay path names the shrunk trace and gives the same finding back", async () => {
-    const s = await runFuzz({ ...QUICK, profiles: [STICKY], seed: 42, runs: 60, maxFindings: 1, shrinkMs: 2_000 });
+    // the area generators, and a shrink budget long enough for shrinking to end by itself: with a
+    // budget that cuts shrinking short, the path reported does not always replay to the trace
+    // shrunk to (docs/fuzzing.md, "Replaying a shrunk finding")
+    const areas: AreaId[] = ['msr-bitmap', 'evmcs'];
+    const s = await runFuzz({ ...QUICK, profiles: [STICKY], areas, seed: 42, runs: 60, maxFindings: 1, shrinkMs: 60_000 });
     const f = s.findings[0];
     expect(f.path).toMatch(/^\d+(:\d+)+$/);
     expect(f.shrunkEvents).toBeLessThanOrEqual(f.generatedEvents);
     const { seed, path: p } = parseReplay(f.replay);
-    const r = replayFuzz({ ...QUICK, profiles: [STICKY], seed, path: p });
+    const r = replayFuzz({ ...QUICK, profiles: [STICKY], areas, seed, path: p });
     expect(r.trace.events.length).toBe(f.shrunkEvents);
-    expect(r.finding?.hash).toBe(f.hash);
-  });
+    expect(r.finding?.signature).toBe(f.signature);
+    // the same minimized trace, unless a time budget cut either minimization short
+    if (!f.minimizeTimedOut && !r.finding?.minimizeTimedOut) expect(r.finding?.hash).toBe(f.hash);
+  }, 180_000);
 
   it('the replay path gives the same finding back', () => {
     const f = found[0];
