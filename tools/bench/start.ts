@@ -34,6 +34,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { cpuidLoopSetupEvents, cpuidLoopStream, CPUID_LOOP_EVENTS_PER_ITERATION } from '../../packages/check/src/workloads';
 import { createTraceWriter } from '../../packages/trace/src/io';
+import { writeWorkload } from '../gen-workloads';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'packages', 'cli', 'bin', 'nvx.js');
@@ -115,15 +116,7 @@ function writeTinyTrace(file: string): void {
 export function writeLongTrace(file: string, events: number): number {
   const iterations = Math.max(0, Math.ceil((events - cpuidLoopSetupEvents()) / CPUID_LOOP_EVENTS_PER_ITERATION));
   const wl = cpuidLoopStream(iterations, { evmcs: true });
-  const w = createTraceWriter(file, wl.header, { form: 'binary' });
-  try {
-    for (const e of wl.events()) w.write(e);
-    w.close();
-  } catch (e) {
-    w.abort();
-    throw e;
-  }
-  return w.count;
+  return writeWorkload(file, wl).events;
 }
 
 function startFigures(bin: string, dir: string, runs: number, warmup: number, log: (l: string) => void): { node: StartRow['ms']; rows: StartRow[] } {

@@ -16,13 +16,13 @@ import {
   CODEC_DEFLATE,
   CODEC_STORED,
   EVENTS_PREFIX_SIZE,
-  FILE_HEADER_SIZE,
   FRAME_HEADER_SIZE,
   MAX_DECODED_PAYLOAD,
   decodeBinaryTrace,
   encodeBinaryTrace,
 } from '../src/binary';
 import { TraceError } from '../src/errors';
+import { framesOf, traceError } from './frames';
 import { EVENT_SCHEMA, TraceEvent } from '../src/events';
 import { TraceHeader, headerToPlain, makeHeader } from '../src/header';
 import { parseTextTrace } from '../src/text';
@@ -58,25 +58,7 @@ function v2File(payload: Buffer, events = 1): Buffer {
   return Buffer.concat([FILE_HEADER_V2, frame(1, pk(headerToPlain(header))), frame(2, payload), frame(3, pk({ events }))]);
 }
 
-function framesOf(buf: Buffer): { type: number; offset: number; length: number }[] {
-  const out = [];
-  for (let pos = FILE_HEADER_SIZE; pos < buf.length; ) {
-    const length = buf.readUInt32LE(pos + 1);
-    out.push({ type: buf[pos], offset: pos, length });
-    pos += FRAME_HEADER_SIZE + length;
-  }
-  return out;
-}
 
-function traceError(f: () => unknown): TraceError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof TraceError) return e;
-    throw new Error(`expected a TraceError, got ${String(e)}`);
-  }
-  throw new Error('expected a TraceError, nothing was thrown');
-}
 
 async function readAll(file: string): Promise<{ header: TraceHeader; events: TraceEvent[] }> {
   const r = await BinaryTraceReader.open(file);

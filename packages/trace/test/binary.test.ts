@@ -9,7 +9,6 @@ import {
   BinaryTraceReader,
   BinaryTraceWriter,
   DEFAULT_CHUNK_EVENTS,
-  FILE_HEADER_SIZE,
   FRAME_HEADER_SIZE,
   MAX_CHUNK_EVENTS,
   MAX_FRAME_PAYLOAD,
@@ -20,6 +19,7 @@ import {
 } from '../src/binary';
 import { EVENT_KINDS, EVENT_SCHEMA, FieldType, TraceEvent } from '../src/events';
 import { TraceError } from '../src/errors';
+import { framesOf, traceError } from './frames';
 import { TraceHeader, headerToPlain, makeHeader } from '../src/header';
 import type { Outcome } from '../src/outcome';
 import { eventToTuple } from '../src/validate';
@@ -103,27 +103,7 @@ function rawTrace(chunks: unknown[][], opts: { end?: number | null; h?: TraceHea
   return Buffer.concat(parts);
 }
 
-/** Byte offsets of every frame in a well-formed buffer. */
-function frameOffsets(buf: Buffer): { type: number; offset: number; length: number }[] {
-  const out = [];
-  let pos = FILE_HEADER_SIZE;
-  while (pos < buf.length) {
-    const length = buf.readUInt32LE(pos + 1);
-    out.push({ type: buf[pos], offset: pos, length });
-    pos += FRAME_HEADER_SIZE + length;
-  }
-  return out;
-}
 
-function traceError(f: () => unknown): TraceError {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof TraceError) return e;
-    throw new Error(`expected a TraceError, got ${String(e)}`);
-  }
-  throw new Error('expected a TraceError, nothing was thrown');
-}
 
 async function traceErrorAsync(f: () => Promise<unknown>): Promise<TraceError> {
   try {
@@ -187,7 +167,7 @@ describe('round trip', () => {
     const events = Array.from({ length: 10 }, (_, i) => ({ kind: 'l2.vmcall', vcpu: i % 2 }) as TraceEvent);
     for (const chunkEvents of [1, 3, 5, 10, 11]) {
       const buf = encodeBinaryTrace(header, events, { chunkEvents });
-      expect(frameOffsets(buf).filter((f) => f.type === 2)).toHaveLength(Math.ceil(10 / chunkEvents));
+      expect(framesOf(buf).filter((f) => f.type === 2)).toHaveLength(Math.ceil(10 / chunkEvents));
       expect(decodeBinaryTrace(buf).events).toEqual(events);
     }
     expect(() => encodeBinaryTrace(header, events, { chunkEvents: 0 })).toThrow(RangeError);
@@ -211,7 +191,7 @@ describe('round trip', () => {
     const why = 'x'.repeat(4000);
     const events = Array.from({ length: 4300 }, () => ({ kind: 'l2.vmcall', vcpu: 0, expect: { k: 'ignored', why } }) as TraceEvent);
     const buf = encodeBinaryTrace(header, events, { chunkEvents: 4300 });
-    const frames = frameOffsets(buf).filter((f) => f.type === 2);
+    const frames = framesOf(buf).filter((f) => f.type === 2);
     expect(frames.length).toBeGreaterThan(1);
     for (const f of frames) expect(f.length).toBeLessThanOrEqual(MAX_FRAME_PAYLOAD);
     const d = decodeBinaryTrace(buf);
@@ -323,7 +303,7 @@ describe('writer and reader', () => {
 
   it('reads a cut-off file with a warning, like the in-memory decoder', async () => {
     const full = encodeBinaryTrace(header, events, { chunkEvents: 7 });
-    const cut = frameOffsets(full)[3].offset + 20; // inside the third events frame
+    const cut = framesOf(full)[3].offset + 20; // inside the third events frame
     const file = path.join(tmp, 'cut.nvxt');
     fs.writeFileSync(file, full.subarray(0, cut));
     const r = await BinaryTraceReader.open(file);
@@ -332,7 +312,7 @@ describe('writer and reader', () => {
     await r.close();
     expect(got).toEqual(events.slice(0, 14));
     expect(r.warnings).toHaveLength(1);
-    expect(r.warnings[0]).toMatchObject({ file, offset: frameOffsets(full)[3].offset });
+    expect(r.warnings[0]).toMatchObject({ file, offset: framesOf(full)[3].offset });
     expect(r.warnings[0].message).toMatch(/^truncated at offset \d+: 14 complete events read/);
     expect(r.warnings).toEqual(decodeBinaryTrace(full.subarray(0, cut), file).warnings);
   });
@@ -351,7 +331,7 @@ describe('writer and reader', () => {
 describe('truncation', () => {
   const events = ALL.slice(0, 12);
   const full = encodeBinaryTrace(header, events, { chunkEvents: 4 });
-  const frames = frameOffsets(full);
+  const frames = framesOf(full);
   const headerEnd = frames[1].offset;
 
   type Result = { ok: true; events: TraceEvent[]; warnings: TraceWarning[] } | { ok: false; message: string };
@@ -442,7 +422,7 @@ describe('bad input', () => {
   });
 
   it('a flipped payload byte is a checksum error at that frame', () => {
-    for (const f of frameOffsets(good)) {
+    for (const f of framesOf(good)) {
       const b = Buffer.from(good);
       b[f.offset + FRAME_HEADER_SIZE + (f.length >> 1)] ^= 0x10;
       const e = traceError(() => decodeBinaryTrace(b, 't.nvxt'));
@@ -454,7 +434,7 @@ describe('bad input', () => {
   it('unknown event code', () => {
     const b = rawTrace([[eventToTuple(ALL[0]), [99, 0]]]);
     const e = traceError(() => decodeBinaryTrace(b, 'u.nvxt'));
-    expect(e.where).toMatchObject({ file: 'u.nvxt', index: 1, field: 'kind', offset: frameOffsets(b)[1].offset });
+    expect(e.where).toMatchObject({ file: 'u.nvxt', index: 1, field: 'kind', offset: framesOf(b)[1].offset });
     expect(e.message).toMatch(/unknown event code 99/);
   });
 
@@ -475,11 +455,11 @@ describe('bad input', () => {
     for (const [t, field] of cases) {
       const b = rawTrace([[[23, 0], [23, 1], t]]);
       const e = traceError(() => decodeBinaryTrace(b));
-      expect(e.where).toMatchObject({ index: 2, field, offset: frameOffsets(b)[1].offset });
+      expect(e.where).toMatchObject({ index: 2, field, offset: framesOf(b)[1].offset });
     }
     // the global index counts events of earlier chunks
     const b = rawTrace([[[23, 0], [23, 1]], [[23, 0], [8]]]);
-    expect(traceError(() => decodeBinaryTrace(b)).where).toMatchObject({ index: 3, offset: frameOffsets(b)[2].offset });
+    expect(traceError(() => decodeBinaryTrace(b)).where).toMatchObject({ index: 3, offset: framesOf(b)[2].offset });
     // a tuple with too many values
     expect(traceError(() => decodeBinaryTrace(rawTrace([[[23, 0, [0], 5]]]))).where.index).toBe(0);
   });
