@@ -60,6 +60,12 @@ export interface FuzzConfig {
    * path then names the generated trace itself)
    */
   shrinkMs: number;
+  /**
+   * fast-check's shrinking of a finding tries at most this many candidates
+   * (default: no limit, shrinkMs alone ends it); a budget that does not
+   * depend on the machine's speed, for tests
+   */
+  shrinkCandidates?: number;
   /** ddmin of a finding, at most this long (default 20 s) */
   minimizeMs: number;
   /**
@@ -139,8 +145,12 @@ export interface FuzzFinding {
   confirmed: boolean;
   generatedEvents: number;
   shrunkEvents: number;
+  /** sha256 of the canonical text of the trace the replay path names (the shrunk trace; `--replay` gives it back) */
+  shrunkHash: string;
   minimizedEvents: number;
   shrinkMs: number;
+  /** fast-check's shrinking stopped at its budget (time or candidates) before it ended by itself */
+  shrinkCutShort?: boolean;
   minimizeMs: number;
   /** the minimizer stopped at its time budget: a longer budget may give a smaller trace */
   minimizeTimedOut?: boolean;
@@ -656,16 +666,23 @@ export class FuzzEngine {
     const s0 = performance.now();
     let trace = err.trace;
     let fcPath = replayPath ?? String(k);
+    let shrinkCutShort = false;
     if (this.cfg.shrinkMs > 0 && replayPath === undefined) {
-      // The budget ends shrinking by letting every later candidate pass, not
-      // by fast-check's interruptAfterTimeLimit: an interrupt in the middle of
-      // a shrinking step can report the path of a candidate other than the
-      // counterexample it returns, and then --replay gives another trace.
+      // The budget ends shrinking by interrupting fast-check from the
+      // predicate (a PreconditionFailure that interrupts, as fast-check's own
+      // interruptAfterTimeLimit does): the counterexample and its path are
+      // both those of the last candidate that failed, and the candidates
+      // left are not even generated. The first call is the generated trace
+      // itself (path k), always checked.
       const until = s0 + this.cfg.shrinkMs;
-      let first = true;
+      const maxCandidates = this.cfg.shrinkCandidates ?? Infinity;
+      let calls = 0;
       const prop = fc.property(this.arb, (t) => {
-        if (!first && performance.now() > until) return;
-        first = false;
+        if (calls > 0 && (calls > maxCandidates || performance.now() > until)) {
+          shrinkCutShort = true;
+          throw new fc.PreconditionFailure(true);
+        }
+        calls++;
         const r = findDivergence(t.header, t.events, this.ref, p.profile, this.cfg.stateAt);
         if (r?.divergence && sameKind(divergenceKind(r.divergence), kind)) throw new FuzzFailure(err.profile, r, t);
       });
@@ -694,8 +711,10 @@ export class FuzzEngine {
       confirmed,
       generatedEvents: err.trace.events.length,
       shrunkEvents: trace.events.length,
+      shrunkHash: createHash('sha256').update(canonicalTraceText(trace.header, trace.events)).digest('hex'),
       minimizedEvents: m.after,
       shrinkMs,
+      shrinkCutShort,
       minimizeMs: m.ms,
       minimizeTimedOut: m.timedOut,
     };
@@ -712,13 +731,19 @@ export class FuzzEngine {
     const permitted: Record<string, number> = {};
     let trace: MixedTrace | undefined;
     let bugs: BugHit[] = [];
+    // With a path of several steps (a shrunk trace), fast-check runs the
+    // property on the candidate the path names and then on every later
+    // candidate of the same shrinking step (numRuns bounds only the first
+    // step): only the first is the trace named, and the second call ends
+    // the check (an interrupt, so the others are not even generated).
     const prop = fc.property(this.arb, (t) => {
+      if (trace !== undefined) throw new fc.PreconditionFailure(true);
       trace = t;
       this.runs++;
       bugs = this.checkTrace(t, undefined, permitted, this.profiles);
     });
     const d = fc.check(prop, { seed, path: fcPath, numRuns: 1, endOnFailure: true });
-    if (d.failed) throw d.errorInstance;
+    if (d.failed && !d.interrupted) throw d.errorInstance;
     if (!bugs.length) return { trace: trace!, finding: null, permitted };
     const b = bugs[0];
     // no further shrinking: the path given is the one to keep
@@ -741,6 +766,7 @@ export function resolveConfig(o: Partial<FuzzConfig>): FuzzConfig {
     blockSize: o.blockSize ?? 100,
     stateAt: o.stateAt ?? 'entries',
     shrinkMs: o.shrinkMs ?? 0,
+    shrinkCandidates: o.shrinkCandidates,
     minimizeMs: o.minimizeMs ?? 20_000,
     maxFindingsPerProfile: o.maxFindingsPerProfile ?? Infinity,
     expected,
