@@ -733,9 +733,10 @@ export class FuzzEngine {
     let bugs: BugHit[] = [];
     // With a path of several steps (a shrunk trace), fast-check runs the
     // property on the candidate the path names and then on every later
-    // candidate of the same shrinking step (numRuns bounds only the first
-    // step): only the first is the trace named, and the second call ends
-    // the check (an interrupt, so the others are not even generated).
+    // candidate of the same shrinking step (fast-check's check(): numRuns
+    // bounds only a path of one step; pathWalk hands over the rest of the
+    // step's stream). Only the first is the trace named; the second call
+    // ends the check with an interrupt, so the rest are not generated.
     const prop = fc.property(this.arb, (t) => {
       if (trace !== undefined) throw new fc.PreconditionFailure(true);
       trace = t;
