@@ -64,6 +64,7 @@ import {
 } from '@nvx/arch';
 import {
   KVM_NESTED_STATE_HEADER_SIZE,
+  KVM_STATE_NESTED_EVMCS,
   KVM_STATE_NESTED_GUEST_MODE,
   KVM_STATE_NESTED_MTF_PENDING,
   KVM_STATE_NESTED_RUN_PENDING,
@@ -835,7 +836,9 @@ class WorldBuilder {
   }
 
   private host(v: number, p: Digits, value: bigint): void {
-    let kind = p.weighted([3, 1, 1, 1, 1, 3, 2, this.openInvalidations ? 4 : 3, 1, 2, 2, 1, 1, 1, 2, 3]);
+    // save/restore (14, 15) once L1 is in VMX operation: before it, a restore has nothing nested to carry
+    const vmxon = this.nested(v).vmxon;
+    let kind = p.weighted([3, 1, 1, 1, 1, 3, 2, this.openInvalidations ? 4 : 3, 1, 2, 2, 1, 1, 1, vmxon ? 1 : 0, vmxon ? 2 : 0]);
     // slot 1 anywhere it can be (its largest size from its last base)
     const slot1First = WORLD_SLOT1_BASES[0];
     const slot1Last = WORLD_SLOT1_BASES[WORLD_SLOT1_BASES.length - 1] + SLOT1_SIZES[SLOT1_SIZES.length - 1] - 1;
@@ -929,16 +932,23 @@ class WorldBuilder {
    */
   private saveRestore(v: number, p: Digits, value: bigint): void {
     const saved = this.w.vcpus[v].userNestedState;
+    // A vCPU whose VP assist page names an eVMCS is restored onto that eVMCS (KVM_STATE_NESTED_EVMCS, no
+    // vmcs12_pa), as KVM_GET_NESTED_STATE saves it: a VMCS made current under it would be one L1 never
+    // loaded (the hyperv-evmcs-no-vmptrld contract).
+    const onEvmcs = this.o.config.evmcs && this.nested(v).vpAssistEvmcs !== INVALID_GPA;
     const how = p.weighted([6, saved ? 1 : 0, 1]);
     if (how === 2) {
       this.emit({ kind: 'host.nested-state-revision', vcpu: v, shadow: false, value: VMCS12_REVISION });
-      const flags = p.pick([0, KVM_STATE_NESTED_GUEST_MODE, KVM_STATE_NESTED_GUEST_MODE | KVM_STATE_NESTED_MTF_PENDING]);
+      const flags = p.pick([0, KVM_STATE_NESTED_GUEST_MODE, KVM_STATE_NESTED_GUEST_MODE | KVM_STATE_NESTED_MTF_PENDING]) | (onEvmcs ? KVM_STATE_NESTED_EVMCS : 0);
       const smm = p.take(3) ? 0 : p.pick(SMM_FLAGS);
-      return this.emit({ kind: 'host.set-nested-state', vcpu: v, format: 0, flags, vmxon: vmxonRegion(v), vmcs12: this.vmcs12Addr(v, p), smm, size: KVM_NESTED_STATE_HEADER_SIZE + KVM_STATE_NESTED_VMX_VMCS_SIZE });
+      const vmcs12 = onEvmcs ? INVALID_GPA : this.vmcs12Addr(v, p);
+      return this.emit({ kind: 'host.set-nested-state', vcpu: v, format: 0, flags, vmxon: vmxonRegion(v), vmcs12, smm, size: KVM_NESTED_STATE_HEADER_SIZE + KVM_STATE_NESTED_VMX_VMCS_SIZE });
     }
     if (how === 0) this.emit({ kind: 'host.get-nested-state', vcpu: v });
-    const h = this.w.vcpus[v].userNestedState?.header;
-    if (!h) return;
+    const got = this.w.vcpus[v].userNestedState?.header;
+    if (!got) return;
+    // a blob saved earlier, before L1 named its eVMCS: onto the eVMCS
+    const h = onEvmcs && got.vmcs12 !== INVALID_GPA ? { ...got, vmcs12: INVALID_GPA, flags: got.flags | KVM_STATE_NESTED_EVMCS } : got;
     for (let edits = p.weighted([3, 3, 1]); edits > 0; edits--) {
       const [field, val] = this.fieldAndValue(v, p, value);
       const shadow = h.size > KVM_NESTED_STATE_HEADER_SIZE + KVM_STATE_NESTED_VMX_VMCS_SIZE && p.take(3) === 0;
