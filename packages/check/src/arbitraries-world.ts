@@ -838,7 +838,7 @@ class WorldBuilder {
   private host(v: number, p: Digits, value: bigint): void {
     // save/restore (14, 15) once L1 is in VMX operation: before it, a restore has nothing nested to carry
     const vmxon = this.nested(v).vmxon;
-    let kind = p.weighted([3, 1, 1, 1, 1, 3, 2, this.openInvalidations ? 4 : 3, 1, 2, 2, 1, 1, 1, vmxon ? 1 : 0, vmxon ? 2 : 0]);
+    let kind = p.weighted([3, 1, 1, 1, 1, 3, 2, this.openInvalidations ? 4 : 3, 1, 2, 2, 1, 1, 1, vmxon ? 2 : 0, vmxon ? 3 : 0]);
     // slot 1 anywhere it can be (its largest size from its last base)
     const slot1First = WORLD_SLOT1_BASES[0];
     const slot1Last = WORLD_SLOT1_BASES[WORLD_SLOT1_BASES.length - 1] + SLOT1_SIZES[SLOT1_SIZES.length - 1] - 1;
@@ -955,7 +955,7 @@ class WorldBuilder {
       this.emit({ kind: 'host.nested-state-field', vcpu: v, shadow, field, value: val });
     }
     let { flags, smm, size } = h;
-    switch (p.weighted([10, 2, 2, 1, 1, 1])) {
+    switch (p.weighted([6, 2, 2, 1, 1, 1])) {
       case 1:
         flags |= KVM_STATE_NESTED_MTF_PENDING;
         break;
