@@ -55,6 +55,7 @@ import {
   SECONDARY_EXEC,
   VMCS,
   VMCS12_REVISION,
+  VMCS_FIELDS,
   VMCS_HDR_SHADOW_VMCS,
   VM_EXIT,
   VM_EXIT_ALWAYSON_WITHOUT_TRUE_MSR,
@@ -64,7 +65,6 @@ import {
 } from '@nvx/arch';
 import {
   KVM_NESTED_STATE_HEADER_SIZE,
-  KVM_STATE_NESTED_EVMCS,
   KVM_STATE_NESTED_GUEST_MODE,
   KVM_STATE_NESTED_MTF_PENDING,
   KVM_STATE_NESTED_RUN_PENDING,
@@ -250,6 +250,8 @@ const GROUPS: readonly (readonly VmcsField[])[] = (() => {
   return [...by.keys()].sort((a, b) => a - b).map((g) => by.get(g)!);
 })();
 const WIDTH_MASK: Record<string, bigint> = { 16: 0xffffn, 32: 0xffffffffn, 64: U64_MAX, natural: U64_MAX };
+/** the fields a restore onto an eVMCS writes back into it (copy_vmcs12_to_enlightened: guest state, VM-exit information) */
+const SYNC_OUT_FIELDS: readonly VmcsField[] = VMCS_FIELDS.filter((f) => f.evmcsSyncOut && !f.isHigh);
 
 // ---------------------------------------------------------------- the builder
 
@@ -919,6 +921,11 @@ class WorldBuilder {
     }
   }
 
+  private syncOutField(p: Digits, value: bigint): [number, bigint] {
+    const f = p.pick(SYNC_OUT_FIELDS);
+    return [f.encoding, (p.take(3) ? p.pick(INTERESTING_U64) : value) & WIDTH_MASK[String(f.width)]];
+  }
+
   /**
    * The VMM saves and restores nested state by hand, as the selftests do
    * (vmx_set_nested_state_test.c, state_test.c): KVM_GET_NESTED_STATE into
@@ -932,25 +939,24 @@ class WorldBuilder {
    */
   private saveRestore(v: number, p: Digits, value: bigint): void {
     const saved = this.w.vcpus[v].userNestedState;
-    // A vCPU whose VP assist page names an eVMCS is restored onto that eVMCS (KVM_STATE_NESTED_EVMCS, no
-    // vmcs12_pa), as KVM_GET_NESTED_STATE saves it: a VMCS made current under it would be one L1 never
-    // loaded (the hyperv-evmcs-no-vmptrld contract).
+    // A vCPU whose VP assist page names an eVMCS gets back only what KVM_GET_NESTED_STATE saved just now:
+    // the saved vmcs12 is that eVMCS copied whole (clean fields ignored) and the restore writes back into
+    // it only the fields copy_vmcs12_to_enlightened writes. A vmcs12 field from an older or a hand-made
+    // buffer would differ from L1's eVMCS while L1's clean bits say it did not change (the VMM changed it
+    // under L1), and a vmcs12_pa would make current a VMCS L1 never loaded (hyperv-evmcs-no-vmptrld).
     const onEvmcs = this.o.config.evmcs && this.nested(v).vpAssistEvmcs !== INVALID_GPA;
-    const how = p.weighted([6, saved ? 1 : 0, 1]);
+    const how = onEvmcs ? 0 : p.weighted([6, saved ? 1 : 0, 1]);
     if (how === 2) {
       this.emit({ kind: 'host.nested-state-revision', vcpu: v, shadow: false, value: VMCS12_REVISION });
-      const flags = p.pick([0, KVM_STATE_NESTED_GUEST_MODE, KVM_STATE_NESTED_GUEST_MODE | KVM_STATE_NESTED_MTF_PENDING]) | (onEvmcs ? KVM_STATE_NESTED_EVMCS : 0);
+      const flags = p.pick([0, KVM_STATE_NESTED_GUEST_MODE, KVM_STATE_NESTED_GUEST_MODE | KVM_STATE_NESTED_MTF_PENDING]);
       const smm = p.take(3) ? 0 : p.pick(SMM_FLAGS);
-      const vmcs12 = onEvmcs ? INVALID_GPA : this.vmcs12Addr(v, p);
-      return this.emit({ kind: 'host.set-nested-state', vcpu: v, format: 0, flags, vmxon: vmxonRegion(v), vmcs12, smm, size: KVM_NESTED_STATE_HEADER_SIZE + KVM_STATE_NESTED_VMX_VMCS_SIZE });
+      return this.emit({ kind: 'host.set-nested-state', vcpu: v, format: 0, flags, vmxon: vmxonRegion(v), vmcs12: this.vmcs12Addr(v, p), smm, size: KVM_NESTED_STATE_HEADER_SIZE + KVM_STATE_NESTED_VMX_VMCS_SIZE });
     }
     if (how === 0) this.emit({ kind: 'host.get-nested-state', vcpu: v });
-    const got = this.w.vcpus[v].userNestedState?.header;
-    if (!got) return;
-    // a blob saved earlier, before L1 named its eVMCS: onto the eVMCS
-    const h = onEvmcs && got.vmcs12 !== INVALID_GPA ? { ...got, vmcs12: INVALID_GPA, flags: got.flags | KVM_STATE_NESTED_EVMCS } : got;
+    const h = this.w.vcpus[v].userNestedState?.header;
+    if (!h) return;
     for (let edits = p.weighted([3, 3, 1]); edits > 0; edits--) {
-      const [field, val] = this.fieldAndValue(v, p, value);
+      const [field, val] = onEvmcs ? this.syncOutField(p, value) : this.fieldAndValue(v, p, value);
       const shadow = h.size > KVM_NESTED_STATE_HEADER_SIZE + KVM_STATE_NESTED_VMX_VMCS_SIZE && p.take(3) === 0;
       this.emit({ kind: 'host.nested-state-field', vcpu: v, shadow, field, value: val });
     }
