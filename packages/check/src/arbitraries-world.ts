@@ -666,6 +666,7 @@ class WorldBuilder {
   }
 
   private writeField(v: number, field: number, val: bigint, p: Digits): void {
+    if (field === VMCS.MSR_BITMAP) this.bitmapMoved(this.currentField(v, VMCS.MSR_BITMAP), val);
     const n = this.nested(v);
     const evmcs = this.o.config.evmcs && n.vpAssistEvmcs !== INVALID_GPA ? n.vpAssistEvmcs : INVALID_GPA;
     if (evmcs !== INVALID_GPA && p.take(5) !== 0) {
@@ -677,6 +678,21 @@ class WorldBuilder {
       return this.emit({ kind: 'l1.evmcs-write', vcpu: v, gpa, field, value: val });
     }
     this.emit({ kind: 'l1.vmwrite', vcpu: v, field, value: val });
+  }
+
+  /**
+   * L1 points MSR_BITMAP at another page: the MSRs whose intercepts differ
+   * between the two pages are the ones L2 tells apart (a merge kept for the
+   * old address, as broken-tracked-ignores-address does), so L2 goes for
+   * them next.
+   */
+  private bitmapMoved(from: bigint, to: bigint): void {
+    if ((from & ~0xfffn) === (to & ~0xfffn)) return;
+    const bit = (page: bigint, msr: number, access: MsrAccess) => {
+      const pos = msrBitmapPosition(msr, access)!;
+      return ((readGuest(this.w, (page & ~0xfffn) + BigInt(pos.byte), 1) ?? 0n) >> BigInt(pos.bit)) & 1n;
+    };
+    for (const msr of BITMAP_MSRS) if (bit(from, msr, 'read') !== bit(to, msr, 'read') || bit(from, msr, 'write') !== bit(to, msr, 'write')) this.touch(msr);
   }
 
   private evmcsControl(v: number, p: Digits): void {
