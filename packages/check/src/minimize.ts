@@ -643,7 +643,8 @@ function* fewerVcpus(c: Candidate): Generator<Candidate> {
  * cleared since) made a VMRESUME. What L1 set up in the other VMCS it now
  * writes when it needs it: pi-pending-not-cleared's two vmcs12s, one
  * without posted interrupts and one with, become one whose controls change
- * between the two entries (13 -> 10 events).
+ * between the two entries (13 -> 10-12 events). The writes go before the
+ * next entry with their vmcs12 current, or before the last one.
  */
 function* fewerVmcs12s(c: Candidate): Generator<Candidate> {
   const byVcpu = new Map<number, bigint[]>();
@@ -654,54 +655,73 @@ function* fewerVmcs12s(c: Candidate): Generator<Candidate> {
     byVcpu.set(e.vcpu, l);
   }
   for (const [v, addrs] of byVcpu) {
+    // the vmcs12 current on vCPU v at each event
+    const currentAt: (bigint | null)[] = [];
+    let cur: bigint | null = null;
+    for (const e of c.events) {
+      if (vcpuOfEvent(e) === v && e.kind === 'l1.vmptrld') cur = e.gpa;
+      currentAt.push(cur);
+    }
+    const isEntry = (i: number) => vcpuOfEvent(c.events[i]) === v && (c.events[i].kind === 'l1.vmlaunch' || c.events[i].kind === 'l1.vmresume');
     for (const keep of addrs) {
       for (const gone of addrs) {
         if (keep === gone) continue;
-        const pending = new Map<bigint, number[]>();
-        const order: number[] = [];
-        let cur: bigint | null = null;
-        c.events.forEach((e, i) => {
-          if (vcpuOfEvent(e) === v) {
-            if (e.kind === 'l1.vmptrld') cur = e.gpa;
-            if (e.kind === 'l1.vmwrite' && (cur === keep || cur === gone)) {
-              pending.set(cur, [...(pending.get(cur) ?? []), i]);
-              return;
+        const isOurs = (i: number) => vcpuOfEvent(c.events[i]) === v && c.events[i].kind === 'l1.vmwrite' && (currentAt[i] === keep || currentAt[i] === gone);
+        // each write just before the next entry with its vmcs12 current, or just before the last one
+        for (const last of [false, true]) {
+          const before = new Map<number, number[]>();
+          const moving = new Set<number>();
+          c.events.forEach((_, i) => {
+            if (!isOurs(i)) return;
+            let t = -1;
+            for (let j = i + 1; j < c.events.length; j++) {
+              if (!isEntry(j) || currentAt[j] !== currentAt[i]) continue;
+              t = j;
+              if (!last) break;
             }
-            if ((e.kind === 'l1.vmlaunch' || e.kind === 'l1.vmresume') && cur !== null) {
-              order.push(...(pending.get(cur) ?? []));
-              pending.delete(cur);
-            }
-          }
-          order.push(i);
-        });
-        for (const l of pending.values()) order.push(...l);
-        const moved = sub(c, order);
-        // a second VMLAUNCH of the one VMCS: a VMRESUME, or VMCLEAR and VMPTRLD first (the divergence stays on a VMLAUNCH)
-        for (const relaunch of [false, true]) {
-          const launched = new Set<bigint>();
-          let current: bigint | null = null;
-          const events: TraceEvent[] = [];
-          const origin: number[] = [];
-          moved.events.forEach((e, i) => {
-            let r = vcpuOfEvent(e) === v && (e as { gpa?: bigint }).gpa === gone ? ({ ...e, gpa: keep } as TraceEvent) : e;
-            if (vcpuOfEvent(r) === v) {
-              if (r.kind === 'l1.vmptrld') current = r.gpa;
-              if (r.kind === 'l1.vmclear') launched.delete(r.gpa);
-              if (r.kind === 'l1.vmlaunch' && current !== null) {
-                if (launched.has(current) && relaunch) {
-                  events.push({ kind: 'l1.vmclear', vcpu: v, gpa: current }, { kind: 'l1.vmptrld', vcpu: v, gpa: current });
-                  origin.push(-1, -1);
-                } else if (launched.has(current)) r = { kind: 'l1.vmresume', vcpu: v };
-                launched.add(current);
-              }
-            }
-            events.push(r);
-            origin.push(moved.origin[i]);
+            if (t < 0) return;
+            moving.add(i);
+            before.set(t, [...(before.get(t) ?? []), i]);
           });
-          yield { header: c.header, events, origin };
+          const order: number[] = [];
+          c.events.forEach((_, i) => {
+            if (!moving.has(i)) order.push(...(before.get(i) ?? []), i);
+          });
+          yield* oneVmcs12(sub(c, order), v, keep, gone);
         }
       }
     }
+  }
+}
+
+/**
+ * `gone` renamed to `keep` in vCPU v's events; a second VMLAUNCH of the
+ * one VMCS made a VMRESUME, or preceded by VMCLEAR and VMPTRLD (so a
+ * divergence on a VMLAUNCH stays on one).
+ */
+function* oneVmcs12(moved: Candidate, v: number, keep: bigint, gone: bigint): Generator<Candidate> {
+  for (const relaunch of [false, true]) {
+    const launched = new Set<bigint>();
+    let current: bigint | null = null;
+    const events: TraceEvent[] = [];
+    const origin: number[] = [];
+    moved.events.forEach((e, i) => {
+      let r = vcpuOfEvent(e) === v && (e as { gpa?: bigint }).gpa === gone ? ({ ...e, gpa: keep } as TraceEvent) : e;
+      if (vcpuOfEvent(r) === v) {
+        if (r.kind === 'l1.vmptrld') current = r.gpa;
+        if (r.kind === 'l1.vmclear') launched.delete(r.gpa);
+        if (r.kind === 'l1.vmlaunch' && current !== null) {
+          if (launched.has(current) && relaunch) {
+            events.push({ kind: 'l1.vmclear', vcpu: v, gpa: current }, { kind: 'l1.vmptrld', vcpu: v, gpa: current });
+            origin.push(-1, -1);
+          } else if (launched.has(current)) r = { kind: 'l1.vmresume', vcpu: v };
+          launched.add(current);
+        }
+      }
+      events.push(r);
+      origin.push(moved.origin[i]);
+    });
+    yield { header: moved.header, events, origin };
   }
 }
 
