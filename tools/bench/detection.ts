@@ -340,7 +340,7 @@ export function formatFuzzReport(r: FuzzBenchResult): string {
     if (out.length) out.push('');
     const st = r.detectionSetup ?? { workers: 2, budget: 60, alone: false };
     const how = st.alone ? 'nvx fuzz checking the broken path alone' : 'a default nvx fuzz with the broken path loaded (it and every default profile)';
-    out.push(`Detection power (${how}, ${st.workers} worker${st.workers > 1 ? 's' : ''}, ${st.budget} s, ${n} campaigns each, seeds 1000..${999 + n}; load average ${r.loadavg.join(' ')}; goals: found in at least 9 campaigns of 10 within 60 s, minimized to at most 12 events):`);
+    out.push(`Detection power (${how}, ${st.workers} worker${st.workers > 1 ? 's' : ''}, ${st.budget} s, ${n} campaigns each, seeds 1000..${999 + n}; load average ${r.loadavg.join(' ')}; found: the campaign's first finding, within the budget, is that path's, new, verdict bug (a campaign stops at its first finding); goals: found in at least 9 campaigns of 10 within 60 s, minimized to at most 12 events):`);
     out.push(`  ${'broken path'.padEnd(52)} ${'found'.padStart(6)} ${'median s'.padStart(8)} ${'max s'.padStart(6)} ${'median runs'.padStart(11)} ${'max runs'.padStart(8)} ${'minimized'.padStart(9)} ${'<= 12'.padStart(6)}`);
     for (const d of r.detection) {
       const found = `${d.found}/${d.seeds.length}`;

@@ -55,12 +55,33 @@ import {
   SECONDARY_EXEC,
   VMCS,
   VMCS12_REVISION,
+  VMCS_FIELDS,
   VMCS_HDR_SHADOW_VMCS,
+  VM_EXIT,
+  VM_EXIT_ALWAYSON_WITHOUT_TRUE_MSR,
   VmcsField,
   msrBitmapPosition,
   vmcsFieldByEncoding,
 } from '@nvx/arch';
-import { Profile, Replayer, World, gfnToHva, gpaToGfn, initialState, parseProfile, readGuest, vmcs12Get, vmcs12Get32 } from '@nvx/emulator';
+import {
+  KVM_NESTED_STATE_HEADER_SIZE,
+  KVM_STATE_NESTED_GUEST_MODE,
+  KVM_STATE_NESTED_MTF_PENDING,
+  KVM_STATE_NESTED_RUN_PENDING,
+  KVM_STATE_NESTED_SMM_GUEST_MODE,
+  KVM_STATE_NESTED_SMM_VMXON,
+  KVM_STATE_NESTED_VMX_VMCS_SIZE,
+  Profile,
+  Replayer,
+  World,
+  gfnToHva,
+  gpaToGfn,
+  initialState,
+  parseProfile,
+  readGuest,
+  vmcs12Get,
+  vmcs12Get32,
+} from '@nvx/emulator';
 import { MemslotConfig, MsrAccess, TraceEvent, TraceHeader, WorldConfig, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
 import { Choice, Digits, GROUP_FIELDS, INTERESTING_U64, arbChoices } from './arbitraries';
@@ -197,6 +218,25 @@ const L1_READ_FIELDS = [VMCS.VM_EXIT_REASON, VMCS.VM_INSTRUCTION_ERROR, VMCS.EXI
 const CPUID_LEAVES = [0, 1, 7, 0xb, 0x40000000, 0x40000001, 0x40000004, 0x4000000a];
 const APIC_OFFSETS = [0x20, 0x80, 0xb0, 0x300, 0x310, 0x3f0, 0x380];
 
+/**
+ * Controls only VM-entry checks (entry-checks.ts after KVM's
+ * nested_check_vm_execution_controls and nested_check_vm_exit_controls in
+ * arch/x86/kvm/vmx/nested.c), in values that pass and values that fail on
+ * purpose: "enable VPID" with VPID 0 (f0d736547815), a CR3-target count
+ * above what IA32_VMX_MISC offers (KVM offers none: nested_cpu_vmx_misc_cr3_count
+ * is 0, c7c2c709b60e), "save VMX-preemption timer value" without "activate
+ * VMX-preemption timer" (14aa61d0a9eb).
+ */
+const VPID_VALUES = [0n, 0n, 1n, 0xffffn];
+const CR3_TARGET_COUNTS = [0n, 1n, 4n, 0x100n];
+/** the VM-exit controls' reserved-1 bits (the TRUE allowed-0 setting: bit 2 may be 0): kept so only the bit drawn decides */
+const EXIT_RESERVED1 = VM_EXIT_ALWAYSON_WITHOUT_TRUE_MSR & ~BigInt(VM_EXIT.SAVE_DEBUG_CONTROLS);
+const EXIT_SAVE_TIMER = BigInt(VM_EXIT.SAVE_VMX_PREEMPTION_TIMER);
+const PIN_TIMER = BigInt(PIN_BASED.VMX_PREEMPTION_TIMER);
+
+/** What the VMM sets of vcpu's nested state after KVM_GET_NESTED_STATE: as saved, or changed on purpose. */
+const SMM_FLAGS = [KVM_STATE_NESTED_SMM_VMXON, KVM_STATE_NESTED_SMM_GUEST_MODE | KVM_STATE_NESTED_SMM_VMXON, KVM_STATE_NESTED_SMM_GUEST_MODE];
+
 const CLEAN_ALL = HV_VMX_ENLIGHTENED_CLEAN_FIELD.ALL;
 const MSR_BITMAP_GROUP_BIT = 1 << vmcsFieldByEncoding(VMCS.MSR_BITMAP)!.cleanGroup!;
 const MSR_BITMAP_EVMCS_OFFSET = BigInt(vmcsFieldByEncoding(VMCS.MSR_BITMAP)!.evmcsOffset!);
@@ -210,6 +250,8 @@ const GROUPS: readonly (readonly VmcsField[])[] = (() => {
   return [...by.keys()].sort((a, b) => a - b).map((g) => by.get(g)!);
 })();
 const WIDTH_MASK: Record<string, bigint> = { 16: 0xffffn, 32: 0xffffffffn, 64: U64_MAX, natural: U64_MAX };
+/** the fields a restore onto an eVMCS writes back into it (copy_vmcs12_to_enlightened: guest state, VM-exit information) */
+const SYNC_OUT_FIELDS: readonly VmcsField[] = VMCS_FIELDS.filter((f) => f.evmcsSyncOut && !f.isHigh);
 
 // ---------------------------------------------------------------- the builder
 
@@ -474,6 +516,7 @@ class WorldBuilder {
       add(1, () => this.emit({ kind: 'l1.vmxoff', vcpu: vi }));
       add(2, () => this.cpuidFault(vi, p));
       add(1, () => this.postedIntr(vi, p));
+      if (current || evmcsOn) add(2, () => this.entryControls(vi, p, value));
       add(1, () => this.emit({ kind: 'l1.rdmsr', vcpu: vi, msr: p.pick([M.MSR_IA32_VMX_MISC, M.MSR_MISC_FEATURES_ENABLES, M.MSR_PLATFORM_INFO]) }));
     }
     actions[new Digits(ac).weighted(actions.map((a) => a[0]))][1]();
@@ -574,6 +617,48 @@ class WorldBuilder {
     if (value & 1n) this.enter(v, p);
   }
 
+  /** A field of the VMCS L1 uses now, as L1 would read it back: its eVMCS member, or vmcs12's. */
+  private currentField(v: number, field: number): bigint {
+    const n = this.nested(v);
+    if (this.o.config.evmcs && n.vpAssistEvmcs !== INVALID_GPA) {
+      const f = vmcsFieldByEncoding(field);
+      if (!f || f.evmcsOffset === null || f.evmcsSize === null) return 0n;
+      return readGuest(this.w, n.vpAssistEvmcs + BigInt(f.evmcsOffset), f.evmcsSize) ?? 0n;
+    }
+    return vmcs12Get(n, field);
+  }
+
+  /**
+   * L1 sets one of the controls only VM-entry checks (VPID_VALUES above),
+   * keeping the other bits of the control word it changes, so the drawn
+   * value alone decides whether the entry passes; then enters now and then.
+   */
+  private entryControls(v: number, p: Digits, value: bigint): void {
+    switch (p.take(3)) {
+      case 0: {
+        const cpu = this.currentField(v, VMCS.CPU_BASED_VM_EXEC_CONTROL);
+        if (!(cpu & BigInt(A))) this.writeField(v, VMCS.CPU_BASED_VM_EXEC_CONTROL, cpu | BigInt(A), p);
+        const secondary = this.currentField(v, VMCS.SECONDARY_VM_EXEC_CONTROL);
+        this.writeField(v, VMCS.SECONDARY_VM_EXEC_CONTROL, p.take(4) ? secondary | BigInt(S.ENABLE_VPID) : secondary & ~BigInt(S.ENABLE_VPID), p);
+        // a fresh vmcs12's VPID is 0 already
+        if (p.take(2)) this.writeField(v, VMCS.VIRTUAL_PROCESSOR_ID, p.pick(VPID_VALUES), p);
+        break;
+      }
+      case 1:
+        this.writeField(v, VMCS.CR3_TARGET_COUNT, p.pick(CR3_TARGET_COUNTS), p);
+        break;
+      default: {
+        const exit = this.currentField(v, VMCS.VM_EXIT_CONTROLS) | EXIT_RESERVED1;
+        this.writeField(v, VMCS.VM_EXIT_CONTROLS, p.take(4) ? exit | EXIT_SAVE_TIMER : exit & ~EXIT_SAVE_TIMER, p);
+        if (p.take(2)) {
+          const pin = this.currentField(v, VMCS.PIN_BASED_VM_EXEC_CONTROL);
+          this.writeField(v, VMCS.PIN_BASED_VM_EXEC_CONTROL, p.take(3) ? pin & ~PIN_TIMER : pin | PIN_TIMER, p);
+        }
+      }
+    }
+    if (value & 1n) this.enter(v, p);
+  }
+
   /** VMWRITE to the current vmcs12, or a store into an eVMCS (mostly the one in use). */
   private fieldWrite(v: number, p: Digits, value: bigint): void {
     const [field, val] = this.fieldAndValue(v, p, value);
@@ -581,6 +666,7 @@ class WorldBuilder {
   }
 
   private writeField(v: number, field: number, val: bigint, p: Digits): void {
+    if (field === VMCS.MSR_BITMAP) this.bitmapMoved(this.currentField(v, VMCS.MSR_BITMAP), val);
     const n = this.nested(v);
     const evmcs = this.o.config.evmcs && n.vpAssistEvmcs !== INVALID_GPA ? n.vpAssistEvmcs : INVALID_GPA;
     if (evmcs !== INVALID_GPA && p.take(5) !== 0) {
@@ -592,6 +678,21 @@ class WorldBuilder {
       return this.emit({ kind: 'l1.evmcs-write', vcpu: v, gpa, field, value: val });
     }
     this.emit({ kind: 'l1.vmwrite', vcpu: v, field, value: val });
+  }
+
+  /**
+   * L1 points MSR_BITMAP at another page: the MSRs whose intercepts differ
+   * between the two pages are the ones L2 tells apart (a merge kept for the
+   * old address, as broken-tracked-ignores-address does), so L2 goes for
+   * them next.
+   */
+  private bitmapMoved(from: bigint, to: bigint): void {
+    if ((from & ~0xfffn) === (to & ~0xfffn)) return;
+    const bit = (page: bigint, msr: number, access: MsrAccess) => {
+      const pos = msrBitmapPosition(msr, access)!;
+      return ((readGuest(this.w, (page & ~0xfffn) + BigInt(pos.byte), 1) ?? 0n) >> BigInt(pos.bit)) & 1n;
+    };
+    for (const msr of BITMAP_MSRS) if (bit(from, msr, 'read') !== bit(to, msr, 'read') || bit(from, msr, 'write') !== bit(to, msr, 'write')) this.touch(msr);
   }
 
   private evmcsControl(v: number, p: Digits): void {
@@ -753,7 +854,9 @@ class WorldBuilder {
   }
 
   private host(v: number, p: Digits, value: bigint): void {
-    let kind = p.weighted([3, 1, 1, 1, 1, 3, 2, this.openInvalidations ? 4 : 3, 1, 2, 2, 1, 1, 1]);
+    // save/restore (14, 15) once L1 is in VMX operation: before it, a restore has nothing nested to carry
+    const vmxon = this.nested(v).vmxon;
+    let kind = p.weighted([3, 1, 1, 1, 1, 3, 2, this.openInvalidations ? 4 : 3, 1, 2, 2, 1, 1, 1, vmxon ? 2 : 0, vmxon ? 3 : 0]);
     // slot 1 anywhere it can be (its largest size from its last base)
     const slot1First = WORLD_SLOT1_BASES[0];
     const slot1Last = WORLD_SLOT1_BASES[WORLD_SLOT1_BASES.length - 1] + SLOT1_SIZES[SLOT1_SIZES.length - 1] - 1;
@@ -825,9 +928,73 @@ class WorldBuilder {
         this.touch(msr);
         return this.emit({ kind: 'host.msr-intercept', vcpu: v, msr, access: p.take(2) ? 'write' : 'read', intercept: p.take(3) !== 0 });
       }
-      default:
+      case 13:
         return this.emit({ kind: 'host.set-msr', vcpu: v, msr: M.MSR_MISC_FEATURES_ENABLES, value: value & 1n });
+      case 14:
+        return this.emit({ kind: 'host.migrate', vcpu: v });
+      default:
+        return this.saveRestore(v, p, value);
     }
+  }
+
+  private syncOutField(p: Digits, value: bigint): [number, bigint] {
+    const f = p.pick(SYNC_OUT_FIELDS);
+    return [f.encoding, (p.take(3) ? p.pick(INTERESTING_U64) : value) & WIDTH_MASK[String(f.width)]];
+  }
+
+  /**
+   * The VMM saves and restores nested state by hand, as the selftests do
+   * (vmx_set_nested_state_test.c, state_test.c): KVM_GET_NESTED_STATE into
+   * its buffer, a few fields of the saved vmcs12 changed, KVM_SET_NESTED_STATE
+   * onto the same vCPU with the header as saved or changed on purpose
+   * (MTF_PENDING, SMM flags, GUEST_MODE, RUN_PENDING, a short size: the
+   * checks of kvm_arch_vcpu_ioctl in arch/x86/kvm/x86.c and
+   * vmx_set_nested_state in nested.c); or a blob saved earlier restored
+   * (a checkpoint rolled back); or a state the VMM wrote itself (a vmcs12
+   * revision and a header). host.migrate is the other way, whole.
+   */
+  private saveRestore(v: number, p: Digits, value: bigint): void {
+    const saved = this.w.vcpus[v].userNestedState;
+    // A vCPU whose VP assist page names an eVMCS gets back only what KVM_GET_NESTED_STATE saved just now:
+    // the saved vmcs12 is that eVMCS copied whole (clean fields ignored) and the restore writes back into
+    // it only the fields copy_vmcs12_to_enlightened writes. A vmcs12 field from an older or a hand-made
+    // buffer would differ from L1's eVMCS while L1's clean bits say it did not change (the VMM changed it
+    // under L1), and a vmcs12_pa would make current a VMCS L1 never loaded (hyperv-evmcs-no-vmptrld).
+    const onEvmcs = this.o.config.evmcs && this.nested(v).vpAssistEvmcs !== INVALID_GPA;
+    const how = onEvmcs ? 0 : p.weighted([6, saved ? 1 : 0, 1]);
+    if (how === 2) {
+      this.emit({ kind: 'host.nested-state-revision', vcpu: v, shadow: false, value: VMCS12_REVISION });
+      const flags = p.pick([0, KVM_STATE_NESTED_GUEST_MODE, KVM_STATE_NESTED_GUEST_MODE | KVM_STATE_NESTED_MTF_PENDING]);
+      const smm = p.take(3) ? 0 : p.pick(SMM_FLAGS);
+      return this.emit({ kind: 'host.set-nested-state', vcpu: v, format: 0, flags, vmxon: vmxonRegion(v), vmcs12: this.vmcs12Addr(v, p), smm, size: KVM_NESTED_STATE_HEADER_SIZE + KVM_STATE_NESTED_VMX_VMCS_SIZE });
+    }
+    if (how === 0) this.emit({ kind: 'host.get-nested-state', vcpu: v });
+    const h = this.w.vcpus[v].userNestedState?.header;
+    if (!h) return;
+    for (let edits = p.weighted([3, 3, 1]); edits > 0; edits--) {
+      const [field, val] = onEvmcs ? this.syncOutField(p, value) : this.fieldAndValue(v, p, value);
+      const shadow = h.size > KVM_NESTED_STATE_HEADER_SIZE + KVM_STATE_NESTED_VMX_VMCS_SIZE && p.take(3) === 0;
+      this.emit({ kind: 'host.nested-state-field', vcpu: v, shadow, field, value: val });
+    }
+    let { flags, smm, size } = h;
+    switch (p.weighted([6, 2, 2, 1, 1, 1])) {
+      case 1:
+        flags |= KVM_STATE_NESTED_MTF_PENDING;
+        break;
+      case 2:
+        smm = p.pick(SMM_FLAGS);
+        break;
+      case 3:
+        flags ^= KVM_STATE_NESTED_GUEST_MODE;
+        break;
+      case 4:
+        flags |= KVM_STATE_NESTED_RUN_PENDING;
+        break;
+      case 5:
+        size = KVM_NESTED_STATE_HEADER_SIZE;
+        break;
+    }
+    this.emit({ kind: 'host.set-nested-state', vcpu: v, format: h.format, flags, vmxon: h.vmxon, vmcs12: h.vmcs12, smm, size });
   }
 }
 

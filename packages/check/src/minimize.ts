@@ -437,6 +437,7 @@ function* rewrites(c: Candidate, baseKinds: readonly string[]): Generator<Candid
     return { ...c, events };
   };
   const rec = (e: TraceEvent) => e as unknown as Record<string, unknown>;
+  const renamed = new Set<bigint>();
   for (let i = 0; i < n; i++) {
     const e = c.events[i];
     if (e.kind === 'l1.vmlaunch') yield withEvent(i, { kind: 'l1.vmresume', vcpu: e.vcpu });
@@ -460,6 +461,11 @@ function* rewrites(c: Candidate, baseKinds: readonly string[]): Generator<Candid
       const values: bigint[] = [];
       for (const o of c.events) if ((o.kind === 'l1.vmwrite' || o.kind === 'l1.evmcs-write') && o.field === e.field && o.value !== e.value && !values.includes(o.value)) values.push(o.value);
       for (const v of [...values, ...retarget(e.value)]) yield withEvent(i, { ...e, value: v });
+      // the page it names renamed to guest page 0 everywhere: a fresh vmcs12 names page 0 already, so the write can go
+      if (e.value !== 0n && e.value !== INVALID_GPA && !renamed.has(e.value)) {
+        renamed.add(e.value);
+        yield renameAddress(c, e.value);
+      }
     }
     // a store from another vCPU (memory is the VM's)
     if ((e.kind === 'l1.write' || e.kind === 'l1.msr-bitmap') && c.header.config.vcpus > 1) for (let v = 0; v < c.header.config.vcpus; v++) if (v !== e.vcpu) yield withEvent(i, { ...e, vcpu: v });
@@ -508,6 +514,26 @@ function lookahead(c: Candidate, oracle: Oracle, progress: (n: number) => void):
     }
   }
   return { c: cur, r: best };
+}
+
+/**
+ * Guest address `a` renamed to 0 everywhere: the addresses from `a` to the
+ * end of its page move down by `a` (event addresses, the VMCS fields L0
+ * dereferences), gfns of its page become 0. Address 0 is what a fresh
+ * vmcs12 names already, so the write of `a` can go (a posted-interrupt
+ * descriptor or an APIC page L1 set up only to have one).
+ */
+function renameAddress(c: Candidate, a: bigint): Candidate {
+  const page = a & ~0xfffn;
+  const move = (x: bigint) => (x >= a && x < page + 0x1000n ? x - a : x);
+  const events = c.events.map((e) => {
+    const o = { ...e } as Record<string, unknown>;
+    if (typeof o.gpa === 'bigint') o.gpa = move(o.gpa);
+    if (typeof o.gfn === 'bigint' && o.gfn === page >> 12n) o.gfn = 0n;
+    if ((e.kind === 'l1.vmwrite' || e.kind === 'l1.evmcs-write') && ADDRESS_FIELDS.has(e.field)) o.value = move(e.value);
+    return o as unknown as TraceEvent;
+  });
+  return { ...c, events };
 }
 
 /** Every guest address at or above `d` moved down by `d` (events, memslots, the VMCS fields L0 dereferences). */
@@ -606,6 +632,96 @@ function* fewerVcpus(c: Candidate): Generator<Candidate> {
     const keep = c.events.map((_, i) => i).filter((i) => vcpuOfEvent(c.events[i]) !== v);
     if (keep.length) yield sub(c, keep);
     for (const u of used) if (u !== v) yield { ...c, events: c.events.map((e) => renumber(e, new Map([[v, u]]))) };
+  }
+}
+
+/**
+ * One vmcs12 where a vCPU uses two: the second's address renamed to the
+ * first's (VMPTRLD, VMCLEAR, the revision store), each VMWRITE made while
+ * one of them was current moved to just before the next entry made with
+ * that one current, and a VMLAUNCH of a VMCS launched before (and not
+ * cleared since) made a VMRESUME. What L1 set up in the other VMCS it now
+ * writes when it needs it: pi-pending-not-cleared's two vmcs12s, one
+ * without posted interrupts and one with, become one whose controls change
+ * between the two entries (13 -> 10-12 events). The writes go before the
+ * next entry with their vmcs12 current, or before the last one.
+ */
+function* fewerVmcs12s(c: Candidate): Generator<Candidate> {
+  const byVcpu = new Map<number, bigint[]>();
+  for (const e of c.events) {
+    if (e.kind !== 'l1.vmptrld') continue;
+    const l = byVcpu.get(e.vcpu) ?? [];
+    if (!l.includes(e.gpa)) l.push(e.gpa);
+    byVcpu.set(e.vcpu, l);
+  }
+  for (const [v, addrs] of byVcpu) {
+    // the vmcs12 current on vCPU v at each event
+    const currentAt: (bigint | null)[] = [];
+    let cur: bigint | null = null;
+    for (const e of c.events) {
+      if (vcpuOfEvent(e) === v && e.kind === 'l1.vmptrld') cur = e.gpa;
+      currentAt.push(cur);
+    }
+    const isEntry = (i: number) => vcpuOfEvent(c.events[i]) === v && (c.events[i].kind === 'l1.vmlaunch' || c.events[i].kind === 'l1.vmresume');
+    for (const keep of addrs) {
+      for (const gone of addrs) {
+        if (keep === gone) continue;
+        const isOurs = (i: number) => vcpuOfEvent(c.events[i]) === v && c.events[i].kind === 'l1.vmwrite' && (currentAt[i] === keep || currentAt[i] === gone);
+        // each write just before the next entry with its vmcs12 current, or just before the last one
+        for (const last of [false, true]) {
+          const before = new Map<number, number[]>();
+          const moving = new Set<number>();
+          c.events.forEach((_, i) => {
+            if (!isOurs(i)) return;
+            let t = -1;
+            for (let j = i + 1; j < c.events.length; j++) {
+              if (!isEntry(j) || currentAt[j] !== currentAt[i]) continue;
+              t = j;
+              if (!last) break;
+            }
+            if (t < 0) return;
+            moving.add(i);
+            before.set(t, [...(before.get(t) ?? []), i]);
+          });
+          const order: number[] = [];
+          c.events.forEach((_, i) => {
+            if (!moving.has(i)) order.push(...(before.get(i) ?? []), i);
+          });
+          yield* oneVmcs12(sub(c, order), v, keep, gone);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * `gone` renamed to `keep` in vCPU v's events; a second VMLAUNCH of the
+ * one VMCS made a VMRESUME, or preceded by VMCLEAR and VMPTRLD (so a
+ * divergence on a VMLAUNCH stays on one).
+ */
+function* oneVmcs12(moved: Candidate, v: number, keep: bigint, gone: bigint): Generator<Candidate> {
+  for (const relaunch of [false, true]) {
+    const launched = new Set<bigint>();
+    let current: bigint | null = null;
+    const events: TraceEvent[] = [];
+    const origin: number[] = [];
+    moved.events.forEach((e, i) => {
+      let r = vcpuOfEvent(e) === v && (e as { gpa?: bigint }).gpa === gone ? ({ ...e, gpa: keep } as TraceEvent) : e;
+      if (vcpuOfEvent(r) === v) {
+        if (r.kind === 'l1.vmptrld') current = r.gpa;
+        if (r.kind === 'l1.vmclear') launched.delete(r.gpa);
+        if (r.kind === 'l1.vmlaunch' && current !== null) {
+          if (launched.has(current) && relaunch) {
+            events.push({ kind: 'l1.vmclear', vcpu: v, gpa: current }, { kind: 'l1.vmptrld', vcpu: v, gpa: current });
+            origin.push(-1, -1);
+          } else if (launched.has(current)) r = { kind: 'l1.vmresume', vcpu: v };
+          launched.add(current);
+        }
+      }
+      events.push(r);
+      origin.push(moved.origin[i]);
+    });
+    yield { header: moved.header, events, origin };
   }
 }
 
@@ -737,7 +853,7 @@ function changeForm(c: Candidate, oracle: Oracle, progress: (n: number) => void)
   const better = (x: Candidate) => x.events.length < cur.events.length || (x.events.length === cur.events.length && vcpus(x) < vcpus(cur));
   for (let improved = true; improved && !oracle.outOfTime; ) {
     improved = false;
-    const forms: (Candidate | null)[] = [...fewerVcpus(cur), otherVmcsForm(cur), shorterSetup(cur, oracle.base)];
+    const forms: (Candidate | null)[] = [...fewerVcpus(cur), otherVmcsForm(cur), shorterSetup(cur, oracle.base), ...fewerVmcs12s(cur)];
     for (const f of forms) {
       if (!f || oracle.outOfTime) continue;
       const r = oracle.test(f);

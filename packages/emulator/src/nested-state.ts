@@ -225,6 +225,19 @@ function installVmcs12(ctx: Ctx, v: Vcpu, d: Vmcs12Data): void {
  * those after it leave the vCPU as KVM leaves it (VMX on, vmcs12 partly
  * set up). `data` is the VMM's buffer (only the parts `size` covers count).
  */
+/**
+ * A refusal after set_current_vmptr and the copy of the user's vmcs12
+ * (vmx_set_nested_state's "goto error_guest_mode" and the returns before
+ * it): L1 stays in VMX operation with that vmcs12 current and runs next, so
+ * vmx_prepare_switch_to_guest first pushes vmcs12 to the shadow VMCS
+ * (need_vmcs12_to_shadow_sync, set by set_current_vmptr). Done now, as on
+ * success without GUEST_MODE: no L1 read can come before it.
+ */
+function failWithVmcs12Loaded(ctx: Ctx, w: World, v: Vcpu): Outcome {
+  if (v.nested.needVmcs12ToShadowSync && !v.nested.getNestedStatePages && !v.nested.guestMode) syncVmcs12ToShadow(ctx, w, v);
+  return EINVAL;
+}
+
 export function vmxSetNestedState(ctx: Ctx, w: World, v: Vcpu, h: NestedStateHeader, data: UserNestedState): Outcome {
   const n = v.nested;
   // x86.c, KVM_SET_NESTED_STATE: "if (kvm_state.size < sizeof(kvm_state))"
@@ -283,7 +296,7 @@ export function vmxSetNestedState(ctx: Ctx, w: World, v: Vcpu, h: NestedStateHea
 
   installVmcs12(ctx, v, data.vmcs12);
   // "if (vmcs12->hdr.revision_id != VMCS12_REVISION)"
-  if ((data.vmcs12.hdr & 0x7fffffff) !== VMCS12_REVISION) return EINVAL;
+  if ((data.vmcs12.hdr & 0x7fffffff) !== VMCS12_REVISION) return failWithVmcs12Loaded(ctx, w, v);
   if (!(h.flags & KVM_STATE_NESTED_GUEST_MODE)) {
     // L1 runs next: vmx_prepare_switch_to_guest pushes vmcs12 to the shadow VMCS first
     // (need_vmcs12_to_shadow_sync). Done now: nothing can tell the two apart (a KVM_GET_NESTED_STATE
@@ -293,16 +306,16 @@ export function vmxSetNestedState(ctx: Ctx, w: World, v: Vcpu, h: NestedStateHea
   }
   if (hasShadowVmcs12(v)) {
     // "kvm_state->size < sizeof(*kvm_state) + sizeof(vmcs12) + sizeof(*shadow_vmcs12)"
-    if (h.size < KVM_NESTED_STATE_HEADER_SIZE + 2 * KVM_STATE_NESTED_VMX_VMCS_SIZE) return EINVAL;
+    if (h.size < KVM_NESTED_STATE_HEADER_SIZE + 2 * KVM_STATE_NESTED_VMX_VMCS_SIZE) return failWithVmcs12Loaded(ctx, w, v);
     const s = data.shadowVmcs12;
     n.cachedShadowVmcs12 = s.fields.slice();
     ctx.fresh?.add(n.cachedShadowVmcs12);
     // "shadow_vmcs12->hdr.revision_id != VMCS12_REVISION || !shadow_vmcs12->hdr.shadow_vmcs"
-    if ((s.hdr & 0x7fffffff) !== VMCS12_REVISION || !(s.hdr & VMCS_HDR_SHADOW_VMCS)) return EINVAL;
+    if ((s.hdr & 0x7fffffff) !== VMCS12_REVISION || !(s.hdr & VMCS_HDR_SHADOW_VMCS)) return failWithVmcs12Loaded(ctx, w, v);
   }
   // nested_vmx_check_controls / _host_state / _guest_state (the parts the model has)
   const ops = ctx.profile.ops;
-  if (!ops.nested_vmx_check_controls(ctx, w, v) || !ops.nested_vmx_check_vmcs_link_ptr(ctx, w, v)) return EINVAL;
+  if (!ops.nested_vmx_check_controls(ctx, w, v) || !ops.nested_vmx_check_vmcs_link_ptr(ctx, w, v)) return failWithVmcs12Loaded(ctx, w, v);
   n.dirtyVmcs12 = true;
   n.forceMsrBitmapRecalc = true;
   // nested_vmx_enter_non_root_mode(vcpu, false): L2 runs; its pages come at the next KVM_RUN
