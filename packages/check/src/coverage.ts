@@ -182,6 +182,12 @@ function pagesInUse(v: Vcpu): number {
   return m;
 }
 
+/** A rule's coverage key, and the keys of the pairs it starts (by the rule that follows). */
+interface RuleKey {
+  key: string;
+  then: Map<RuleKey, string>;
+}
+
 interface PageUse {
   gpa: bigint;
   hva: number;
@@ -212,8 +218,8 @@ export class CoverageRecorder {
   readonly pairs: Record<string, number> = {};
   private seq = 0;
   private seqVcpu: number | undefined;
-  private lastRule = new Map<number, { key: string; at: number }>();
-  private lastHostRule: { key: string; at: number } | null = null;
+  private lastRule = new Map<number, { rule: RuleKey; at: number }>();
+  private lastHostRule: { rule: RuleKey; at: number } | null = null;
 
   /** Forget what the previous trace's entries used (call at the start of each trace). */
   startTrace(): void {
@@ -230,26 +236,42 @@ export class CoverageRecorder {
    */
   firstHits: string[] | null = null;
 
+  /**
+   * The keys met so far, made once each: `<group>: <rule>`, and for each
+   * rule that came after it the pair's key. A hit then builds no string (a
+   * run hits a rule every few events), and the counts are looked up by
+   * strings whose hash is already known.
+   */
+  private readonly keys: Record<CoverageGroup, Map<string, RuleKey>> = { nested: new Map(), 'msr-bitmap': new Map(), evmcs: new Map(), 'shadow-vmcs': new Map(), 'guest-pages': new Map(), 'cpuid-fault': new Map() };
+
   hit(g: CoverageGroup, rule: string): void {
     const c = this.counts[g];
-    const key = `${g}: ${rule}`;
-    if (c[rule] === undefined) this.firstHits?.push(key);
-    c[rule] = (c[rule] ?? 0) + 1;
+    let rk = this.keys[g].get(rule);
+    if (rk === undefined) this.keys[g].set(rule, (rk = { key: `${g}: ${rule}`, then: new Map() }));
+    const key = rk.key;
+    const n = c[rule];
+    if (n === undefined) this.firstHits?.push(key);
+    c[rule] = (n ?? 0) + 1;
     const at = ++this.seq;
     const v = this.seqVcpu;
     if (v === undefined) {
-      this.lastHostRule = { key, at };
+      this.lastHostRule = { rule: rk, at };
       return;
     }
     const own = this.lastRule.get(v);
     const host = this.lastHostRule;
     const prev = host && (!own || host.at > own.at) ? host : own;
     if (prev) {
-      const pair = `${prev.key} > ${key}`;
-      if (this.pairs[pair] === undefined) this.firstHits?.push(pair);
-      this.pairs[pair] = (this.pairs[pair] ?? 0) + 1;
+      let pair = prev.rule.then.get(rk);
+      if (pair === undefined) prev.rule.then.set(rk, (pair = `${prev.rule.key} > ${key}`));
+      const m = this.pairs[pair];
+      if (m === undefined) this.firstHits?.push(pair);
+      this.pairs[pair] = (m ?? 0) + 1;
     }
-    this.lastRule.set(v, { key, at });
+    if (own) {
+      own.rule = rk;
+      own.at = at;
+    } else this.lastRule.set(v, { rule: rk, at });
   }
 
   private vcpu(w: World, e: TraceEvent): Vcpu | undefined {

@@ -249,6 +249,11 @@ export function cloneWorld(w: World): World {
   return { config: w.config, mem: deepClone(w.mem) as Memory, vcpus: deepClone(w.vcpus) as Vcpu[], host: deepClone(w.host) as Host, areas: deepClone(w.areas) as Record<string, unknown> };
 }
 
+/** A deep copy of paths' private state (a vCPU's or the VM's `areas`), as `cloneWorld` copies it. */
+export function cloneAreas(a: Record<string, unknown>): Record<string, unknown> {
+  return deepClone(a) as Record<string, unknown>;
+}
+
 function deepClone(v: unknown): unknown {
   if (typeof v !== 'object' || v === null) return v;
   if (ArrayBuffer.isView(v)) return (v as Uint8Array).slice();
