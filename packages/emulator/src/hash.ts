@@ -164,20 +164,59 @@ function sameRecord(a: Record<number, bigint>, b: Record<number, bigint>): boole
 function samePagesOf(ma: Memory, mb: Memory, skipShared: boolean): boolean {
   const slots = ma.slots;
   const n = slots.length;
+  if (n === 0) return true;
+  const order = slotsByHva(slots);
   const pfns = ma.hvaToPfn;
   for (const key in pfns) {
     const hva = +key;
     const pa = pfns[hva];
+    if (order !== null) {
+      // the one slot whose host range can hold hva: the last one starting at or below it
+      let lo = 0;
+      let hi = order.length - 1;
+      let k = -1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        if (slots[order[mid]].hva <= hva) {
+          k = order[mid];
+          lo = mid + 1;
+        } else hi = mid - 1;
+      }
+      if (k < 0 || hva >= slots[k].hva + slots[k].npages) continue;
+      if (!samePageAt(ma, mb, k, hva, pa, skipShared)) return false;
+      continue;
+    }
     for (let k = 0; k < n; k++) {
       const s = slots[k];
       if (hva < s.hva || hva >= s.hva + s.npages) continue;
-      const pb = mb.hvaToPfn[mb.slots[k].hva + (hva - s.hva)];
-      if (pa === undefined && pb === undefined) continue;
-      if (skipShared && pa !== undefined && pb !== undefined) continue;
-      if (!sameBytes(pa === undefined ? undefined : ma.pages[pa], pb === undefined ? undefined : mb.pages[pb])) return false;
+      if (!samePageAt(ma, mb, k, hva, pa, skipShared)) return false;
     }
   }
   return true;
+}
+
+/** The frame of slot k at host page hva of `ma` reads the same as its place in `mb`'s slot k. */
+function samePageAt(ma: Memory, mb: Memory, k: number, hva: number, pa: number | undefined, skipShared: boolean): boolean {
+  const pb = mb.hvaToPfn[mb.slots[k].hva + (hva - ma.slots[k].hva)];
+  if (pa === undefined && pb === undefined) return true;
+  if (skipShared && pa !== undefined && pb !== undefined) return true;
+  return sameBytes(pa === undefined ? undefined : ma.pages[pa], pb === undefined ? undefined : mb.pages[pb]);
+}
+
+/**
+ * The indices of the slots that have pages, ordered by host address, when
+ * their host ranges do not overlap (each host page then lies in at most one
+ * slot), else null.
+ */
+function slotsByHva(slots: readonly Memslot[]): number[] | null {
+  const order: number[] = [];
+  for (let i = 0; i < slots.length; i++) if (slots[i].npages > 0) order.push(i);
+  order.sort((i, j) => slots[i].hva - slots[j].hva);
+  for (let i = 1; i < order.length; i++) {
+    const p = slots[order[i - 1]];
+    if (p.hva + p.npages > slots[order[i]].hva) return null;
+  }
+  return order;
 }
 
 /** Slot by slot, x[k] === y[k] for every slot of x; compared as bytes (reading a slot makes a BigInt). */
