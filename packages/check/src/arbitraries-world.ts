@@ -60,7 +60,7 @@ import {
   msrBitmapPosition,
   vmcsFieldByEncoding,
 } from '@nvx/arch';
-import { Profile, Replayer, World, gfnToHva, gpaToGfn, initialState, parseProfile, readGuest, vmcs12Get, vmcs12Get32 } from '@nvx/emulator';
+import { Profile, Replayer, World, gfnToHva, gpaToGfn, parseProfile, readGuest, vmcs12Get, vmcs12Get32 } from '@nvx/emulator';
 import { MemslotConfig, MsrAccess, TraceEvent, TraceHeader, WorldConfig, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
 import { Choice, Digits, GROUP_FIELDS, INTERESTING_U64, arbChoices } from './arbitraries';
@@ -233,7 +233,7 @@ class WorldBuilder {
     readonly o: WorldBuildOptions,
     reference: Profile,
   ) {
-    this.ref = new Replayer(initialState(header, reference), reference);
+    this.ref = Replayer.fromHeader(header, reference);
   }
 
   get full(): boolean {

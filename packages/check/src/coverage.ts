@@ -182,6 +182,10 @@ function pagesInUse(v: Vcpu): number {
   return m;
 }
 
+/** What a vCPU event holds of guest frames (only host memory events look). */
+const NO_FRAMES: ReadonlyMap<number, readonly number[]> = new Map();
+const NO_VCPUS: readonly number[] = [];
+
 /** A rule's coverage key, and the keys of the pairs it starts (by the rule that follows). */
 interface RuleKey {
   key: string;
@@ -206,7 +210,7 @@ export class CoverageRecorder {
   /** vcpu -> MSR_BITMAP at its last entry */
   private lastBitmap = new Map<number, bigint>();
   /** facts from before the event */
-  private pre: { guestMode: boolean; faulting: boolean; smm: boolean; held: Map<number, number[]>; cpu: number; taskFault: boolean; enlightened: 'clean' | 'dirty' | null; skipped: number; fresh: boolean; loadedOn: number[]; threadLastCpu: number } | null = null;
+  private pre: { guestMode: boolean; faulting: boolean; smm: boolean; held: ReadonlyMap<number, readonly number[]>; cpu: number; taskFault: boolean; enlightened: 'clean' | 'dirty' | null; skipped: number; fresh: boolean; loadedOn: readonly number[]; threadLastCpu: number } | null = null;
 
   /**
    * Sequence coverage: ordered pairs of rules on one vCPU, `a > b` (rule b
@@ -312,13 +316,13 @@ export class CoverageRecorder {
       guestMode: !!v?.nested.guestMode,
       faulting: !!v && (v.cpuidFault.miscFeaturesEnables & 1n) !== 0n,
       smm: !!v?.cpuidFault.smm,
-      held: host ? this.heldFrames(w) : new Map(),
+      held: host ? this.heldFrames(w) : NO_FRAMES,
       cpu: v?.cpu ?? -1,
       taskFault: taskId !== undefined && !!w.host?.tasks[taskId]?.nocpuid,
       enlightened,
       skipped,
       fresh,
-      loadedOn: e.kind === 'host.task-cpuid' ? w.vcpus.filter((u) => u.cpu === e.cpu).map((u) => u.id) : [],
+      loadedOn: e.kind === 'host.task-cpuid' ? w.vcpus.filter((u) => u.cpu === e.cpu).map((u) => u.id) : NO_VCPUS,
       threadLastCpu: e.kind === 'host.vcpu-load' ? (w.host?.vcpuThreads[e.vcpu]?.lastCpu ?? -1) : -1,
     };
     if (host) this.hostBefore(w, e);

@@ -41,10 +41,16 @@ export const COST_COUNTERS = [
 export type CostCounter = (typeof COST_COUNTERS)[number];
 export type Costs = Record<CostCounter, number>;
 
-export function newCosts(): Costs {
+const ZERO_COSTS = ((): Costs => {
   const c = {} as Costs;
   for (const k of COST_COUNTERS) c[k] = 0;
   return c;
+})();
+
+export function newCosts(): Costs {
+  // A copy of one object made once: a spread gives an object with fast properties, where adding the
+  // counters one by one leaves V8 with a dictionary, and every count on the hot path a hash lookup.
+  return { ...ZERO_COSTS };
 }
 
 export function addCosts(into: Costs, from: Costs): Costs {
