@@ -22,7 +22,7 @@
  * x2APIC TPR, and exiting. On 1-4 vCPUs.
  */
 import { CPU_BASED, EVMCS, KVM_EVMCS_VERSION, MSR, PIN_BASED, SECONDARY_EXEC, VMCS, VMCS12_REVISION } from '@nvx/arch';
-import { NESTED_PAGE, Profile, Replayer, Vcpu, World, apicPagesInUse, gfnToHva, gpaToGfn, initialState, nestedPageGpa, parseProfile, vmcs12Get, vmcs12Get32 } from '@nvx/emulator';
+import { NESTED_PAGE, Profile, Replayer, Vcpu, World, apicPagesInUse, gfnToHva, gpaToGfn, nestedPageGpa, parseProfile, vmcs12Get, vmcs12Get32 } from '@nvx/emulator';
 import { MemslotConfig, TraceEvent, TraceHeader, formatEvent, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
 import { GeneratedTrace, checkAgainstReference, Digits } from './arbitraries';
@@ -150,7 +150,7 @@ class Builder {
       { generator: 'nvx check arbPagesTrace' },
     );
     const ref = parseProfile('reference');
-    this.r = new Replayer(initialState(this.header, ref), ref);
+    this.r = Replayer.fromHeader(this.header, ref);
     for (let i = 0; i < o.vcpus; i++) this.plans.push({ mode: o.evmcs ? null : 'vmcs', evmcs: -1 });
   }
 

@@ -21,7 +21,7 @@
  * with L1's bitmaps and link pointer in every state.
  */
 import { CPU_BASED, INVALID_GPA, MSR, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VMCS_HDR_SHADOW_VMCS, vmcsFieldByEncoding } from '@nvx/arch';
-import { Profile, Replayer, initialState, parseProfile } from '@nvx/emulator';
+import { Profile, Replayer, parseProfile } from '@nvx/emulator';
 import { TraceEvent, TraceHeader, WorldConfig, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
 import { Choice, GeneratedTrace, INTERESTING_U64, arbChoices, Digits } from './arbitraries';
@@ -122,7 +122,7 @@ class ShadowBuilder {
     readonly o: ShadowBuildOptions,
     reference: Profile,
   ) {
-    this.ref = new Replayer(initialState(header, reference), reference);
+    this.ref = Replayer.fromHeader(header, reference);
     for (let i = 0; i < o.vcpus; i++) this.models.push({ id: i, vmxonRevision: false, vmcs12Revision: [false, false, false] });
   }
 

@@ -76,7 +76,6 @@ import {
   World,
   gfnToHva,
   gpaToGfn,
-  initialState,
   parseProfile,
   readGuest,
   vmcs12Get,
@@ -275,7 +274,7 @@ class WorldBuilder {
     readonly o: WorldBuildOptions,
     reference: Profile,
   ) {
-    this.ref = new Replayer(initialState(header, reference), reference);
+    this.ref = Replayer.fromHeader(header, reference);
   }
 
   get full(): boolean {

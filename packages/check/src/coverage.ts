@@ -182,6 +182,16 @@ function pagesInUse(v: Vcpu): number {
   return m;
 }
 
+/** What a vCPU event holds of guest frames (only host memory events look). */
+const NO_FRAMES: ReadonlyMap<number, readonly number[]> = new Map();
+const NO_VCPUS: readonly number[] = [];
+
+/** A rule's coverage key, and the keys of the pairs it starts (by the rule that follows). */
+interface RuleKey {
+  key: string;
+  then: Map<RuleKey, string>;
+}
+
 interface PageUse {
   gpa: bigint;
   hva: number;
@@ -200,7 +210,7 @@ export class CoverageRecorder {
   /** vcpu -> MSR_BITMAP at its last entry */
   private lastBitmap = new Map<number, bigint>();
   /** facts from before the event */
-  private pre: { guestMode: boolean; faulting: boolean; smm: boolean; held: Map<number, number[]>; cpu: number; taskFault: boolean; enlightened: 'clean' | 'dirty' | null; skipped: number; fresh: boolean; loadedOn: number[]; threadLastCpu: number } | null = null;
+  private pre: { guestMode: boolean; faulting: boolean; smm: boolean; held: ReadonlyMap<number, readonly number[]>; cpu: number; taskFault: boolean; enlightened: 'clean' | 'dirty' | null; skipped: number; fresh: boolean; loadedOn: readonly number[]; threadLastCpu: number } | null = null;
 
   /**
    * Sequence coverage: ordered pairs of rules on one vCPU, `a > b` (rule b
@@ -212,8 +222,8 @@ export class CoverageRecorder {
   readonly pairs: Record<string, number> = {};
   private seq = 0;
   private seqVcpu: number | undefined;
-  private lastRule = new Map<number, { key: string; at: number }>();
-  private lastHostRule: { key: string; at: number } | null = null;
+  private lastRule = new Map<number, { rule: RuleKey; at: number }>();
+  private lastHostRule: { rule: RuleKey; at: number } | null = null;
 
   /** Forget what the previous trace's entries used (call at the start of each trace). */
   startTrace(): void {
@@ -230,26 +240,42 @@ export class CoverageRecorder {
    */
   firstHits: string[] | null = null;
 
+  /**
+   * The keys met so far, made once each: `<group>: <rule>`, and for each
+   * rule that came after it the pair's key. A hit then builds no string (a
+   * run hits a rule every few events), and the counts are looked up by
+   * strings whose hash is already known.
+   */
+  private readonly keys: Record<CoverageGroup, Map<string, RuleKey>> = { nested: new Map(), 'msr-bitmap': new Map(), evmcs: new Map(), 'shadow-vmcs': new Map(), 'guest-pages': new Map(), 'cpuid-fault': new Map() };
+
   hit(g: CoverageGroup, rule: string): void {
     const c = this.counts[g];
-    const key = `${g}: ${rule}`;
-    if (c[rule] === undefined) this.firstHits?.push(key);
-    c[rule] = (c[rule] ?? 0) + 1;
+    let rk = this.keys[g].get(rule);
+    if (rk === undefined) this.keys[g].set(rule, (rk = { key: `${g}: ${rule}`, then: new Map() }));
+    const key = rk.key;
+    const n = c[rule];
+    if (n === undefined) this.firstHits?.push(key);
+    c[rule] = (n ?? 0) + 1;
     const at = ++this.seq;
     const v = this.seqVcpu;
     if (v === undefined) {
-      this.lastHostRule = { key, at };
+      this.lastHostRule = { rule: rk, at };
       return;
     }
     const own = this.lastRule.get(v);
     const host = this.lastHostRule;
     const prev = host && (!own || host.at > own.at) ? host : own;
     if (prev) {
-      const pair = `${prev.key} > ${key}`;
-      if (this.pairs[pair] === undefined) this.firstHits?.push(pair);
-      this.pairs[pair] = (this.pairs[pair] ?? 0) + 1;
+      let pair = prev.rule.then.get(rk);
+      if (pair === undefined) prev.rule.then.set(rk, (pair = `${prev.rule.key} > ${key}`));
+      const m = this.pairs[pair];
+      if (m === undefined) this.firstHits?.push(pair);
+      this.pairs[pair] = (m ?? 0) + 1;
     }
-    this.lastRule.set(v, { key, at });
+    if (own) {
+      own.rule = rk;
+      own.at = at;
+    } else this.lastRule.set(v, { rule: rk, at });
   }
 
   private vcpu(w: World, e: TraceEvent): Vcpu | undefined {
@@ -290,13 +316,13 @@ export class CoverageRecorder {
       guestMode: !!v?.nested.guestMode,
       faulting: !!v && (v.cpuidFault.miscFeaturesEnables & 1n) !== 0n,
       smm: !!v?.cpuidFault.smm,
-      held: host ? this.heldFrames(w) : new Map(),
+      held: host ? this.heldFrames(w) : NO_FRAMES,
       cpu: v?.cpu ?? -1,
       taskFault: taskId !== undefined && !!w.host?.tasks[taskId]?.nocpuid,
       enlightened,
       skipped,
       fresh,
-      loadedOn: e.kind === 'host.task-cpuid' ? w.vcpus.filter((u) => u.cpu === e.cpu).map((u) => u.id) : [],
+      loadedOn: e.kind === 'host.task-cpuid' ? w.vcpus.filter((u) => u.cpu === e.cpu).map((u) => u.id) : NO_VCPUS,
       threadLastCpu: e.kind === 'host.vcpu-load' ? (w.host?.vcpuThreads[e.vcpu]?.lastCpu ?? -1) : -1,
     };
     if (host) this.hostBefore(w, e);

@@ -5,7 +5,7 @@
  * difference shows up at a checkpoint, the stretch since the previous one is
  * replayed event by event to find the first event behind it.
  */
-import { AREA_IDS, ArchDifference, Costs, Profile, Replayer, World, archHash, diffArch, initialState, sameArchState } from '@nvx/emulator';
+import { AREA_IDS, ArchDifference, Costs, Profile, Replayer, World, archHash, diffArch, sameArchState } from '@nvx/emulator';
 import { Outcome, TraceEvent, TraceHeader, eventVcpu, outcomeEquals } from '@nvx/trace';
 import { ContractMonitor, ContractViolation } from './contracts';
 
@@ -106,8 +106,8 @@ export class Lockstep {
     readonly other: Profile,
     opts: DiffOptions = {},
   ) {
-    this.a = new Replayer(initialState(header, base), base);
-    this.b = new Replayer(initialState(header, other), other);
+    this.a = Replayer.fromHeader(header, base);
+    this.b = Replayer.fromHeader(header, other);
     this.k = Math.max(1, opts.checkpointEvery ?? 1000);
     this.firstState = !!opts.firstState;
     this.cpA = this.a.snapshot();

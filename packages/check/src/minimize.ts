@@ -76,8 +76,8 @@ export interface ScreenOptions {
  */
 export function screenProfiles(header: TraceHeader, events: readonly TraceEvent[], base: Profile, others: readonly Profile[], opts: ScreenOptions = {}): (ScreenHit | null)[] {
   const stateAt = opts.stateAt ?? 'entries';
-  const rb = new Replayer(initialState(header, base), base);
-  const ro = others.map((p) => new Replayer(initialState(header, p), p));
+  const rb = Replayer.fromHeader(header, base);
+  const ro = others.map((p) => Replayer.fromHeader(header, p));
   const hits: (ScreenHit | null)[] = others.map(() => null);
   let alive = others.length;
   const cov = opts.coverage;

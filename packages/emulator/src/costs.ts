@@ -41,10 +41,12 @@ export const COST_COUNTERS = [
 export type CostCounter = (typeof COST_COUNTERS)[number];
 export type Costs = Record<CostCounter, number>;
 
+const ZERO_COSTS = Object.fromEntries(COST_COUNTERS.map((k) => [k, 0])) as Costs;
+
 export function newCosts(): Costs {
-  const c = {} as Costs;
-  for (const k of COST_COUNTERS) c[k] = 0;
-  return c;
+  // A copy of one object made once, both with fast properties: adding the 30 counters one by one
+  // leaves V8 with a dictionary, and every count on the hot path a hash lookup.
+  return { ...ZERO_COSTS };
 }
 
 export function addCosts(into: Costs, from: Costs): Costs {

@@ -157,22 +157,66 @@ function sameRecord(a: Record<number, bigint>, b: Record<number, bigint>): boole
 
 /**
  * Every frame of `ma`'s memslots that has a host page in `ma` reads the
- * same as the frame at the same place of `mb`'s matching memslot.
+ * same as the frame at the same place of `mb`'s matching memslot. With
+ * `skipShared`, frames with a host page on both sides are left out: the
+ * call the other way round has compared them already.
  */
-function samePagesOf(ma: Memory, mb: Memory): boolean {
+function samePagesOf(ma: Memory, mb: Memory, skipShared: boolean): boolean {
   const slots = ma.slots;
-  for (const key in ma.hvaToPfn) {
-    const hva = Number(key);
-    for (let k = 0; k < slots.length; k++) {
+  const n = slots.length;
+  if (n === 0) return true;
+  const order = slotsByHva(slots);
+  const pfns = ma.hvaToPfn;
+  for (const key in pfns) {
+    const hva = +key;
+    const pa = pfns[hva];
+    if (order !== null) {
+      // the one slot whose host range can hold hva: the last one starting at or below it
+      let lo = 0;
+      let hi = order.length - 1;
+      let k = -1;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        if (slots[order[mid]].hva <= hva) {
+          k = order[mid];
+          lo = mid + 1;
+        } else hi = mid - 1;
+      }
+      if (k < 0 || hva >= slots[k].hva + slots[k].npages) continue;
+      if (!samePageAt(ma, mb, k, hva, pa, skipShared)) return false;
+      continue;
+    }
+    for (let k = 0; k < n; k++) {
       const s = slots[k];
       if (hva < s.hva || hva >= s.hva + s.npages) continue;
-      const pa = ma.hvaToPfn[hva];
-      const pb = mb.hvaToPfn[mb.slots[k].hva + (hva - s.hva)];
-      if (pa === undefined && pb === undefined) continue;
-      if (!sameBytes(pa === undefined ? undefined : ma.pages[pa], pb === undefined ? undefined : mb.pages[pb])) return false;
+      if (!samePageAt(ma, mb, k, hva, pa, skipShared)) return false;
     }
   }
   return true;
+}
+
+/** The frame of slot k at host page hva of `ma` reads the same as its place in `mb`'s slot k. */
+function samePageAt(ma: Memory, mb: Memory, k: number, hva: number, pa: number | undefined, skipShared: boolean): boolean {
+  const pb = mb.hvaToPfn[mb.slots[k].hva + (hva - ma.slots[k].hva)];
+  if (pa === undefined && pb === undefined) return true;
+  if (skipShared && pa !== undefined && pb !== undefined) return true;
+  return sameBytes(pa === undefined ? undefined : ma.pages[pa], pb === undefined ? undefined : mb.pages[pb]);
+}
+
+/**
+ * The indices of the slots that have pages, ordered by host address, when
+ * their host ranges do not overlap (each host page then lies in at most one
+ * slot), else null.
+ */
+function slotsByHva(slots: readonly Memslot[]): number[] | null {
+  const order: number[] = [];
+  for (let i = 0; i < slots.length; i++) if (slots[i].npages > 0) order.push(i);
+  order.sort((i, j) => slots[i].hva - slots[j].hva);
+  for (let i = 1; i < order.length; i++) {
+    const p = slots[order[i - 1]];
+    if (p.hva + p.npages > slots[order[i]].hva) return null;
+  }
+  return order;
 }
 
 /** Slot by slot, x[k] === y[k] for every slot of x; compared as bytes (reading a slot makes a BigInt). */
@@ -206,7 +250,7 @@ export function sameArchState(a: World, b: World): boolean {
   // The slots match one for one (checked above), and a slot's pages are its hvas in order. Only
   // frames with a host page on one side or the other can differ: walk those (a few) rather than
   // every frame of every slot (a generated trace has about 180).
-  if (!samePagesOf(ma, mb) || !samePagesOf(mb, ma)) return false;
+  if (!samePagesOf(ma, mb, false) || !samePagesOf(mb, ma, true)) return false;
   if (a.vcpus.length !== b.vcpus.length) return false;
   for (let i = 0; i < a.vcpus.length; i++) {
     const v = a.vcpus[i];

@@ -21,7 +21,7 @@ import type { Profile } from './ops';
 import { handleInvept, handleInvvpid, handleVmreadWide, handleVmwriteWide } from './vmx-insns';
 import { l1RdmsrVmx, l1WrmsrVmx } from './vmx-msrs';
 import { hostGetNestedState, hostMigrate, hostNestedStateField, hostNestedStateRevision, hostSetNestedState } from './nested-state';
-import { Vcpu, World, cloneWorld, initialWorld, msrBitmapBit } from './state';
+import { Vcpu, World, cloneAreas, cloneWorld, initialWorld, msrBitmapBit } from './state';
 
 let immer: typeof Immer | undefined;
 
@@ -34,6 +34,19 @@ function loadImmer(): typeof Immer {
     immer.setAutoFreeze(true);
   }
   return immer;
+}
+
+/**
+ * `initialState` as a private working copy, without a `cloneWorld` of it:
+ * memory, vCPUs and host come from constructors that build them new
+ * (state.ts), so only what the paths' `init` and `initVm` return is copied,
+ * in case a path hands out one object to every world.
+ */
+export function freshWorkingState(config: WorldConfig | TraceHeader, profile: Profile): World {
+  const w = initialState(config, profile);
+  for (const v of w.vcpus) v.areas = cloneAreas(v.areas);
+  w.areas = cloneAreas(w.areas);
+  return w;
 }
 
 /** The world before the first event of a trace, for a profile (each path's private state initialised). */
@@ -403,13 +416,20 @@ export class Replayer {
     start: World,
     readonly profile: Profile,
     readonly cost: Costs = newCosts(),
+    /** internal: `start` is a world nobody else holds (freshWorkingState), used as it is */
+    owned = false,
   ) {
-    this.w = cloneWorld(start);
+    this.w = owned ? start : cloneWorld(start);
     this.ctx = { inPlace: true, fresh: null, profile, cost };
   }
 
-  static fromHeader(h: TraceHeader, profile: Profile): Replayer {
-    return new Replayer(initialState(h, profile), profile);
+  /**
+   * A replayer from the world before the first event of a trace. The world
+   * is built for it and used in place (no copy): what a fuzz run does twice
+   * per trace.
+   */
+  static fromHeader(h: TraceHeader, profile: Profile, cost: Costs = newCosts()): Replayer {
+    return new Replayer(freshWorkingState(h, profile), profile, cost, true);
   }
 
   apply(e: TraceEvent): Outcome {

@@ -189,13 +189,18 @@ export function testBitmapBit(bm: Uint8Array, msr: number, write: boolean): bool
   return b < 0 || (bm[b >> 3] & (1 << (b & 7))) !== 0;
 }
 
-export function initialVmcs01Bitmap(): Uint8Array {
+const VMCS01_BITMAP_AT_CREATION = ((): Uint8Array => {
   const bm = new Uint8Array(MSR_BITMAP_SIZE).fill(0xff);
   for (const [msr, r, w] of VMCS01_PASSTHROUGH) {
     if (r) setBitmapBit(bm, msr, false, false);
     if (w) setBitmapBit(bm, msr, true, false);
   }
   return bm;
+})();
+
+/** vmcs01's MSR bitmap at vCPU creation (a copy of one made once: every fuzz run builds worlds). */
+export function initialVmcs01Bitmap(): Uint8Array {
+  return VMCS01_BITMAP_AT_CREATION.slice();
 }
 
 export function newNested(): NestedVmx {
@@ -247,6 +252,11 @@ export function initialWorld(config: WorldConfig, areas: (vcpu: number) => Recor
 export function cloneWorld(w: World): World {
   // The configuration never changes after the first event: share it.
   return { config: w.config, mem: deepClone(w.mem) as Memory, vcpus: deepClone(w.vcpus) as Vcpu[], host: deepClone(w.host) as Host, areas: deepClone(w.areas) as Record<string, unknown> };
+}
+
+/** A deep copy of paths' private state (a vCPU's or the VM's `areas`), as `cloneWorld` copies it. */
+export function cloneAreas(a: Record<string, unknown>): Record<string, unknown> {
+  return deepClone(a) as Record<string, unknown>;
 }
 
 function deepClone(v: unknown): unknown {
