@@ -31,7 +31,7 @@ function launch(profile: string, ...lines: string[]): Outcome {
 }
 
 /** TPR shadow (bit 21) and secondary controls (bit 31), a virtual-APIC page at 0x5000. */
-const TPR_SHADOW = ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80200000', 'l1.vmwrite VIRTUAL_APIC_PAGE_ADDR 0x5000'];
+const TPR_SHADOW = ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84206172', 'l1.vmwrite VIRTUAL_APIC_PAGE_ADDR 0x5000'];
 /** A VM-entry MSR-load list at 0x8000 of the given (index, reserved) entries. */
 function msrList(entries: [number, number][]): string[] {
   const lines = entries.flatMap(([index, reserved], i) => [`l1.write 0x${(0x8000 + 16 * i).toString(16)} 4 0x${index.toString(16)}`, `l1.write 0x${(0x8004 + 16 * i).toString(16)} 4 0x${reserved.toString(16)}`]);
@@ -43,7 +43,7 @@ describe.each(PROFILES)('under %s', (profile) => {
     expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite TPR_THRESHOLD 0xf')).toEqual(ENTERED);
     expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite TPR_THRESHOLD 0x10')).toEqual(INVALID_CONTROL);
     expect(launch(profile, 'l1.vmwrite TPR_THRESHOLD 0xffffffff')).toEqual(ENTERED); // no TPR shadow
-    expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x200', 'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x1', 'l1.vmwrite TPR_THRESHOLD 0xffffffff')).toEqual(ENTERED);
+    expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x200', 'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x17', 'l1.vmwrite TPR_THRESHOLD 0xffffffff')).toEqual(ENTERED);
   });
 
   test('MSR-switch lists: 16-byte aligned, starting and ending below MAXPHYADDR', () => {

@@ -35,7 +35,7 @@ function setup(r: Replayer, msrBitmap = '0x3000'): void {
     'l1.write 0x5000 4 0x1',
     'l1.evmcs-ptr 0x5000',
     'l1.evmcs-control 0x5000 0x2',
-    'l1.evmcs-write 0x5000 CPU_BASED_VM_EXEC_CONTROL 0x10000000',
+    'l1.evmcs-write 0x5000 CPU_BASED_VM_EXEC_CONTROL 0x14006172',
     `l1.evmcs-write 0x5000 MSR_BITMAP ${msrBitmap}`,
   );
 }
@@ -76,7 +76,7 @@ describe('clean-field handshake (visible to L1 in hv_clean_fields)', () => {
     setup(r);
     run(r, 'l1.vmlaunch', 'l2.vmcall');
     // a second eVMCS whose MSR bitmap address is bad, so the entry fails after the enlightened VMPTRLD
-    run(r, 'l1.write 0x9000 4 0x1', 'l1.evmcs-write 0x9000 CPU_BASED_VM_EXEC_CONTROL 0x10000000', 'l1.evmcs-write 0x9000 MSR_BITMAP 0x3001', 'l1.evmcs-clean 0x9000 0xffff', 'l1.evmcs-ptr 0x9000');
+    run(r, 'l1.write 0x9000 4 0x1', 'l1.evmcs-write 0x9000 CPU_BASED_VM_EXEC_CONTROL 0x14006172', 'l1.evmcs-write 0x9000 MSR_BITMAP 0x3001', 'l1.evmcs-clean 0x9000 0xffff', 'l1.evmcs-ptr 0x9000');
     expect(run(r, 'l1.vmresume').outcome).toEqual({ k: 'vmfail-valid', error: 7 });
     expect(r.peek().vcpus[0].nested.hvEvmcsVmptr).toBe(0x9000n);
     expect(readGuest(r.peek(), 0x9000n + BigInt(EVMCS.HV_CLEAN_FIELDS_OFFSET), 4)).toBe(0n);
@@ -89,7 +89,7 @@ describe('clean-field handshake (visible to L1 in hv_clean_fields)', () => {
     setup(r);
     run(r, 'l1.vmlaunch', 'l2.vmcall');
     expect(r.peek().vcpus[0].nested.forceMsrBitmapRecalc).toBe(false);
-    run(r, 'l1.write 0x9000 4 0x1', 'l1.evmcs-control 0x9000 0x2', 'l1.evmcs-write 0x9000 CPU_BASED_VM_EXEC_CONTROL 0x10000000', 'l1.evmcs-write 0x9000 MSR_BITMAP 0x3000', 'l1.evmcs-clean 0x9000 0xffff', 'l1.evmcs-ptr 0x9000');
+    run(r, 'l1.write 0x9000 4 0x1', 'l1.evmcs-control 0x9000 0x2', 'l1.evmcs-write 0x9000 CPU_BASED_VM_EXEC_CONTROL 0x14006172', 'l1.evmcs-write 0x9000 MSR_BITMAP 0x3000', 'l1.evmcs-clean 0x9000 0xffff', 'l1.evmcs-ptr 0x9000');
     const { outcome, cost } = run(r, 'l1.vmresume');
     expect(outcome).toEqual({ k: 'entered' });
     expect({ merges: cost.msrBitmapMerges, skips: cost.msrBitmapMergeSkips }).toEqual({ merges: 1, skips: 0 });

@@ -95,7 +95,7 @@ describe.each(PROFILES)('under %s', (profile) => {
   test('an L2 access to the APIC-access page after its memslot went away exits to userspace (MMIO), not to L1; the next entry is an internal error', () => {
     const r = replayer({}, profile);
     run(r, ...VMXON, 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff');
-    run(r, 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x1', 'l1.vmwrite APIC_ACCESS_ADDR 0x200000');
+    run(r, 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84006172', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x1', 'l1.vmwrite APIC_ACCESS_ADDR 0x200000');
     expect(run(r, 'l1.vmlaunch', 'l2.apic-read 0x30')).toEqual([{ k: 'entered' }, { k: 'exit', reason: 44, qual: 0x30n }]);
     expect(run(r, 'l1.vmresume', 'host.memslot-delete 1', 'l2.apic-write 0x80 0x10', 'l2.vmcall')).toEqual([
       { k: 'entered' },
@@ -178,12 +178,12 @@ describe.each(PROFILES)('under %s', (profile) => {
     const bad = vmfailValid(VMXERR.ENTRY_INVALID_CONTROL_FIELD);
     const cases: [string[], string[]][] = [
       [['l1.vmwrite CR3_TARGET_COUNT 0x1'], ['l1.vmwrite CR3_TARGET_COUNT 0x0']],
-      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x2000000', 'l1.vmwrite IO_BITMAP_A 0x3001'], ['l1.vmwrite IO_BITMAP_A 0x3000']],
-      [['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x20'], ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x28']],
-      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20'], ['l1.vmwrite VIRTUAL_PROCESSOR_ID 0x1']],
-      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20000'], ['l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20002', 'l1.vmwrite EPT_POINTER 0x5e', 'l1.vmwrite PML_ADDRESS 0x4000']],
-      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x80'], ['l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x82', 'l1.vmwrite EPT_POINTER 0x5e']],
-      [['l1.vmwrite VM_EXIT_CONTROLS 0x400000'], ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x40']],
+      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x6006172', 'l1.vmwrite IO_BITMAP_A 0x3001'], ['l1.vmwrite IO_BITMAP_A 0x3000']],
+      [['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x36'], ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x3e']],
+      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84006172', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20'], ['l1.vmwrite VIRTUAL_PROCESSOR_ID 0x1']],
+      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84006172', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20000'], ['l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20002', 'l1.vmwrite EPT_POINTER 0x5e', 'l1.vmwrite PML_ADDRESS 0x4000']],
+      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84006172', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x80'], ['l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x82', 'l1.vmwrite EPT_POINTER 0x5e']],
+      [['l1.vmwrite VM_EXIT_CONTROLS 0x436dfb'], ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x56']],
     ];
     for (const [breakIt, fixIt] of cases) {
       const r = replayer({}, profile);

@@ -52,10 +52,10 @@ const SETUP = [
   '@1 l1.vmxon 0x5000',
   'l1.write 0x2000 4 0x11e57ed0',
   'l1.vmptrld 0x2000',
-  'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80200000',
+  'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84206172',
   'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x301',
-  'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x81', // posted interrupts, and the external-interrupt exiting they need
-  'l1.vmwrite VM_EXIT_CONTROLS 0x8000', // acknowledge interrupt on exit, which posted interrupts need
+  'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x97', // posted interrupts, and the external-interrupt exiting they need
+  'l1.vmwrite VM_EXIT_CONTROLS 0x3edfb', // acknowledge interrupt on exit, which posted interrupts need
   'l1.vmwrite APIC_ACCESS_ADDR 0x100000',
   'l1.vmwrite VIRTUAL_APIC_PAGE_ADDR 0x101000',
   'l1.vmwrite POSTED_INTR_DESC_ADDR 0x102040',

@@ -178,7 +178,7 @@ describe('the architectural view of vmcs12 is what L1 reads', () => {
 describe('the two speeds on the shadow VMCS and the cached shadow vmcs12', () => {
   const T = `${SETUP}
     l1.write 0x5000 4 0x91e57ed0
-    l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000
+    l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84006172
     l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x4000
     l1.vmwrite VMREAD_BITMAP 0x6000
     l1.vmwrite VMWRITE_BITMAP 0x7000
