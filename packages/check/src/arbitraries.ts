@@ -115,8 +115,8 @@ const OUT_OF_RANGE_MSRS = [M.HV_X64_MSR_GUEST_OS_ID, M.MSR_K7_HWCR];
 const U = CPU_BASED.USE_MSR_BITMAPS;
 const A = CPU_BASED.ACTIVATE_SECONDARY_CONTROLS;
 const T = CPU_BASED.TPR_SHADOW;
-/** every value carries the must-be-1 bits KVM's TRUE_PROCBASED_CTLS asks for (vmx_control_verify) */
-const CPU_BASED_VALUES = [U | A | T, U | A, U, U | A | T | CPU_BASED.HLT_EXITING, A | T, 0, U | T].map((x) => (x | KVM_CTLS_MUST_BE_1.cpu) >>> 0);
+/** every value carries the must-be-1 bits of TRUE_PROCBASED_CTLS (vmx_control_verify), and the TPR shadow wherever secondary controls are activated (the APICv controls need it: nested_vmx_check_apicv_controls) */
+const CPU_BASED_VALUES = [U | A | T, U | A | T | CPU_BASED.RDTSC_EXITING, U, U | A | T | CPU_BASED.HLT_EXITING, A | T, 0, U | T].map((x) => (x | KVM_CTLS_MUST_BE_1.cpu) >>> 0);
 /**
  * What a new VMCS gets whatever else L1 programs: the must-be-1 pin-based,
  * VM-exit and VM-entry bits, external-interrupt exiting (virtual-interrupt

@@ -8,8 +8,14 @@
  * their order decides nothing an observer sees; it is KVM's anyway.
  *
  * vmx_control_verify (vmxControlVerify, nestedCheckControlsVerify) is
- * written and tested but not applied at VM-entry yet: the emulator's own
- * unit tests still enter with control fields that lack the must-be-1 bits.
+ * written and tested but not applied at VM-entry yet: the traces, the
+ * emulator's tests and the generators set the must-be-1 bits, but the
+ * whole-world generator and the mix still draw APICv controls in
+ * configurations without APICv, where KVM does not offer them (see
+ * docs/fuzzing.md); applying it is two calls: nestedCheckControlsVerify
+ * first in nestedVmxCheckControls (nested.ts), and the exit and entry
+ * controls where nested_check_vm_exit_controls and
+ * nested_check_vm_entry_controls verify them.
  *
  * Not made yet: the event-injection checks of
  * nested_check_vm_entry_controls, nested_vmx_check_mode_based_ept_exec_controls,

@@ -308,6 +308,9 @@ function runLines(r: Replayer, lines: string[]): { outcome: Outcome; cost: Costs
   return { outcome, cost: diffCosts(r.cost, before) };
 }
 
+/** VMWRITEs of the must-be-1 bits of the four controls KVM verifies at VM-entry (vmx_control_verify) */
+const MUST_BE_1 = ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16', 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172', 'l1.vmwrite VM_EXIT_CONTROLS 0x36dfb', 'l1.vmwrite VM_ENTRY_CONTROLS 0x11fb'];
+
 const EVMCS_SETUP = [
   'l1.write 0x1000 4 0x11e57ed0',
   'l1.vmxon 0x1000',
@@ -316,6 +319,9 @@ const EVMCS_SETUP = [
   'l1.evmcs-control 0x5000 0x2',
   'l1.evmcs-write 0x5000 CPU_BASED_VM_EXEC_CONTROL 0x14006172',
   'l1.evmcs-write 0x5000 MSR_BITMAP 0x3000',
+  'l1.evmcs-write 0x5000 PIN_BASED_VM_EXEC_CONTROL 0x16',
+  'l1.evmcs-write 0x5000 VM_EXIT_CONTROLS 0x36dfb',
+  'l1.evmcs-write 0x5000 VM_ENTRY_CONTROLS 0x11fb',
   'l1.vmlaunch',
   'l2.vmcall',
 ];
@@ -346,7 +352,7 @@ describe('enlightened: the merge is skipped only with the control bit, the clean
   test('without an eVMCS it merges on every entry', () => {
     const p = parseProfile('msr-bitmap=enlightened');
     const r = Replayer.fromHeader(makeHeader(), p);
-    runLines(r, ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x14006172', 'l1.vmwrite MSR_BITMAP 0x3000']);
+    runLines(r, ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', ...MUST_BE_1, 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x14006172', 'l1.vmwrite MSR_BITMAP 0x3000']);
     for (const l of ['l1.vmlaunch', 'l1.vmresume', 'l1.vmresume']) {
       const { cost } = runLines(r, [l]);
       expect({ merges: cost.msrBitmapMerges, skips: cost.msrBitmapMergeSkips }).toEqual({ merges: 1, skips: 0 });
@@ -372,7 +378,7 @@ describe('merge-tracked merges again exactly when the merged bitmap may be stale
     'l1.write 0x1000 4 0x11e57ed0',
     'l1.vmxon 0x1000',
     'l1.write 0x2000 4 0x11e57ed0',
-    'l1.vmptrld 0x2000',
+    'l1.vmptrld 0x2000', ...MUST_BE_1,
     'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x94206172',
     'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x310',
     'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x17', // virtual-interrupt delivery needs external-interrupt exiting
@@ -410,7 +416,7 @@ describe('costs are not observations', () => {
       'l1.write 0x1000 4 0x11e57ed0',
       'l1.vmxon 0x1000',
       'l1.write 0x2000 4 0x11e57ed0',
-      'l1.vmptrld 0x2000',
+      'l1.vmptrld 0x2000', ...MUST_BE_1,
       'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x14006172',
       'l1.vmwrite MSR_BITMAP 0x3000',
       'l1.vmlaunch',
@@ -444,7 +450,7 @@ describe('costs are not observations', () => {
     const p = parseProfile('msr-bitmap=merge');
     const h = makeHeader();
     const r = Replayer.fromHeader(h, p);
-    runLines(r, ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x14006172', 'l1.vmwrite MSR_BITMAP 0x3000', 'l1.vmlaunch']);
+    runLines(r, ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', ...MUST_BE_1, 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x14006172', 'l1.vmwrite MSR_BITMAP 0x3000', 'l1.vmlaunch']);
     const v = r.peek().vcpus[0];
     setBitmapBit(v.nested.vmcs02MsrBitmap, MSR.MSR_STAR, false, false); // vmcs01 intercepts STAR
     expect(runLines(r, ['l2.rdmsr MSR_STAR']).outcome).toEqual({ k: 'value', value: 0x4c30000000000000n | BigInt(MSR.MSR_STAR) });
