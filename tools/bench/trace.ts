@@ -1,6 +1,6 @@
 /**
  * Trace codec benchmark: the binary form (.nvxt) on the trace the goal names,
- * traces/workloads/cpuid-loop.nvxt (400,525 events of the CPUID loop on an
+ * traces/workloads/cpuid-loop.nvxt (400,528 events of the CPUID loop on an
  * eVMCS L1), and on a synthetic trace mixing every event kind.
  *
  *   npx tsx tools/bench/trace.ts [--events N] [--runs N] [--trace FILE] [--json]

@@ -62,6 +62,19 @@ export const CPU_BASED_ALWAYSON_WITHOUT_TRUE_MSR = 0x0401e172n;
 export const VM_EXIT_ALWAYSON_WITHOUT_TRUE_MSR = 0x00036dffn;
 export const VM_ENTRY_ALWAYSON_WITHOUT_TRUE_MSR = 0x000011ffn;
 
+/**
+ * The must-be-1 bits of the TRUE control MSRs KVM reports (their allowed-0
+ * halves, nested_vmx_setup_*_ctls): the default-1 bits without those KVM
+ * lets L1 clear (CR3-load/store exiting, save/load debug controls). Every
+ * vmcs12 that enters has at least these set (vmx_control_verify).
+ */
+export const KVM_CTLS_MUST_BE_1 = Object.freeze({
+  pin: Number(PIN_BASED_ALWAYSON_WITHOUT_TRUE_MSR),
+  cpu: Number(CPU_BASED_ALWAYSON_WITHOUT_TRUE_MSR & ~(bit(15) | bit(16))),
+  exit: Number(VM_EXIT_ALWAYSON_WITHOUT_TRUE_MSR & ~bit(2)),
+  entry: Number(VM_ENTRY_ALWAYSON_WITHOUT_TRUE_MSR & ~bit(2)),
+});
+
 /** IA32_VMX_BASIC fields and flags (SDM A.1). */
 export const VMX_BASIC = Object.freeze({
   VMCS_SIZE_SHIFT: 32n,
@@ -131,16 +144,16 @@ export const KVM_CR4_FIXED1 = 0x773fffn;
  */
 export function kvmVmxCapMsrs(f: VmxCapFeatures): Map<number, bigint> {
   // nested_vmx_setup_pinbased_ctls
-  const pinLow = PIN_BASED_ALWAYSON_WITHOUT_TRUE_MSR;
+  const pinLow = BigInt(KVM_CTLS_MUST_BE_1.pin);
   const pinHigh = bit(0) | bit(3) | bit(5) | (f.apicv ? bit(7) : 0n) | PIN_BASED_ALWAYSON_WITHOUT_TRUE_MSR | bit(6);
   // nested_vmx_setup_exit_ctls: HOST_ADDR_SPACE_SIZE, LOAD/SAVE_PAT, CLEAR_BNDCFGS from the host; the rest emulated
-  const exitLow = VM_EXIT_ALWAYSON_WITHOUT_TRUE_MSR & ~bit(2);
+  const exitLow = BigInt(KVM_CTLS_MUST_BE_1.exit);
   const exitHigh = bit(9) | bit(19) | bit(18) | bit(23) | VM_EXIT_ALWAYSON_WITHOUT_TRUE_MSR | bit(21) | bit(20) | bit(22) | bit(15) | bit(12);
   // nested_vmx_setup_entry_ctls: IA32E_MODE, LOAD_PAT, LOAD_BNDCFGS from the host; LOAD_EFER, LOAD_PERF_GLOBAL_CTRL emulated
-  const entryLow = VM_ENTRY_ALWAYSON_WITHOUT_TRUE_MSR & ~bit(2);
+  const entryLow = BigInt(KVM_CTLS_MUST_BE_1.entry);
   const entryHigh = bit(9) | bit(14) | bit(16) | VM_ENTRY_ALWAYSON_WITHOUT_TRUE_MSR | bit(15) | bit(13);
   // nested_vmx_setup_cpubased_ctls: free control of CR3 load/store exiting; MSR bitmaps always
-  const procLow = CPU_BASED_ALWAYSON_WITHOUT_TRUE_MSR & ~(bit(15) | bit(16));
+  const procLow = BigInt(KVM_CTLS_MUST_BE_1.cpu);
   const procHigh =
     [2, 22, 3, 7, 9, 10, 15, 16, 19, 20, 23, 24, 25, 27, 29, 11, 12, 30, 21, 31].reduce((m, b) => m | bit(b), 0n) | CPU_BASED_ALWAYSON_WITHOUT_TRUE_MSR | bit(28);
   // nested_vmx_setup_secondary_ctls: DESC, RDTSCP, X2APIC mode, WBINVD, (APIC register virt, VID: APICv),

@@ -23,7 +23,7 @@
  * the vmcs12 with l1.write, VMXON, VMPTRLD, VMLAUNCH) then L2's CPUIDs,
  * MSR accesses and exits.
  */
-import { MSR, MSR_PLATFORM_INFO_CPUID_FAULT, VMCS, VMCS12_REVISION, CPU_BASED } from '@nvx/arch';
+import { MSR, MSR_PLATFORM_INFO_CPUID_FAULT, VMCS, VMCS12_REVISION, CPU_BASED, KVM_CTLS_MUST_BE_1 } from '@nvx/arch';
 import { Profile, parseProfile } from '@nvx/emulator';
 import { Expect, TraceEvent, TraceHeader, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
@@ -316,10 +316,16 @@ class CpuidBuilder {
       this.emit({ kind: 'l1.write', vcpu, gpa: vmcs12Region(vcpu), size: 4, value: BigInt(VMCS12_REVISION) }, ok);
       this.emit({ kind: 'l1.vmptrld', vcpu, gpa: vmcs12Region(vcpu) }, ok);
       v.vmcs = true;
+      // the must-be-1 bits of the controls KVM verifies at VM-entry (vmx_control_verify)
+      this.emit({ kind: 'l1.vmwrite', vcpu, field: VMCS.PIN_BASED_VM_EXEC_CONTROL, value: BigInt(KVM_CTLS_MUST_BE_1.pin) }, ok);
+      this.emit({ kind: 'l1.vmwrite', vcpu, field: VMCS.VM_EXIT_CONTROLS, value: BigInt(KVM_CTLS_MUST_BE_1.exit) }, ok);
+      this.emit({ kind: 'l1.vmwrite', vcpu, field: VMCS.VM_ENTRY_CONTROLS, value: BigInt(KVM_CTLS_MUST_BE_1.entry) }, ok);
       if (p.take(3) !== 0) {
-        this.emit({ kind: 'l1.vmwrite', vcpu, field: VMCS.CPU_BASED_VM_EXEC_CONTROL, value: BigInt(CPU_BASED.USE_MSR_BITMAPS) }, ok);
+        this.emit({ kind: 'l1.vmwrite', vcpu, field: VMCS.CPU_BASED_VM_EXEC_CONTROL, value: BigInt((CPU_BASED.USE_MSR_BITMAPS | KVM_CTLS_MUST_BE_1.cpu) >>> 0) }, ok);
         this.emit({ kind: 'l1.vmwrite', vcpu, field: VMCS.MSR_BITMAP, value: ZERO_BITMAP }, ok);
         v.l0Msrs = true;
+      } else {
+        this.emit({ kind: 'l1.vmwrite', vcpu, field: VMCS.CPU_BASED_VM_EXEC_CONTROL, value: BigInt(KVM_CTLS_MUST_BE_1.cpu) }, ok);
       }
     }
     this.emit({ kind: v.launched ? 'l1.vmresume' : 'l1.vmlaunch', vcpu }, { k: 'entered' });

@@ -21,7 +21,7 @@
  * pages and posting interrupts; L2 reading and writing its APIC page and
  * x2APIC TPR, and exiting. On 1-4 vCPUs.
  */
-import { CPU_BASED, EVMCS, KVM_EVMCS_VERSION, MSR, PIN_BASED, SECONDARY_EXEC, VMCS, VMCS12_REVISION } from '@nvx/arch';
+import { CPU_BASED, EVMCS, KVM_CTLS_MUST_BE_1, KVM_EVMCS_VERSION, MSR, PIN_BASED, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VM_EXIT } from '@nvx/arch';
 import { NESTED_PAGE, Profile, Replayer, Vcpu, World, apicPagesInUse, gfnToHva, gpaToGfn, nestedPageGpa, parseProfile, vmcs12Get, vmcs12Get32 } from '@nvx/emulator';
 import { MemslotConfig, TraceEvent, TraceHeader, formatEvent, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
@@ -104,6 +104,8 @@ interface ControlProfile {
   cpu: number;
   secondary: number;
   pin: number;
+  exit: number;
+  entry: number;
 }
 
 const CONTROL_PROFILES: readonly ControlProfile[] = [
@@ -117,7 +119,20 @@ const CONTROL_PROFILES: readonly ControlProfile[] = [
   { cpu: U | T, secondary: 0, pin: 0 },
   // MSR bitmaps only
   { cpu: U, secondary: 0, pin: 0 },
-].map((p) => ({ cpu: p.cpu >>> 0, secondary: p.secondary >>> 0, pin: p.pin >>> 0 }));
+].map((p) => {
+  // The must-be-1 bits of the TRUE control MSRs on every control (vmx_control_verify), and what
+  // nested_vmx_check_apicv_controls asks of virtual-interrupt delivery (external-interrupt
+  // exiting) and of posted interrupts (acknowledge interrupt on exit).
+  const vid = (p.secondary & S.VIRTUAL_INTR_DELIVERY) !== 0;
+  const posted = (p.pin & PIN_BASED.POSTED_INTR) !== 0;
+  return {
+    cpu: (p.cpu | KVM_CTLS_MUST_BE_1.cpu) >>> 0,
+    secondary: p.secondary >>> 0,
+    pin: (p.pin | KVM_CTLS_MUST_BE_1.pin | (vid ? PIN_BASED.EXT_INTR_MASK : 0)) >>> 0,
+    exit: (KVM_CTLS_MUST_BE_1.exit | (posted ? VM_EXIT.ACK_INTR_ON_EXIT : 0)) >>> 0,
+    entry: KVM_CTLS_MUST_BE_1.entry >>> 0,
+  };
+});
 
 
 // ---------------------------------------------------------------- the builder
@@ -389,10 +404,12 @@ class Builder {
     wr(VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(c.cpu));
     wr(VMCS.SECONDARY_VM_EXEC_CONTROL, BigInt(c.secondary));
     wr(VMCS.PIN_BASED_VM_EXEC_CONTROL, BigInt(c.pin));
+    wr(VMCS.VM_EXIT_CONTROLS, BigInt(c.exit));
+    wr(VMCS.VM_ENTRY_CONTROLS, BigInt(c.entry));
     wr(VMCS.MSR_BITMAP, BITMAPS[p.take(BITMAPS.length)]);
     if (c.secondary & S.VIRTUALIZE_APIC_ACCESSES) wr(VMCS.APIC_ACCESS_ADDR, apicAccessPage(j));
     if (c.cpu & T) wr(VMCS.VIRTUAL_APIC_PAGE_ADDR, vapicPage(j));
-    if (c.pin) {
+    if (c.pin & PIN_BASED.POSTED_INTR) {
       wr(VMCS.POSTED_INTR_NV, 0xf2n);
       wr(VMCS.POSTED_INTR_DESC_ADDR, piDescPage(j) + BigInt(0x40 * p.take(3)));
     }
@@ -473,6 +490,9 @@ class Builder {
       const c = CONTROL_PROFILES[[1, 3, 4][p.take(3)]];
       ev(VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(c.cpu));
       ev(VMCS.SECONDARY_VM_EXEC_CONTROL, BigInt(c.secondary));
+      ev(VMCS.PIN_BASED_VM_EXEC_CONTROL, BigInt(c.pin));
+      ev(VMCS.VM_EXIT_CONTROLS, BigInt(c.exit));
+      ev(VMCS.VM_ENTRY_CONTROLS, BigInt(c.entry));
       ev(VMCS.MSR_BITMAP, BITMAPS[p.take(BITMAPS.length)]);
       ev(VMCS.VIRTUAL_APIC_PAGE_ADDR, evmcsVapicPage(this.plans[v].evmcs));
     } else if (p.take(4) === 0) {

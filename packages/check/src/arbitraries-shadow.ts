@@ -20,7 +20,7 @@
  * clearing vmcs12s; entries and exits in between; and L2's VMREAD/VMWRITE
  * with L1's bitmaps and link pointer in every state.
  */
-import { CPU_BASED, INVALID_GPA, MSR, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VMCS_HDR_SHADOW_VMCS, vmcsFieldByEncoding } from '@nvx/arch';
+import { CPU_BASED, INVALID_GPA, KVM_CTLS_MUST_BE_1, MSR, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VMCS_HDR_SHADOW_VMCS, vmcsFieldByEncoding } from '@nvx/arch';
 import { Profile, Replayer, parseProfile } from '@nvx/emulator';
 import { TraceEvent, TraceHeader, WorldConfig, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
@@ -101,7 +101,10 @@ const MSRS = [MSR.MSR_FS_BASE, MSR.MSR_GS_BASE, MSR.MSR_IA32_SPEC_CTRL, MSR.MSR_
 
 const A = CPU_BASED.ACTIVATE_SECONDARY_CONTROLS;
 const U = CPU_BASED.USE_MSR_BITMAPS;
-const CPU_BASED_VALUES = [A, A | U, 0, U, A | CPU_BASED.TPR_SHADOW].map((x) => BigInt(x >>> 0));
+/** with the must-be-1 bits of TRUE_PROCBASED_CTLS (vmx_control_verify) */
+const CPU_BASED_VALUES = [A, A | U, 0, U, A | CPU_BASED.TPR_SHADOW].map((x) => BigInt((x | KVM_CTLS_MUST_BE_1.cpu) >>> 0));
+/** an EPT pointer nested_vmx_check_eptp accepts (write-back, 4 levels), for the secondary value with EPT */
+const EPTP_WB_4 = 0x2801en;
 const SECONDARY_VALUES = [SECONDARY_EXEC.SHADOW_VMCS, SECONDARY_EXEC.SHADOW_VMCS | SECONDARY_EXEC.VIRTUALIZE_X2APIC_MODE, 0, SECONDARY_EXEC.ENABLE_EPT].map((x) => BigInt(x));
 const AR_VALUES = [0xa09bn, 0xfffffn, 0x10093n, 0xffffffffn];
 
@@ -192,7 +195,7 @@ class ShadowBuilder {
     if (f && f.name.endsWith('_AR_BYTES')) return p.pick(AR_VALUES);
     if (field === F.CPU_BASED_VM_EXEC_CONTROL) return p.pick(CPU_BASED_VALUES);
     if (field === F.SECONDARY_VM_EXEC_CONTROL) return p.pick(SECONDARY_VALUES);
-    if (field === F.PIN_BASED_VM_EXEC_CONTROL) return 0n;
+    if (field === F.PIN_BASED_VM_EXEC_CONTROL) return BigInt(KVM_CTLS_MUST_BE_1.pin);
     return p.take(3) ? p.pick(INTERESTING_U64) : value;
   }
 
@@ -210,11 +213,22 @@ class ShadowBuilder {
 
   private vmptrld(v: VcpuModel, p: Digits): void {
     const j = p.weighted([4, 3, 1]);
-    if (!v.vmcs12Revision[j]) {
+    const fresh = !v.vmcs12Revision[j];
+    if (fresh) {
       this.emit({ kind: 'l1.write', vcpu: v.id, gpa: vmcs12Region(v.id, j), size: 4, value: BigInt(VMCS12_REVISION) });
       v.vmcs12Revision[j] = true;
     }
     this.emit({ kind: 'l1.vmptrld', vcpu: v.id, gpa: vmcs12Region(v.id, j) });
+    if (fresh && this.nested(v.id).currentVmptr === vmcs12Region(v.id, j)) this.mustBe1Controls(v);
+  }
+
+  /** A new VMCS gets the must-be-1 bits of the four controls KVM checks with vmx_control_verify. */
+  private mustBe1Controls(v: VcpuModel): void {
+    const w = (field: number, value: number) => this.emit({ kind: 'l1.vmwrite', vcpu: v.id, field, value: BigInt(value >>> 0) });
+    w(F.PIN_BASED_VM_EXEC_CONTROL, KVM_CTLS_MUST_BE_1.pin);
+    w(F.CPU_BASED_VM_EXEC_CONTROL, KVM_CTLS_MUST_BE_1.cpu);
+    w(F.VM_EXIT_CONTROLS, KVM_CTLS_MUST_BE_1.exit);
+    w(F.VM_ENTRY_CONTROLS, KVM_CTLS_MUST_BE_1.entry);
   }
 
   private vmclear(v: VcpuModel, p: Digits): void {
@@ -236,8 +250,16 @@ class ShadowBuilder {
       const hdr = p.take(6) ? VMCS12_REVISION | VMCS_HDR_SHADOW_VMCS : VMCS12_REVISION;
       this.emit({ kind: 'l1.write', vcpu: v.id, gpa: shadowRegion(v.id), size: 4, value: BigInt(hdr >>> 0) });
     }
-    w(F.CPU_BASED_VM_EXEC_CONTROL, p.pick(CPU_BASED_VALUES.slice(0, 2)));
-    w(F.SECONDARY_VM_EXEC_CONTROL, p.take(5) ? BigInt(SECONDARY_EXEC.SHADOW_VMCS) : p.pick(SECONDARY_VALUES));
+    const cpu = p.pick(CPU_BASED_VALUES.slice(0, 2));
+    const secondary = p.take(5) ? BigInt(SECONDARY_EXEC.SHADOW_VMCS) : p.pick(SECONDARY_VALUES);
+    // virtualize x2APIC mode needs the TPR shadow (nested_vmx_check_apicv_controls)
+    w(F.CPU_BASED_VM_EXEC_CONTROL, secondary & BigInt(SECONDARY_EXEC.VIRTUALIZE_X2APIC_MODE) ? cpu | BigInt(CPU_BASED.TPR_SHADOW) : cpu);
+    w(F.SECONDARY_VM_EXEC_CONTROL, secondary);
+    // the must-be-1 bits of the other controls (vmx_control_verify), and an EPT pointer for EPT
+    w(F.PIN_BASED_VM_EXEC_CONTROL, BigInt(KVM_CTLS_MUST_BE_1.pin));
+    w(F.VM_EXIT_CONTROLS, BigInt(KVM_CTLS_MUST_BE_1.exit));
+    w(F.VM_ENTRY_CONTROLS, BigInt(KVM_CTLS_MUST_BE_1.entry));
+    if (secondary & BigInt(SECONDARY_EXEC.ENABLE_EPT)) w(F.EPT_POINTER, EPTP_WB_4);
     w(F.MSR_BITMAP, msrBitmapPage(v.id));
     if (p.take(2)) {
       w(F.VMREAD_BITMAP, p.take(8) ? vmreadBitmapPage(v.id) : vmreadBitmapPage(v.id) + 8n);

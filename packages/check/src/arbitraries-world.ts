@@ -48,6 +48,7 @@ import {
   HV_ENLIGHTENMENTS_CONTROL,
   HV_VMX_ENLIGHTENED_CLEAN_FIELD,
   INVALID_GPA,
+  KVM_CTLS_MUST_BE_1,
   KVM_EVMCS_VERSION,
   MSR,
   MSR_PLATFORM_INFO_CPUID_FAULT,
@@ -175,7 +176,12 @@ const U = CPU_BASED.USE_MSR_BITMAPS;
 const A = CPU_BASED.ACTIVATE_SECONDARY_CONTROLS;
 const T = CPU_BASED.TPR_SHADOW;
 const S = SECONDARY_EXEC;
-const CPU_BASED_VALUES = [U | A | T, U | A, U, A | T, U | T, 0, U | A | T | CPU_BASED.HLT_EXITING].map((x) => BigInt(x >>> 0));
+/**
+ * Each with the must-be-1 bits of TRUE_PROCBASED_CTLS (vmx_control_verify);
+ * those that activate secondary controls with the TPR shadow, which the
+ * APICv controls need (nested_vmx_check_apicv_controls).
+ */
+const CPU_BASED_VALUES = [U | A | T, U | A | T | CPU_BASED.RDTSC_EXITING, U, A | T, U | T, 0, U | A | T | CPU_BASED.HLT_EXITING].map((x) => BigInt((x | KVM_CTLS_MUST_BE_1.cpu) >>> 0));
 const SECONDARY_VALUES = [
   S.VIRTUALIZE_X2APIC_MODE | S.APIC_REGISTER_VIRT | S.VIRTUAL_INTR_DELIVERY,
   S.SHADOW_VMCS,
@@ -188,7 +194,12 @@ const SECONDARY_VALUES = [
   S.APIC_REGISTER_VIRT | S.VIRTUAL_INTR_DELIVERY,
   S.VIRTUALIZE_APIC_ACCESSES | S.ENABLE_EPT,
 ].map((x) => BigInt(x >>> 0));
-const PIN_VALUES = [0n, BigInt(PIN_BASED.POSTED_INTR >>> 0)];
+/**
+ * Pin-based values: the must-be-1 bits and external-interrupt exiting
+ * (virtual-interrupt delivery needs it: nested_vmx_check_apicv_controls),
+ * with or without posted interrupts.
+ */
+const PIN_VALUES = [KVM_CTLS_MUST_BE_1.pin | PIN_BASED.EXT_INTR_MASK, KVM_CTLS_MUST_BE_1.pin | PIN_BASED.EXT_INTR_MASK | PIN_BASED.POSTED_INTR].map((x) => BigInt(x >>> 0));
 const AR_VALUES = [0xa09bn, 0xc093n, 0xfffffn, 0x10093n];
 /** fields L2 reads and writes through L1's shadow VMCS (RW- and RO-shadowed, unshadowed, unknown) */
 const L2_VMCS_FIELDS = [
@@ -610,7 +621,7 @@ class WorldBuilder {
     if (cpu & BigInt(T)) writes.push([VMCS.VIRTUAL_APIC_PAGE_ADDR, this.addressValue(v, VMCS.VIRTUAL_APIC_PAGE_ADDR, p)]);
     if (secondary & BigInt(S.VIRTUALIZE_APIC_ACCESSES)) writes.push([VMCS.APIC_ACCESS_ADDR, this.addressValue(v, VMCS.APIC_ACCESS_ADDR, p)]);
     if (secondary & BigInt(S.VIRTUAL_INTR_DELIVERY) && p.take(2)) {
-      writes.push([VMCS.PIN_BASED_VM_EXEC_CONTROL, BigInt(PIN_BASED.POSTED_INTR >>> 0)], [VMCS.POSTED_INTR_NV, 0xf2n], [VMCS.POSTED_INTR_DESC_ADDR, this.addressValue(v, VMCS.POSTED_INTR_DESC_ADDR, p)]);
+      writes.push([VMCS.PIN_BASED_VM_EXEC_CONTROL, PIN_VALUES[1]], [VMCS.POSTED_INTR_NV, 0xf2n], [VMCS.POSTED_INTR_DESC_ADDR, this.addressValue(v, VMCS.POSTED_INTR_DESC_ADDR, p)]);
     }
     for (const [field, val] of writes) this.writeField(v, field, val, p);
     if (value & 1n) this.enter(v, p);

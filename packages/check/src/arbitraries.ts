@@ -21,8 +21,10 @@ import {
   EVMCS,
   HV_ENLIGHTENMENTS_CONTROL,
   HV_VMX_ENLIGHTENED_CLEAN_FIELD,
+  KVM_CTLS_MUST_BE_1,
   KVM_EVMCS_VERSION,
   MSR,
+  PIN_BASED,
   SECONDARY_EXEC,
   VMCS,
   VMCS12_REVISION,
@@ -113,7 +115,21 @@ const OUT_OF_RANGE_MSRS = [M.HV_X64_MSR_GUEST_OS_ID, M.MSR_K7_HWCR];
 const U = CPU_BASED.USE_MSR_BITMAPS;
 const A = CPU_BASED.ACTIVATE_SECONDARY_CONTROLS;
 const T = CPU_BASED.TPR_SHADOW;
-const CPU_BASED_VALUES = [U | A | T, U | A, U, U | A | T | CPU_BASED.HLT_EXITING, A | T, 0, U | T].map((x) => x >>> 0);
+/** every value carries the must-be-1 bits of TRUE_PROCBASED_CTLS (vmx_control_verify), and the TPR shadow wherever secondary controls are activated (the APICv controls need it: nested_vmx_check_apicv_controls) */
+const CPU_BASED_VALUES = [U | A | T, U | A | T | CPU_BASED.RDTSC_EXITING, U, U | A | T | CPU_BASED.HLT_EXITING, A | T, 0, U | T].map((x) => (x | KVM_CTLS_MUST_BE_1.cpu) >>> 0);
+/**
+ * What a new VMCS gets whatever else L1 programs: the must-be-1 pin-based,
+ * VM-exit and VM-entry bits, external-interrupt exiting (virtual-interrupt
+ * delivery needs it: nested_vmx_check_apicv_controls) and an EPT pointer
+ * nested_vmx_check_eptp accepts (write-back, 4 levels), for when a
+ * secondary value turns EPT on.
+ */
+const INIT_CONTROLS: readonly [number, bigint][] = [
+  [VMCS.PIN_BASED_VM_EXEC_CONTROL, BigInt((KVM_CTLS_MUST_BE_1.pin | PIN_BASED.EXT_INTR_MASK) >>> 0)],
+  [VMCS.VM_EXIT_CONTROLS, BigInt(KVM_CTLS_MUST_BE_1.exit)],
+  [VMCS.VM_ENTRY_CONTROLS, BigInt(KVM_CTLS_MUST_BE_1.entry)],
+  [VMCS.EPT_POINTER, 0x2801en],
+];
 const S = SECONDARY_EXEC;
 const SECONDARY_VALUES = [
   S.VIRTUALIZE_X2APIC_MODE | S.APIC_REGISTER_VIRT | S.VIRTUAL_INTR_DELIVERY,
@@ -181,6 +197,7 @@ const INTERPRETED_FIELDS: ReadonlySet<number> = new Set([
   VMCS.VIRTUAL_PROCESSOR_ID,
   VMCS.VM_FUNCTION_CONTROL,
   VMCS.EPTP_LIST_ADDRESS,
+  VMCS.EPT_POINTER,
 ]);
 export const GROUP_FIELDS: readonly VmcsField[] = VMCS_FIELDS.filter(
   (f) => !f.isHigh && !f.readOnly && f.cleanGroup !== null && f.cleanGroup >= 0 && f.evmcsOffset !== null && !INTERPRETED_FIELDS.has(f.encoding),
@@ -493,7 +510,9 @@ class Builder {
 
   /** What an L1 usually does with a new VMCS before its first VMLAUNCH: program the controls that matter here. */
   private initControls(p: Digits, write: (field: number, value: bigint) => void): void {
-    if (p.take(5) === 0) return;
+    for (const [field, value] of INIT_CONTROLS) write(field, value);
+    // now and then L1 leaves the primary controls at their must-be-1 bits
+    if (p.take(5) === 0) return write(VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(KVM_CTLS_MUST_BE_1.cpu));
     write(VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(CPU_BASED_VALUES[p.weighted([4, 2, 2, 1, 1, 1, 1])]));
     write(VMCS.MSR_BITMAP, BITMAP_POOL[p.take(BITMAP_POOL.length)]);
     if (p.take(2)) write(VMCS.SECONDARY_VM_EXEC_CONTROL, BigInt(SECONDARY_VALUES[p.take(SECONDARY_VALUES.length)]));
@@ -717,8 +736,13 @@ class Builder {
     v.l2 = { bitmap: m.cpu & U ? m.bitmap : null };
   }
 
-  private entryFails(m: { cpu: number; bitmap: bigint }): boolean {
-    return (m.cpu & U) !== 0 && (m.bitmap & 0xfffn) !== 0n;
+  /**
+   * VMfailValid 7: an unaligned MSR bitmap (nested_vmx_check_msr_bitmap_controls),
+   * or APICv controls without the TPR shadow (nested_vmx_check_apicv_controls).
+   */
+  private entryFails(m: { cpu: number; secondary: number; bitmap: bigint }): boolean {
+    if ((m.cpu & U) !== 0 && (m.bitmap & 0xfffn) !== 0n) return true;
+    return (m.cpu & A) !== 0 && (m.secondary & X2APIC_SECONDARY) !== 0 && (m.cpu & T) === 0;
   }
 
   private enterEvmcs(v: VcpuModel, p: Digits): void {

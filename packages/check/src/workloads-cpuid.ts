@@ -22,7 +22,7 @@
  *
  * Every generator is a pure function of its arguments.
  */
-import { CPU_BASED, MSR, VMCS, VMCS12_REVISION } from '@nvx/arch';
+import { CPU_BASED, KVM_CTLS_MUST_BE_1, MSR, VMCS, VMCS12_REVISION } from '@nvx/arch';
 import { TraceEvent, makeHeader } from '@nvx/trace';
 import type { Workload } from './workloads';
 
@@ -174,7 +174,11 @@ export function nestedCpuidLoop(o: NestedCpuidLoopOptions = {}): Workload {
     { kind: 'l1.vmxon', vcpu: v, gpa: 0x1000n },
     { kind: 'l1.write', vcpu: v, gpa: 0x2000n, size: 4, value: BigInt(VMCS12_REVISION) },
     { kind: 'l1.vmptrld', vcpu: v, gpa: 0x2000n },
-    { kind: 'l1.vmwrite', vcpu: v, field: VMCS.CPU_BASED_VM_EXEC_CONTROL, value: BigInt(CPU_BASED.USE_MSR_BITMAPS) },
+    // MSR bitmaps, and the must-be-1 bits of the controls KVM verifies at VM-entry (vmx_control_verify)
+    { kind: 'l1.vmwrite', vcpu: v, field: VMCS.CPU_BASED_VM_EXEC_CONTROL, value: BigInt((CPU_BASED.USE_MSR_BITMAPS | KVM_CTLS_MUST_BE_1.cpu) >>> 0) },
+    { kind: 'l1.vmwrite', vcpu: v, field: VMCS.PIN_BASED_VM_EXEC_CONTROL, value: BigInt(KVM_CTLS_MUST_BE_1.pin) },
+    { kind: 'l1.vmwrite', vcpu: v, field: VMCS.VM_EXIT_CONTROLS, value: BigInt(KVM_CTLS_MUST_BE_1.exit) },
+    { kind: 'l1.vmwrite', vcpu: v, field: VMCS.VM_ENTRY_CONTROLS, value: BigInt(KVM_CTLS_MUST_BE_1.entry) },
     { kind: 'l1.vmwrite', vcpu: v, field: VMCS.MSR_BITMAP, value: 0x3000n },
     { kind: 'l1.vmlaunch', vcpu: v },
   );

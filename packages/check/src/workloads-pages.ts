@@ -9,18 +9,26 @@
  *   L2 as its guest (seed 003's benchmark): the "map", "unmap" and
  *   "unmap chunked" phases, as the nested VM-exits and entries they cause.
  */
-import { CPU_BASED, MSR, PIN_BASED, SECONDARY_EXEC, VMCS, VMCS12_REVISION } from '@nvx/arch';
+import { CPU_BASED, KVM_CTLS_MUST_BE_1, MSR, PIN_BASED, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VM_EXIT } from '@nvx/arch';
 import { MemslotConfig, TraceEvent, makeHeader } from '@nvx/trace';
 import { Replayer, Costs, diffCosts, initialState, parseProfile } from '@nvx/emulator';
 import { Workload, WorkloadStream, materialize } from './workloads';
 
 const PAGE = 0x1000n;
 
-/** vmcs12 controls for an L2 whose L1 gives it APIC virtualization: MSR bitmaps, TPR shadow, APIC accesses, posted interrupts. */
+/**
+ * vmcs12 controls for an L2 whose L1 gives it APIC virtualization: MSR
+ * bitmaps, TPR shadow, APIC accesses, posted interrupts; with the must-be-1
+ * bits of the TRUE control MSRs (vmx_control_verify) and what posted
+ * interrupts need (nested_vmx_check_apicv_controls: external-interrupt
+ * exiting, acknowledge interrupt on exit).
+ */
 const APICV = {
-  cpu: BigInt((CPU_BASED.USE_MSR_BITMAPS | CPU_BASED.TPR_SHADOW | CPU_BASED.ACTIVATE_SECONDARY_CONTROLS) >>> 0),
+  cpu: BigInt((CPU_BASED.USE_MSR_BITMAPS | CPU_BASED.TPR_SHADOW | CPU_BASED.ACTIVATE_SECONDARY_CONTROLS | KVM_CTLS_MUST_BE_1.cpu) >>> 0),
   secondary: BigInt(SECONDARY_EXEC.VIRTUALIZE_APIC_ACCESSES | SECONDARY_EXEC.APIC_REGISTER_VIRT | SECONDARY_EXEC.VIRTUAL_INTR_DELIVERY),
-  pin: BigInt(PIN_BASED.POSTED_INTR),
+  pin: BigInt((PIN_BASED.POSTED_INTR | PIN_BASED.EXT_INTR_MASK | KVM_CTLS_MUST_BE_1.pin) >>> 0),
+  exit: BigInt((VM_EXIT.ACK_INTR_ON_EXIT | KVM_CTLS_MUST_BE_1.exit) >>> 0),
+  entry: BigInt(KVM_CTLS_MUST_BE_1.entry),
 };
 
 interface L2Pages {
@@ -37,6 +45,8 @@ function* setupVmcs12(vcpu: number, p: L2Pages): Generator<TraceEvent, void, und
   yield { kind: 'l1.vmwrite', vcpu, field: VMCS.CPU_BASED_VM_EXEC_CONTROL, value: APICV.cpu };
   yield { kind: 'l1.vmwrite', vcpu, field: VMCS.SECONDARY_VM_EXEC_CONTROL, value: APICV.secondary };
   yield { kind: 'l1.vmwrite', vcpu, field: VMCS.PIN_BASED_VM_EXEC_CONTROL, value: APICV.pin };
+  yield { kind: 'l1.vmwrite', vcpu, field: VMCS.VM_EXIT_CONTROLS, value: APICV.exit };
+  yield { kind: 'l1.vmwrite', vcpu, field: VMCS.VM_ENTRY_CONTROLS, value: APICV.entry };
   yield { kind: 'l1.vmwrite', vcpu, field: VMCS.POSTED_INTR_NV, value: 0xf2n };
   yield { kind: 'l1.vmwrite', vcpu, field: VMCS.MSR_BITMAP, value: p.msrBitmap };
   yield { kind: 'l1.vmwrite', vcpu, field: VMCS.APIC_ACCESS_ADDR, value: p.apicAccess };

@@ -16,7 +16,15 @@
  *
  * Pure function of its arguments, streamed like the other workloads.
  */
-import { VMCS, VMCS12_REVISION } from '@nvx/arch';
+import { KVM_CTLS_MUST_BE_1, VMCS, VMCS12_REVISION } from '@nvx/arch';
+
+/** The four controls KVM verifies at VM-entry, at their must-be-1 bits. */
+const MUST_BE_1_CONTROLS: readonly [number, bigint][] = [
+  [VMCS.PIN_BASED_VM_EXEC_CONTROL, BigInt(KVM_CTLS_MUST_BE_1.pin)],
+  [VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(KVM_CTLS_MUST_BE_1.cpu)],
+  [VMCS.VM_EXIT_CONTROLS, BigInt(KVM_CTLS_MUST_BE_1.exit)],
+  [VMCS.VM_ENTRY_CONTROLS, BigInt(KVM_CTLS_MUST_BE_1.entry)],
+];
 import { TraceEvent, makeHeader } from '@nvx/trace';
 import { Workload, WorkloadStream, materialize } from './workloads';
 
@@ -41,7 +49,7 @@ export interface ShadowExitLoopOptions {
 }
 
 const LAYOUT = { vmxon: 0x1000n, vmcs: 0x2000n, guestRip: 0xffffffff81000000n } as const;
-export const SHADOW_LOOP_SETUP_EVENTS = 8;
+export const SHADOW_LOOP_SETUP_EVENTS = 12;
 
 export function shadowExitLoopEventsPerIteration(roWrites = 0): number {
   return 5 + roWrites;
@@ -67,6 +75,8 @@ export function shadowExitLoopStream(iterations: number, opts: ShadowExitLoopOpt
     yield { kind: 'l1.vmptrld', vcpu, gpa: L.vmcs };
     yield { kind: 'l1.vmwrite', vcpu, field: VMCS.GUEST_RIP, value: L.guestRip };
     yield { kind: 'l1.vmwrite', vcpu, field: VMCS.VMCS_LINK_POINTER, value: 0xffffffffffffffffn };
+    // the must-be-1 bits of the controls KVM verifies at VM-entry (vmx_control_verify)
+    for (const [field, value] of MUST_BE_1_CONTROLS) yield { kind: 'l1.vmwrite', vcpu, field, value };
     yield { kind: 'l1.vmlaunch', vcpu };
     let rip = L.guestRip;
     for (let i = 0; i < iterations; i++) {

@@ -13,7 +13,7 @@
  * executes CPUID, which always exits to L1; L1 reads the exit reason,
  * advances GUEST_RIP past the instruction and resumes L2.
  */
-import { CPU_BASED, EVMCS, HV_ENLIGHTENMENTS_CONTROL, KVM_EVMCS_VERSION, MSR, MSR_BITMAP_SIZE, VMCS, VMCS12_REVISION, vmcsFieldByEncoding } from '@nvx/arch';
+import { CPU_BASED, EVMCS, HV_ENLIGHTENMENTS_CONTROL, KVM_CTLS_MUST_BE_1, KVM_EVMCS_VERSION, MSR, MSR_BITMAP_SIZE, VMCS, VMCS12_REVISION, vmcsFieldByEncoding } from '@nvx/arch';
 import { TraceEvent, TraceHeader, makeHeader } from '@nvx/trace';
 
 /** A workload whose events are produced on demand (constant memory, any length). */
@@ -77,7 +77,14 @@ function* msrBitmapSetup(vcpu: number, gpa: bigint): Generator<TraceEvent, void,
 }
 const MSR_BITMAP_SETUP_EVENTS = MSR_BITMAP_SIZE / 8 + 4;
 
-const CPU_BASED_CONTROLS = BigInt(CPU_BASED.USE_MSR_BITMAPS);
+/** MSR bitmaps, with the must-be-1 bits of the TRUE control MSRs (vmx_control_verify) */
+const CPU_BASED_CONTROLS = BigInt((CPU_BASED.USE_MSR_BITMAPS | KVM_CTLS_MUST_BE_1.cpu) >>> 0);
+/** the other controls KVM verifies at VM-entry, at their must-be-1 bits */
+const MUST_BE_1_CONTROLS: readonly [number, bigint][] = [
+  [VMCS.PIN_BASED_VM_EXEC_CONTROL, BigInt(KVM_CTLS_MUST_BE_1.pin)],
+  [VMCS.VM_EXIT_CONTROLS, BigInt(KVM_CTLS_MUST_BE_1.exit)],
+  [VMCS.VM_ENTRY_CONTROLS, BigInt(KVM_CTLS_MUST_BE_1.entry)],
+];
 
 export interface CpuidLoopOptions {
   /** L1 uses an enlightened VMCS (config.evmcs on); default true */
@@ -97,6 +104,7 @@ function* cpuidLoopSetup(evmcs: boolean): Generator<TraceEvent, void, undefined>
     yield { kind: 'l1.vmxon', vcpu, gpa: L.vmxon };
     yield { kind: 'l1.evmcs-ptr', vcpu, gpa: L.vmcs };
     yield { kind: 'l1.evmcs-write', vcpu, gpa: L.vmcs, field: VMCS.CPU_BASED_VM_EXEC_CONTROL, value: CPU_BASED_CONTROLS };
+    for (const [field, value] of MUST_BE_1_CONTROLS) yield { kind: 'l1.evmcs-write', vcpu, gpa: L.vmcs, field, value };
     yield { kind: 'l1.evmcs-write', vcpu, gpa: L.vmcs, field: VMCS.MSR_BITMAP, value: L.msrBitmap };
     yield { kind: 'l1.evmcs-write', vcpu, gpa: L.vmcs, field: VMCS.GUEST_RIP, value: L.guestRip };
     yield { kind: 'l1.evmcs-control', vcpu, gpa: L.vmcs, value: HV_ENLIGHTENMENTS_CONTROL.MSR_BITMAP };
@@ -107,6 +115,7 @@ function* cpuidLoopSetup(evmcs: boolean): Generator<TraceEvent, void, undefined>
     yield { kind: 'l1.vmclear', vcpu, gpa: L.vmcs };
     yield { kind: 'l1.vmptrld', vcpu, gpa: L.vmcs };
     yield { kind: 'l1.vmwrite', vcpu, field: VMCS.CPU_BASED_VM_EXEC_CONTROL, value: CPU_BASED_CONTROLS };
+    for (const [field, value] of MUST_BE_1_CONTROLS) yield { kind: 'l1.vmwrite', vcpu, field, value };
     yield { kind: 'l1.vmwrite', vcpu, field: VMCS.MSR_BITMAP, value: L.msrBitmap };
     yield { kind: 'l1.vmwrite', vcpu, field: VMCS.GUEST_RIP, value: L.guestRip };
     yield* msrBitmapSetup(vcpu, L.msrBitmap);
@@ -117,8 +126,9 @@ function* cpuidLoopSetup(evmcs: boolean): Generator<TraceEvent, void, undefined>
 /** Number of setup events (up to and including the VMLAUNCH). */
 export function cpuidLoopSetupEvents(): number {
   // eVMCS: 2 revision stores, VMXON, VP assist pointer, 3 field stores, enlightenments control;
-  // otherwise: 2 revision stores, VMXON, VMCLEAR, VMPTRLD, 3 VMWRITEs. Then the bitmap page and VMLAUNCH.
-  return 8 + MSR_BITMAP_SETUP_EVENTS + 1;
+  // otherwise: 2 revision stores, VMXON, VMCLEAR, VMPTRLD, 3 VMWRITEs; in both, the must-be-1
+  // controls. Then the bitmap page and VMLAUNCH.
+  return 8 + MUST_BE_1_CONTROLS.length + MSR_BITMAP_SETUP_EVENTS + 1;
 }
 
 /** Events per iteration of the loop. */

@@ -32,10 +32,6 @@ const FILES = fs
  */
 const KNOWN_FAILURES: Record<string, string> = {
   'vmx-controls-reserved-bits.nvx': 'controls are not checked against the capability MSRs at VM-entry',
-  'vmx-controls-apic-virtual-ctls.nvx': 'APIC-virtualization controls without TPR shadow not checked at VM-entry',
-  'vmx-controls-ept-eptp.nvx': 'EPTP check at VM-entry not modelled',
-  'vmx-controls-virtual-intr-ctls.nvx': 'virtual-interrupt delivery without external-interrupt exiting not checked at VM-entry',
-  'vmx-controls-posted-intr-ctls.nvx': 'posted-interrupt control checks (nested_vmx_check_posted_intr_controls) not modelled',
 };
 
 const cache = new Map<string, { header: TraceHeader; events: TraceEvent[] }>();

@@ -50,9 +50,9 @@ describe('the corpus of kept findings', () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'nvx-corpus-'));
     try {
       const profile = `msr-bitmap=${brokenMergeStickyPassthrough.name}`;
-      await runFuzz({ profiles: [profile], seed: 44, runs: 50, workers: 1, maxFindings: 1, stateAt: 'end', minimizeMs: 3000, outDir: out });
+      await runFuzz({ profiles: [profile], seed: 44, runs: 120, workers: 1, maxFindings: 1, stateAt: 'end', minimizeMs: 3000, outDir: out });
       const expected = await expectedDivergingProfiles([REGRESSIONS]);
-      await runFuzz({ profiles: ['guest-pages=kvm-map'], areas: ['guest-pages'], expected, seed: 45, runs: 50, workers: 1, maxFindings: 1, stateAt: 'end', minimizeMs: 3000, outDir: out });
+      await runFuzz({ profiles: ['guest-pages=kvm-map'], areas: ['guest-pages'], expected, seed: 45, runs: 120, workers: 1, maxFindings: 1, stateAt: 'end', minimizeMs: 3000, outDir: out });
       const files = listTraces([out]);
       expect(files).toHaveLength(2);
       for (const f of files) {

@@ -172,6 +172,9 @@ l1.write 0x10000 4 0x1
 l1.evmcs-ptr 0x10000
 l1.evmcs-control 0x10000 0x2
 l1.evmcs-write 0x10000 MSR_BITMAP 0x18000
+l1.evmcs-write 0x10000 PIN_BASED_VM_EXEC_CONTROL 0x16
+l1.evmcs-write 0x10000 VM_EXIT_CONTROLS 0x36dfb
+l1.evmcs-write 0x10000 VM_ENTRY_CONTROLS 0x11fb
 `;
 
   function verdicts(text: string): Record<string, string> {
@@ -188,7 +191,7 @@ l1.evmcs-write 0x10000 MSR_BITMAP 0x18000
   it('x2APIC: L1 turns virtualize-x2APIC-mode off and clears only CONTROL_GRP1; the stale vmcs02 bitmap still passes TPR through', () => {
     const text =
       PROLOGUE +
-      `l1.evmcs-write 0x10000 CPU_BASED_VM_EXEC_CONTROL 0x90000000
+      `l1.evmcs-write 0x10000 CPU_BASED_VM_EXEC_CONTROL 0x94206172
 l1.evmcs-write 0x10000 SECONDARY_VM_EXEC_CONTROL 0x10
 l1.vmlaunch
 l2.cpuid 0x0 0x0 0
@@ -198,10 +201,10 @@ l1.vmresume
 l2.rdmsr MSR_X2APIC_TPR
 `;
     expect(verdicts(text)).toEqual({
-      optimized: 'bug at 13',
+      optimized: 'bug at 16',
       'msr-bitmap=merge': 'none',
       'msr-bitmap=merge-tracked': 'none',
-      'msr-bitmap=enlightened': 'bug at 13',
+      'msr-bitmap=enlightened': 'bug at 16',
       'evmcs=clean-fields': 'none',
     });
   });
@@ -209,24 +212,24 @@ l2.rdmsr MSR_X2APIC_TPR
   it('bitmaps off: a bitmap change L1 announced while USE_MSR_BITMAPS was off is lost when it turns them back on', () => {
     const text =
       PROLOGUE +
-      `l1.evmcs-write 0x10000 CPU_BASED_VM_EXEC_CONTROL 0x10000000
+      `l1.evmcs-write 0x10000 CPU_BASED_VM_EXEC_CONTROL 0x14006172
 l1.vmlaunch
 l2.cpuid 0x0 0x0 0
-l1.evmcs-write 0x10000 CPU_BASED_VM_EXEC_CONTROL 0x0
+l1.evmcs-write 0x10000 CPU_BASED_VM_EXEC_CONTROL 0x4006172
 l1.msr-bitmap 0x18000 MSR_FS_BASE read true
 l1.evmcs-clean 0x10000 0xffed
 l1.vmresume
 l2.cpuid 0x0 0x0 0
-l1.evmcs-write 0x10000 CPU_BASED_VM_EXEC_CONTROL 0x10000000
+l1.evmcs-write 0x10000 CPU_BASED_VM_EXEC_CONTROL 0x14006172
 l1.evmcs-clean 0x10000 0xffef
 l1.vmresume
 l2.rdmsr MSR_FS_BASE
 `;
     expect(verdicts(text)).toEqual({
-      optimized: 'bug at 17',
+      optimized: 'bug at 20',
       'msr-bitmap=merge': 'none',
       'msr-bitmap=merge-tracked': 'none',
-      'msr-bitmap=enlightened': 'bug at 17',
+      'msr-bitmap=enlightened': 'bug at 20',
       'evmcs=clean-fields': 'none',
     });
   });
@@ -234,7 +237,7 @@ l2.rdmsr MSR_FS_BASE
   it('unmappable bitmap: after a failed rebuild, the next clean entry reuses the vmcs02 bitmap of an older page', () => {
     const text =
       PROLOGUE +
-      `l1.evmcs-write 0x10000 CPU_BASED_VM_EXEC_CONTROL 0x10000000
+      `l1.evmcs-write 0x10000 CPU_BASED_VM_EXEC_CONTROL 0x14006172
 l1.vmlaunch
 l2.cpuid 0x0 0x0 0
 l1.evmcs-write 0x10000 MSR_BITMAP 0x100000
@@ -245,10 +248,10 @@ l1.vmresume
 l2.rdmsr MSR_FS_BASE
 `;
     expect(verdicts(text)).toEqual({
-      optimized: 'bug at 14',
+      optimized: 'bug at 17',
       'msr-bitmap=merge': 'none',
       'msr-bitmap=merge-tracked': 'none',
-      'msr-bitmap=enlightened': 'bug at 14',
+      'msr-bitmap=enlightened': 'bug at 17',
       'evmcs=clean-fields': 'none',
     });
   });

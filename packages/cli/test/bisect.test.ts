@@ -75,7 +75,7 @@ describe('between two profiles', () => {
     expect(text.stdout).toMatch(/contract.*: L1 broke hyperv-clean-fields at event \d+/);
     const same = await nvx(['bisect', AGREE]);
     expect(same.code).toBe(0);
-    expect(same.stdout).toMatch(/^same: optimized matches reference on all 26 events of/);
+    expect(same.stdout).toMatch(/^same: optimized matches reference on all 29 events of/);
   });
 
   test('bad usage: exit 2 and a message', async () => {

@@ -28,7 +28,7 @@ describe('nvx import trace-cmd: kernels 5.10 and later', () => {
     const r = await nvx(['import', 'trace-cmd', NEW, '-o', p('new.nvx')]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/nested-6x\.txt -> .*new\.nvx: \d+ events \(13 of them the L1 preamble\) for 2 vCPUs on 2 CPUs, from 73 lines/);
+    expect(r.stdout).toMatch(/nested-6x\.txt -> .*new\.nvx: \d+ events \(19 of them the L1 preamble\) for 2 vCPUs on 2 CPUs, from 73 lines/);
     expect(r.stdout).toMatch(/kvm_exit EPT_VIOLATION \(L2, handled by L0\)\s+1/);
     expect(r.stdout).toMatch(/sched_switch\s+1/);
     expect(r.stdout).toMatch(/IO_INSTRUCTION\s+1/);
@@ -75,12 +75,12 @@ describe('nvx import trace-cmd: kernels 5.10 and later', () => {
 
   test('the preamble: VMXON, VMPTRLD and MSR bitmaps per vCPU, VMLAUNCH for the vCPU that starts in L2', async () => {
     const t = await readTraceFile(p('new.nvx'));
-    const pre = t.events.slice(0, 13).map((e) => formatEvent(e).replace(/\s+/g, ' '));
+    const pre = t.events.slice(0, 16).map((e) => formatEvent(e).replace(/\s+/g, ' '));
     expect(pre[0]).toBe('l1.write 0x10000 4 0x11e57ed0 expect ok');
-    expect(pre).toContain('l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x10000000 expect ok');
-    expect(pre[6]).toBe('l1.vmlaunch expect entered');
+    expect(pre).toContain('l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x14006172 expect ok');
+    expect(pre[9]).toBe('l1.vmlaunch expect entered');
     expect(pre.filter((l) => l.includes('vmlaunch'))).toHaveLength(1);
-    expect(pre[7]).toMatch(/^@1 l1\.write/);
+    expect(pre[10]).toMatch(/^@1 l1\.write/);
     expect(t.header.config.vcpus).toBe(2);
     expect(t.header.config.pcpus).toBe(2);
   });
@@ -95,7 +95,7 @@ describe('nvx import trace-cmd: kernels 5.10 and later', () => {
     const j = JSON.parse((await nvx(['run', p('new.nvx'), '--json'])).stdout);
     expect(j.agreement.exits).toEqual({ total: 6, agree: 6, rate: 1 });
     expect(j.agreement.first).toBeNull();
-    expect(j.agreement.preamble).toEqual({ total: 13, failed: 0, firstFailure: null });
+    expect(j.agreement.preamble).toEqual({ total: 19, failed: 0, firstFailure: null });
   });
 
   test('a disagreement: the host handled an MSR the model always reflects to L1', async () => {
@@ -105,7 +105,7 @@ describe('nvx import trace-cmd: kernels 5.10 and later', () => {
     const r = await nvx(['run', p('dis.nvxt'), '-q']);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/agreement with the host under reference: 4 of 6 recorded L2 exits \(66\.7%\)/);
-    expect(r.stdout).toMatch(/first disagreement at event 24: @1 l2\.rdmsr 0xc0011029\n\s+host recorded\s+gp\n\s+reference\s+exit MSR_READ qual=0x0/);
+    expect(r.stdout).toMatch(/first disagreement at event 30: @1 l2\.rdmsr 0xc0011029\n\s+host recorded\s+gp\n\s+reference\s+exit MSR_READ qual=0x0/);
     expect(r.stdout).toMatch(/no exit -> exit MSR_READ x1/);
   });
 
@@ -113,8 +113,8 @@ describe('nvx import trace-cmd: kernels 5.10 and later', () => {
     const r = await nvx(['import', 'trace-cmd', NEW, '-o', p('j.nvxt'), '--json']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
-    expect(j).toMatchObject({ source: NEW, output: p('j.nvxt'), preambleEvents: 13, vcpus: 2, pcpus: 2, lines: 73, unknownMsr: 1, inferred: { entries: 0, exits: 0 } });
-    expect(j.events).toBe(13 + 19);
+    expect(j).toMatchObject({ source: NEW, output: p('j.nvxt'), preambleEvents: 19, vcpus: 2, pcpus: 2, lines: 73, unknownMsr: 1, inferred: { entries: 0, exits: 0 } });
+    expect(j.events).toBe(19 + 19);
     expect(j.tracepoints.kvm_exit).toBe(20);
     expect(j.skipped.sched_switch).toBe(1);
     expect(j.provenance.imported).toBe('trace-cmd');

@@ -17,7 +17,10 @@ function cpuidLoop(n: number): TraceEvent[] {
     { kind: 'l1.vmxon', vcpu: 0, gpa: 0x1000n },
     { kind: 'l1.write', vcpu: 0, gpa: 0x2000n, size: 4, value: 0x11e57ed0n },
     { kind: 'l1.vmptrld', vcpu: 0, gpa: 0x2000n },
-    { kind: 'l1.vmwrite', vcpu: 0, field: 0x4002, value: 0x10000000n },
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x4002, value: 0x14006172n },
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x4000, value: 0x16n }, // the must-be-1 control bits
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x400c, value: 0x36dfbn },
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x4012, value: 0x11fbn },
     { kind: 'l1.vmwrite', vcpu: 0, field: 0x2004, value: 0x3000n },
     { kind: 'l1.vmlaunch', vcpu: 0 },
   ];
@@ -41,7 +44,7 @@ describe('nvx stat', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const lines = r.stdout.split('\n');
-    expect(lines[0]).toMatch(/^Analyze events for all VMs, all VCPUs: .*loop\.nvxt, 307 events$/);
+    expect(lines[0]).toMatch(/^Analyze events for all VMs, all VCPUs: .*loop\.nvxt, 310 events$/);
     const groupHead = lines.find((l) => l.includes('| reference'))!;
     expect(groupHead).toMatch(/\| reference\s+\| optimized/);
     expect(lines.find((l) => /VM-EXIT/.test(l))).toMatch(/VM-EXIT \|\s+Samples\s+Samples%\s+Time%\s+Avg cycles \|\s+Samples\s+Samples%\s+Time%\s+Avg cycles/);
@@ -60,7 +63,7 @@ describe('nvx stat', () => {
     const r = await nvx(['stat', p('loop.nvxt'), '--json', '--profiles', 'reference,msr-bitmap=merge+evmcs=clean-fields']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
-    expect(j.events).toBe(307);
+    expect(j.events).toBe(310);
     expect(j.host).toBeNull();
     expect(j.profiles.map((x: { profile: string }) => x.profile)).toEqual(['reference', 'msr-bitmap=merge,evmcs=clean-fields']);
     const ref = j.profiles[0];

@@ -21,6 +21,7 @@ import {
   VMCS12_REVISION,
   VMXERR,
   VMX_AR_BYTES_MASK,
+  VM_EXIT,
   isArBytesField,
   vmcsFieldByEncoding,
 } from '@nvx/arch';
@@ -285,21 +286,35 @@ export function nestedVmxCheckApicAccessControls(_ctx: Ctx, _w: World, v: Vcpu):
 }
 
 /**
- * nested_vmx_check_apicv_controls (the part the model has): the
- * posted-interrupt descriptor, 64-byte aligned below MAXPHYADDR. KVM also
- * refuses virtualize x2APIC mode with APIC-access virtualization,
- * virtual-interrupt delivery without external-interrupt exiting, posted
- * interrupts without virtual-interrupt delivery or acknowledge-interrupt-on-exit
- * or with notification-vector bits 15:8 set, and any of these controls
- * without the TPR shadow; the fuzz generators still build entries that
- * break those rules and predict them to enter, so they wait for the
- * generators.
+ * nested_vmx_check_apicv_controls: with virtualize x2APIC mode, APIC-register
+ * virtualization, virtual-interrupt delivery or posted interrupts on,
+ * virtualize x2APIC mode excludes APIC-access virtualization,
+ * virtual-interrupt delivery needs external-interrupt exiting
+ * (nested_exit_on_intr), posted interrupts need virtual-interrupt delivery,
+ * acknowledge-interrupt-on-exit (nested_exit_intr_ack_set), notification
+ * vector bits 15:8 clear and a descriptor 64-byte aligned below MAXPHYADDR
+ * (kvm_vcpu_is_legal_aligned_gpa), and all of them need the TPR shadow.
+ * kvm-unit-tests: test_apic_virtual_ctls, test_virtual_intr_ctls,
+ * test_posted_intr (vmx_tests.c).
  */
 export function nestedVmxCheckApicvControls(_ctx: Ctx, _w: World, v: Vcpu): boolean {
   const n = v.nested;
-  if (!(Number(vmcs12Get(n, VMCS.PIN_BASED_VM_EXEC_CONTROL) & 0xffffffffn) & PIN_BASED.POSTED_INTR)) return true;
-  const desc = vmcs12Get(n, VMCS.POSTED_INTR_DESC_ADDR);
-  return (desc & 0x3fn) === 0n && desc < PHYS_LIMIT;
+  const pin = Number(vmcs12Get(n, VMCS.PIN_BASED_VM_EXEC_CONTROL) & 0xffffffffn);
+  const sec = secondary(n);
+  const x2apic = (sec & SECONDARY_EXEC.VIRTUALIZE_X2APIC_MODE) !== 0;
+  const vid = (sec & SECONDARY_EXEC.VIRTUAL_INTR_DELIVERY) !== 0;
+  const posted = (pin & PIN_BASED.POSTED_INTR) !== 0;
+  if (!x2apic && !(sec & SECONDARY_EXEC.APIC_REGISTER_VIRT) && !vid && !posted) return true;
+  if (x2apic && sec & SECONDARY_EXEC.VIRTUALIZE_APIC_ACCESSES) return false;
+  if (vid && !(pin & PIN_BASED.EXT_INTR_MASK)) return false;
+  if (posted) {
+    if (!vid || !(Number(vmcs12Get(n, VMCS.VM_EXIT_CONTROLS) & 0xffffffffn) & VM_EXIT.ACK_INTR_ON_EXIT)) return false;
+    if (vmcs12Get(n, VMCS.POSTED_INTR_NV) & 0xff00n) return false;
+    const desc = vmcs12Get(n, VMCS.POSTED_INTR_DESC_ADDR);
+    if ((desc & 0x3fn) !== 0n || desc >= PHYS_LIMIT) return false;
+  }
+  // the TPR shadow is needed by all APICv features
+  return (cpuBased(n) & CPU_BASED.TPR_SHADOW) !== 0;
 }
 
 /**

@@ -68,7 +68,7 @@ export interface NestedOps {
   nested_vmx_check_msr_bitmap_controls(ctx: Ctx, w: World, v: Vcpu): boolean;
   nested_vmx_check_tpr_shadow_controls(ctx: Ctx, w: World, v: Vcpu): boolean;
   nested_vmx_check_apic_access_controls(ctx: Ctx, w: World, v: Vcpu): boolean;
-  /** nested_vmx_check_apicv_controls: the posted-interrupt descriptor address */
+  /** nested_vmx_check_apicv_controls: the APICv and posted-interrupt control rules */
   nested_vmx_check_apicv_controls(ctx: Ctx, w: World, v: Vcpu): boolean;
   nested_vmx_check_shadow_vmcs_controls(ctx: Ctx, w: World, v: Vcpu): boolean;
   /** nested_vmx_check_vmcs_link_ptr (part of nested_vmx_check_guest_state): false is a failed entry */

@@ -174,6 +174,10 @@ describe('vCPU load and put', () => {
       l1.vmxon 0x1000
       l1.write 0x2000 4 0x11e57ed0
       l1.vmptrld 0x2000
+      l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16
+      l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172
+      l1.vmwrite VM_EXIT_CONTROLS 0x36dfb
+      l1.vmwrite VM_ENTRY_CONTROLS 0x11fb
       l1.vmlaunch
       host.vcpu-put
       l2.vmcall
@@ -182,7 +186,7 @@ describe('vCPU load and put', () => {
       `,
       'reference',
     );
-    expect(r.outs.slice(4)).toEqual(['entered', 'value 0x0', 'ignored "vCPU 0 is not loaded (its thread is outside KVM_RUN)"', 'ok', 'exit VMCALL qual=0x0']);
+    expect(r.outs.slice(8)).toEqual(['entered', 'value 0x0', 'ignored "vCPU 0 is not loaded (its thread is outside KVM_RUN)"', 'ok', 'exit VMCALL qual=0x0']);
   });
 });
 
@@ -232,6 +236,10 @@ describe('MSR 0x140 switching per path', () => {
       l1.vmxon 0x1000
       l1.write 0x2000 4 0x11e57ed0
       l1.vmptrld 0x2000
+      l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16
+      l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172
+      l1.vmwrite VM_EXIT_CONTROLS 0x36dfb
+      l1.vmwrite VM_ENTRY_CONTROLS 0x11fb
       l1.vmlaunch
       l2.cpuid 0x1 0x0 3
       l1.vmresume

@@ -9,7 +9,7 @@
  */
 import { EXIT_REASON, VMXERR } from '@nvx/arch';
 import { BUILTIN_PROFILES, Replayer, initialState, parseProfile } from '@nvx/emulator';
-import { nestedVmxCheckEptp } from '../src/entry-checks';
+import { nestedVmxCheckEptp, vmxControlVerify } from '../src/entry-checks';
 import { Outcome, makeHeader, parseEventLine } from '@nvx/trace';
 
 const PROFILES = Object.keys(BUILTIN_PROFILES);
@@ -19,10 +19,13 @@ const ENTERED: Outcome = { k: 'entered' };
 const INVALID_CONTROL: Outcome = { k: 'vmfail-valid', error: VMXERR.ENTRY_INVALID_CONTROL_FIELD };
 const msrLoadFail = (index: number): Outcome => ({ k: 'exit', reason: (EXIT_REASON.MSR_LOAD_FAIL | 0x80000000) >>> 0, qual: BigInt(index) });
 
-/** A clear VMCS with a valid link pointer, the given VMWRITEs and memory writes, then VMLAUNCH: its outcome. */
+/** VMWRITEs of the must-be-1 bits of the four controls KVM verifies (the TRUE control MSRs' low halves) */
+const MUST_BE_1 = ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16', 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172', 'l1.vmwrite VM_EXIT_CONTROLS 0x36dfb', 'l1.vmwrite VM_ENTRY_CONTROLS 0x11fb'];
+
+/** A clear VMCS with a valid link pointer and the must-be-1 control bits, the given VMWRITEs and memory writes, then VMLAUNCH: its outcome. */
 function launch(profile: string, ...lines: string[]): Outcome {
   const r = Replayer.fromHeader(makeHeader({ memslots: [{ slot: 0, gfn: 0n, npages: 0x100, flags: 0 }] }), parseProfile(profile));
-  const setup = ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff'];
+  const setup = ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff', ...MUST_BE_1];
   for (const l of [...setup, ...lines]) {
     const o = r.apply(parseEventLine(l, cfg));
     expect({ l, o: o.k }).not.toEqual({ l, o: 'ignored' });
@@ -31,7 +34,7 @@ function launch(profile: string, ...lines: string[]): Outcome {
 }
 
 /** TPR shadow (bit 21) and secondary controls (bit 31), a virtual-APIC page at 0x5000. */
-const TPR_SHADOW = ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80200000', 'l1.vmwrite VIRTUAL_APIC_PAGE_ADDR 0x5000'];
+const TPR_SHADOW = ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84206172', 'l1.vmwrite VIRTUAL_APIC_PAGE_ADDR 0x5000'];
 /** A VM-entry MSR-load list at 0x8000 of the given (index, reserved) entries. */
 function msrList(entries: [number, number][]): string[] {
   const lines = entries.flatMap(([index, reserved], i) => [`l1.write 0x${(0x8000 + 16 * i).toString(16)} 4 0x${index.toString(16)}`, `l1.write 0x${(0x8004 + 16 * i).toString(16)} 4 0x${reserved.toString(16)}`]);
@@ -43,7 +46,7 @@ describe.each(PROFILES)('under %s', (profile) => {
     expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite TPR_THRESHOLD 0xf')).toEqual(ENTERED);
     expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite TPR_THRESHOLD 0x10')).toEqual(INVALID_CONTROL);
     expect(launch(profile, 'l1.vmwrite TPR_THRESHOLD 0xffffffff')).toEqual(ENTERED); // no TPR shadow
-    expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x200', 'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x1', 'l1.vmwrite TPR_THRESHOLD 0xffffffff')).toEqual(ENTERED);
+    expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x200', 'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x17', 'l1.vmwrite TPR_THRESHOLD 0xffffffff')).toEqual(ENTERED);
   });
 
   test('MSR-switch lists: 16-byte aligned, starting and ending below MAXPHYADDR', () => {
@@ -63,6 +66,15 @@ describe.each(PROFILES)('under %s', (profile) => {
     // outside every memslot: the read fails
     expect(launch(profile, 'l1.vmwrite VM_ENTRY_MSR_LOAD_ADDR 0x13370000', 'l1.vmwrite VM_ENTRY_MSR_LOAD_COUNT 0x1')).toEqual(msrLoadFail(1));
   });
+});
+
+test('vmxControlVerify against a capability MSR (allowed-0 in bits 31:0, allowed-1 in bits 63:32)', () => {
+  const cap = (0xffn << 32n) | 0x16n;
+  expect(vmxControlVerify(0x16, cap)).toBe(true);
+  expect(vmxControlVerify(0xff, cap)).toBe(true);
+  expect(vmxControlVerify(0x12, cap)).toBe(false);
+  expect(vmxControlVerify(0x116, cap)).toBe(false);
+  expect(vmxControlVerify(0x80000016, cap)).toBe(false);
 });
 
 test('nested_vmx_check_eptp: write-back and a 4-level walk, no reserved bit, below MAXPHYADDR', () => {

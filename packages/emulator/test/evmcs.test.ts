@@ -26,6 +26,9 @@ function run(r: Replayer, ...lines: string[]): { outcome: Outcome; cost: Costs }
 
 const cleanBits = (r: Replayer) => readGuest(r.peek(), CLEAN, 4);
 
+/** VMWRITEs of the must-be-1 bits of the four controls KVM verifies at VM-entry (vmx_control_verify) */
+const MUST_BE_1 = ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16', 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172', 'l1.vmwrite VM_EXIT_CONTROLS 0x36dfb', 'l1.vmwrite VM_ENTRY_CONTROLS 0x11fb'];
+
 /** VMXON and an eVMCS at 0x5000 with USE_MSR_BITMAPS and the given MSR_BITMAP, named in the VP assist page. */
 function setup(r: Replayer, msrBitmap = '0x3000'): void {
   run(
@@ -35,7 +38,7 @@ function setup(r: Replayer, msrBitmap = '0x3000'): void {
     'l1.write 0x5000 4 0x1',
     'l1.evmcs-ptr 0x5000',
     'l1.evmcs-control 0x5000 0x2',
-    'l1.evmcs-write 0x5000 CPU_BASED_VM_EXEC_CONTROL 0x10000000',
+    'l1.evmcs-write 0x5000 CPU_BASED_VM_EXEC_CONTROL 0x14006172', 'l1.evmcs-write 0x5000 PIN_BASED_VM_EXEC_CONTROL 0x16', 'l1.evmcs-write 0x5000 VM_EXIT_CONTROLS 0x36dfb', 'l1.evmcs-write 0x5000 VM_ENTRY_CONTROLS 0x11fb',
     `l1.evmcs-write 0x5000 MSR_BITMAP ${msrBitmap}`,
   );
 }
@@ -76,7 +79,7 @@ describe('clean-field handshake (visible to L1 in hv_clean_fields)', () => {
     setup(r);
     run(r, 'l1.vmlaunch', 'l2.vmcall');
     // a second eVMCS whose MSR bitmap address is bad, so the entry fails after the enlightened VMPTRLD
-    run(r, 'l1.write 0x9000 4 0x1', 'l1.evmcs-write 0x9000 CPU_BASED_VM_EXEC_CONTROL 0x10000000', 'l1.evmcs-write 0x9000 MSR_BITMAP 0x3001', 'l1.evmcs-clean 0x9000 0xffff', 'l1.evmcs-ptr 0x9000');
+    run(r, 'l1.write 0x9000 4 0x1', 'l1.evmcs-write 0x9000 CPU_BASED_VM_EXEC_CONTROL 0x14006172', 'l1.evmcs-write 0x9000 PIN_BASED_VM_EXEC_CONTROL 0x16', 'l1.evmcs-write 0x9000 VM_EXIT_CONTROLS 0x36dfb', 'l1.evmcs-write 0x9000 VM_ENTRY_CONTROLS 0x11fb', 'l1.evmcs-write 0x9000 MSR_BITMAP 0x3001', 'l1.evmcs-clean 0x9000 0xffff', 'l1.evmcs-ptr 0x9000');
     expect(run(r, 'l1.vmresume').outcome).toEqual({ k: 'vmfail-valid', error: 7 });
     expect(r.peek().vcpus[0].nested.hvEvmcsVmptr).toBe(0x9000n);
     expect(readGuest(r.peek(), 0x9000n + BigInt(EVMCS.HV_CLEAN_FIELDS_OFFSET), 4)).toBe(0n);
@@ -89,7 +92,7 @@ describe('clean-field handshake (visible to L1 in hv_clean_fields)', () => {
     setup(r);
     run(r, 'l1.vmlaunch', 'l2.vmcall');
     expect(r.peek().vcpus[0].nested.forceMsrBitmapRecalc).toBe(false);
-    run(r, 'l1.write 0x9000 4 0x1', 'l1.evmcs-control 0x9000 0x2', 'l1.evmcs-write 0x9000 CPU_BASED_VM_EXEC_CONTROL 0x10000000', 'l1.evmcs-write 0x9000 MSR_BITMAP 0x3000', 'l1.evmcs-clean 0x9000 0xffff', 'l1.evmcs-ptr 0x9000');
+    run(r, 'l1.write 0x9000 4 0x1', 'l1.evmcs-control 0x9000 0x2', 'l1.evmcs-write 0x9000 CPU_BASED_VM_EXEC_CONTROL 0x14006172', 'l1.evmcs-write 0x9000 PIN_BASED_VM_EXEC_CONTROL 0x16', 'l1.evmcs-write 0x9000 VM_EXIT_CONTROLS 0x36dfb', 'l1.evmcs-write 0x9000 VM_ENTRY_CONTROLS 0x11fb', 'l1.evmcs-write 0x9000 MSR_BITMAP 0x3000', 'l1.evmcs-clean 0x9000 0xffff', 'l1.evmcs-ptr 0x9000');
     const { outcome, cost } = run(r, 'l1.vmresume');
     expect(outcome).toEqual({ k: 'entered' });
     expect({ merges: cost.msrBitmapMerges, skips: cost.msrBitmapMergeSkips }).toEqual({ merges: 1, skips: 0 });
@@ -99,7 +102,7 @@ describe('clean-field handshake (visible to L1 in hv_clean_fields)', () => {
     const bad = replayer('reference');
     run(bad, 'l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x5000 4 0x2', 'l1.evmcs-ptr 0x5000');
     expect(run(bad, 'l1.vmlaunch').outcome).toEqual({ k: 'vmfail-invalid' });
-    run(bad, 'l1.write 0x5000 4 0x11e57ed0');
+    run(bad, 'l1.write 0x5000 4 0x11e57ed0', ...MUST_BE_1.map((l) => l.replace('l1.vmwrite', 'l1.evmcs-write 0x5000')));
     expect(run(bad, 'l1.vmlaunch').outcome).toEqual({ k: 'entered' });
     const unaligned = replayer('reference');
     run(unaligned, 'l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x5000 4 0x1', 'l1.evmcs-ptr 0x5010');
@@ -118,7 +121,7 @@ describe('clean-field handshake (visible to L1 in hv_clean_fields)', () => {
     expect(run(r, 'l1.vmresume').outcome).toEqual({ k: 'vmfail-invalid' });
     expect(r.peek().vcpus[0].nested.hvEvmcsVmptr).toBe(0xffffffffffffffffn);
     // from now on L1 uses ordinary VMCSs
-    expect(run(r, 'l1.vmptrld 0x2000', 'l1.vmlaunch').outcome).toEqual({ k: 'entered' });
+    expect(run(r, 'l1.vmptrld 0x2000', ...MUST_BE_1, 'l1.vmlaunch').outcome).toEqual({ k: 'entered' });
   });
 
   test('VMCLEAR while the VP assist page names an eVMCS writes no launch state; it releases the eVMCS in use', () => {

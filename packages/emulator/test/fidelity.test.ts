@@ -25,6 +25,8 @@ const ok: Outcome = { k: 'ok' };
 const value = (v: bigint): Outcome => ({ k: 'value', value: v });
 const vmfailValid = (error: number): Outcome => ({ k: 'vmfail-valid', error });
 const VMXON = ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000'];
+/** VMWRITEs of the must-be-1 bits of the four controls KVM verifies at VM-entry (vmx_control_verify) */
+const MUST_BE_1 = ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16', 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172', 'l1.vmwrite VM_EXIT_CONTROLS 0x36dfb', 'l1.vmwrite VM_ENTRY_CONTROLS 0x11fb'];
 
 describe.each(PROFILES)('under %s', (profile) => {
   test('VMPTRLD of a shadow VMCS (revision bit 31) is accepted when L1 has VMCS shadowing; VMLAUNCH/VMRESUME of it is VMfailInvalid', () => {
@@ -39,7 +41,7 @@ describe.each(PROFILES)('under %s', (profile) => {
       { k: 'vmfail-invalid' },
     ]);
     // an ordinary VMCS made current again launches
-    expect(run(r, 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff', 'l1.vmlaunch')).toEqual([ok, ok, ok, { k: 'entered' }]);
+    expect(run(r, 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff', ...MUST_BE_1, 'l1.vmlaunch')).toEqual([ok, ok, ok, ok, ok, ok, ok, { k: 'entered' }]);
   });
 
   test('VMPTRLD of a shadow VMCS is refused (bad revision) once the VMM took VMCS shadowing away from L1', () => {
@@ -94,8 +96,8 @@ describe.each(PROFILES)('under %s', (profile) => {
 
   test('an L2 access to the APIC-access page after its memslot went away exits to userspace (MMIO), not to L1; the next entry is an internal error', () => {
     const r = replayer({}, profile);
-    run(r, ...VMXON, 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff');
-    run(r, 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x1', 'l1.vmwrite APIC_ACCESS_ADDR 0x200000');
+    run(r, ...VMXON, 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff', ...MUST_BE_1);
+    run(r, 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84006172', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x1', 'l1.vmwrite APIC_ACCESS_ADDR 0x200000');
     expect(run(r, 'l1.vmlaunch', 'l2.apic-read 0x30')).toEqual([{ k: 'entered' }, { k: 'exit', reason: 44, qual: 0x30n }]);
     expect(run(r, 'l1.vmresume', 'host.memslot-delete 1', 'l2.apic-write 0x80 0x10', 'l2.vmcall')).toEqual([
       { k: 'entered' },
@@ -111,7 +113,7 @@ describe.each(PROFILES)('under %s', (profile) => {
 
   test('VM_EXIT_INSTRUCTION_LEN after each exit the model delivers', () => {
     const r = replayer({}, profile);
-    run(r, ...VMXON, 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff');
+    run(r, ...VMXON, 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff', ...MUST_BE_1);
     const len = (l2: string) => run(r, 'l1.vmresume', l2, 'l1.vmread VM_EXIT_INSTRUCTION_LEN')[2];
     expect(run(r, 'l1.vmlaunch', 'l2.cpuid 0x0 0x0 0', 'l1.vmread VM_EXIT_INSTRUCTION_LEN')[2]).toEqual(value(2n));
     expect(len('l2.rdmsr MSR_FS_BASE')).toEqual(value(2n));
@@ -119,7 +121,7 @@ describe.each(PROFILES)('under %s', (profile) => {
     expect(len('l2.vmcall')).toEqual(value(3n));
     // L1 intercepts #GP and turns faulting on: L0 injects the #GP of L2's CPUID, vmcs02 holds the CPUID's length
     const f = replayer({ l2CpuidFaultArchitectural: true }, profile);
-    run(f, ...VMXON, 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff', 'l1.vmwrite EXCEPTION_BITMAP 0x2000', 'l1.wrmsr MSR_MISC_FEATURES_ENABLES 0x1');
+    run(f, ...VMXON, 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff', ...MUST_BE_1, 'l1.vmwrite EXCEPTION_BITMAP 0x2000', 'l1.wrmsr MSR_MISC_FEATURES_ENABLES 0x1');
     const out = run(f, 'l1.vmlaunch', 'l2.cpuid 0x0 0x0 3', 'l1.vmread VM_EXIT_INSTRUCTION_LEN');
     expect(out[1]).toEqual({ k: 'exit', reason: 0, qual: 0n }); // EXCEPTION_NMI
     expect(out[2]).toEqual(value(2n));
@@ -178,16 +180,16 @@ describe.each(PROFILES)('under %s', (profile) => {
     const bad = vmfailValid(VMXERR.ENTRY_INVALID_CONTROL_FIELD);
     const cases: [string[], string[]][] = [
       [['l1.vmwrite CR3_TARGET_COUNT 0x1'], ['l1.vmwrite CR3_TARGET_COUNT 0x0']],
-      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x2000000', 'l1.vmwrite IO_BITMAP_A 0x3001'], ['l1.vmwrite IO_BITMAP_A 0x3000']],
-      [['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x20'], ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x28']],
-      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20'], ['l1.vmwrite VIRTUAL_PROCESSOR_ID 0x1']],
-      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20000'], ['l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20002', 'l1.vmwrite EPT_POINTER 0x5e', 'l1.vmwrite PML_ADDRESS 0x4000']],
-      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x80'], ['l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x82', 'l1.vmwrite EPT_POINTER 0x5e']],
-      [['l1.vmwrite VM_EXIT_CONTROLS 0x400000'], ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x40']],
+      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x6006172', 'l1.vmwrite IO_BITMAP_A 0x3001'], ['l1.vmwrite IO_BITMAP_A 0x3000']],
+      [['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x36'], ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x3e']],
+      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84006172', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20'], ['l1.vmwrite VIRTUAL_PROCESSOR_ID 0x1']],
+      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84006172', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20000'], ['l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x20002', 'l1.vmwrite EPT_POINTER 0x5e', 'l1.vmwrite PML_ADDRESS 0x4000']],
+      [['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84006172', 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x80'], ['l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x82', 'l1.vmwrite EPT_POINTER 0x5e']],
+      [['l1.vmwrite VM_EXIT_CONTROLS 0x436dfb'], ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x56']],
     ];
     for (const [breakIt, fixIt] of cases) {
       const r = replayer({}, profile);
-      run(r, ...VMXON, 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff');
+      run(r, ...VMXON, 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite VMCS_LINK_POINTER 0xffffffffffffffff', ...MUST_BE_1);
       run(r, ...breakIt);
       expect([breakIt, run(r, 'l1.vmlaunch')[0]]).toEqual([breakIt, bad]);
       run(r, ...fixIt);

@@ -40,6 +40,9 @@ function header(over: Partial<Parameters<typeof makeHeader>[0]> = {}): TraceHead
   });
 }
 
+/** VMWRITEs of the must-be-1 bits of the four controls KVM verifies at VM-entry (vmx_control_verify) */
+const MUST_BE_1 = ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16', 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172', 'l1.vmwrite VM_EXIT_CONTROLS 0x36dfb', 'l1.vmwrite VM_ENTRY_CONTROLS 0x11fb'];
+
 function run(r: Replayer, ...lines: string[]): Outcome[] {
   return lines.map((l) => r.apply(parseEventLine(l, r.peek().config)));
 }
@@ -52,10 +55,11 @@ const SETUP = [
   '@1 l1.vmxon 0x5000',
   'l1.write 0x2000 4 0x11e57ed0',
   'l1.vmptrld 0x2000',
-  'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80200000',
+  'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84206172',
   'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x301',
-  'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x81', // posted interrupts, and the external-interrupt exiting they need
-  'l1.vmwrite VM_EXIT_CONTROLS 0x8000', // acknowledge interrupt on exit, which posted interrupts need
+  'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x97', // posted interrupts, and the external-interrupt exiting they need
+  'l1.vmwrite VM_EXIT_CONTROLS 0x3edfb', // acknowledge interrupt on exit, which posted interrupts need
+  'l1.vmwrite VM_ENTRY_CONTROLS 0x11fb', // the must-be-1 bits (vmx_control_verify)
   'l1.vmwrite APIC_ACCESS_ADDR 0x100000',
   'l1.vmwrite VIRTUAL_APIC_PAGE_ADDR 0x101000',
   'l1.vmwrite POSTED_INTR_DESC_ADDR 0x102040',
@@ -222,7 +226,15 @@ describe('posted interrupts', () => {
 });
 
 describe('the eVMCS through the path', () => {
-  const EVMCS = ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x100000 4 0x1', 'l1.evmcs-ptr 0x100000', 'l1.vmlaunch', 'l2.vmcall'];
+  const EVMCS = [
+    'l1.write 0x1000 4 0x11e57ed0',
+    'l1.vmxon 0x1000',
+    'l1.write 0x100000 4 0x1',
+    'l1.evmcs-ptr 0x100000',
+    ...MUST_BE_1.map((l) => l.replace('l1.vmwrite', 'l1.evmcs-write 0x100000')),
+    'l1.vmlaunch',
+    'l2.vmcall',
+  ];
 
   test.each(PATHS)('%s: mapped at the enlightened VMPTRLD, released by VMCLEAR', (path) => {
     const p = profileOf(path);
@@ -254,7 +266,9 @@ describe('nested contexts (pfncache-ctx)', () => {
       for (let i = 0; i < n; i++) {
         const gpa = `0x${(0x10000 + i * 0x1000).toString(16)}`;
         if (s === 0) run(r, `l1.write ${gpa} 4 0x11e57ed0`);
-        expect(run(r, `l1.vmptrld ${gpa}`, s === 0 ? 'l1.vmlaunch' : 'l1.vmresume', 'l2.vmcall').map((o) => o.k)).toEqual(['ok', 'entered', 'exit']);
+        const loaded = run(r, `l1.vmptrld ${gpa}`);
+        if (s === 0) run(r, ...MUST_BE_1);
+        expect([...loaded, ...run(r, s === 0 ? 'l1.vmlaunch' : 'l1.vmresume', 'l2.vmcall')].map((o) => o.k)).toEqual(['ok', 'entered', 'exit']);
       }
     }
     return r;

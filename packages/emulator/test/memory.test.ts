@@ -117,6 +117,9 @@ const GUEST_RIP = vmcsFieldByName('GUEST_RIP')!;
 /** Where the model keeps a vmcs12 field in L1 memory (KVM's layout is its own business; this is the model's). */
 const fieldGpa = (vmcs: bigint, slot: number) => vmcs + VMCS12_DATA_OFFSET + BigInt(8 * slot);
 
+/** VMWRITEs of the must-be-1 bits of the four controls KVM verifies at VM-entry (vmx_control_verify) */
+const MUST_BE_1 = ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16', 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172', 'l1.vmwrite VM_EXIT_CONTROLS 0x36dfb', 'l1.vmwrite VM_ENTRY_CONTROLS 0x11fb'];
+
 function vmxOn(r: Replayer): void {
   expect(run(r, 'l1.write 0x1000 4 ' + REV, 'l1.vmxon 0x1000', 'l1.write 0x2000 4 ' + REV, 'l1.write 0x4000 4 ' + REV)).toEqual([{ k: 'ok' }, { k: 'ok' }, { k: 'ok' }, { k: 'ok' }]);
 }
@@ -125,7 +128,7 @@ describe('VMCLEAR and the launch state in L1 memory', () => {
   test('VMCLEAR of a launched VMCS that is not current writes launch state 0 into L1 memory', () => {
     const r = replayer();
     vmxOn(r);
-    run(r, 'l1.vmptrld 0x2000');
+    run(r, 'l1.vmptrld 0x2000', ...MUST_BE_1);
     expect(run(r, 'l1.vmlaunch', 'l2.vmcall')).toEqual([{ k: 'entered' }, { k: 'exit', reason: 18, qual: 0n }]);
     // VMPTRLD of another VMCS writes the launched one back, launch state included
     run(r, 'l1.vmptrld 0x4000');
@@ -140,7 +143,7 @@ describe('VMCLEAR and the launch state in L1 memory', () => {
   test('VMCLEAR of the current VMCS writes it back, then clears its launch state; no VMCS is current', () => {
     const r = replayer();
     vmxOn(r);
-    run(r, 'l1.vmptrld 0x2000', 'l1.vmwrite GUEST_RIP 0xffffffff81000000', 'l1.vmlaunch', 'l2.vmcall');
+    run(r, 'l1.vmptrld 0x2000', ...MUST_BE_1, 'l1.vmwrite GUEST_RIP 0xffffffff81000000', 'l1.vmlaunch', 'l2.vmcall');
     expect(readGuest(r.peek(), fieldGpa(0x2000n, GUEST_RIP.slot), 8)).toBe(0n); // cached, not yet in memory
     run(r, 'l1.vmclear 0x2000');
     expect(readGuest(r.peek(), fieldGpa(0x2000n, GUEST_RIP.slot), 8)).toBe(0xffffffff81000000n);

@@ -308,14 +308,20 @@ function runLines(r: Replayer, lines: string[]): { outcome: Outcome; cost: Costs
   return { outcome, cost: diffCosts(r.cost, before) };
 }
 
+/** VMWRITEs of the must-be-1 bits of the four controls KVM verifies at VM-entry (vmx_control_verify) */
+const MUST_BE_1 = ['l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16', 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172', 'l1.vmwrite VM_EXIT_CONTROLS 0x36dfb', 'l1.vmwrite VM_ENTRY_CONTROLS 0x11fb'];
+
 const EVMCS_SETUP = [
   'l1.write 0x1000 4 0x11e57ed0',
   'l1.vmxon 0x1000',
   'l1.write 0x5000 4 0x1',
   'l1.evmcs-ptr 0x5000',
   'l1.evmcs-control 0x5000 0x2',
-  'l1.evmcs-write 0x5000 CPU_BASED_VM_EXEC_CONTROL 0x10000000',
+  'l1.evmcs-write 0x5000 CPU_BASED_VM_EXEC_CONTROL 0x14006172',
   'l1.evmcs-write 0x5000 MSR_BITMAP 0x3000',
+  'l1.evmcs-write 0x5000 PIN_BASED_VM_EXEC_CONTROL 0x16',
+  'l1.evmcs-write 0x5000 VM_EXIT_CONTROLS 0x36dfb',
+  'l1.evmcs-write 0x5000 VM_ENTRY_CONTROLS 0x11fb',
   'l1.vmlaunch',
   'l2.vmcall',
 ];
@@ -346,7 +352,7 @@ describe('enlightened: the merge is skipped only with the control bit, the clean
   test('without an eVMCS it merges on every entry', () => {
     const p = parseProfile('msr-bitmap=enlightened');
     const r = Replayer.fromHeader(makeHeader(), p);
-    runLines(r, ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x10000000', 'l1.vmwrite MSR_BITMAP 0x3000']);
+    runLines(r, ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', ...MUST_BE_1, 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x14006172', 'l1.vmwrite MSR_BITMAP 0x3000']);
     for (const l of ['l1.vmlaunch', 'l1.vmresume', 'l1.vmresume']) {
       const { cost } = runLines(r, [l]);
       expect({ merges: cost.msrBitmapMerges, skips: cost.msrBitmapMergeSkips }).toEqual({ merges: 1, skips: 0 });
@@ -358,7 +364,7 @@ describe('enlightened: the merge is skipped only with the control bit, the clean
 describe('every path: no MSR bitmaps in vmcs12 means no bitmap in vmcs02', () => {
   test.each(['msr-bitmap=no-bitmap', 'msr-bitmap=merge', 'msr-bitmap=merge-tracked', 'msr-bitmap=enlightened'])('%s', (spec) => {
     const r = Replayer.fromHeader(makeHeader({ evmcs: true }), parseProfile(spec));
-    const setup = EVMCS_SETUP.map((l) => l.replace('CPU_BASED_VM_EXEC_CONTROL 0x10000000', 'CPU_BASED_VM_EXEC_CONTROL 0x0'));
+    const setup = EVMCS_SETUP.map((l) => l.replace('CPU_BASED_VM_EXEC_CONTROL 0x14006172', 'CPU_BASED_VM_EXEC_CONTROL 0x4006172'));
     const launch = runLines(r, setup.slice(0, -1));
     expect(launch.outcome).toEqual({ k: 'entered' });
     expect(r.peek().vcpus[0].nested.vmcs02UseMsrBitmaps).toBe(false);
@@ -372,10 +378,10 @@ describe('merge-tracked merges again exactly when the merged bitmap may be stale
     'l1.write 0x1000 4 0x11e57ed0',
     'l1.vmxon 0x1000',
     'l1.write 0x2000 4 0x11e57ed0',
-    'l1.vmptrld 0x2000',
-    'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x90200000',
+    'l1.vmptrld 0x2000', ...MUST_BE_1,
+    'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x94206172',
     'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x310',
-    'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x1', // virtual-interrupt delivery needs external-interrupt exiting
+    'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x17', // virtual-interrupt delivery needs external-interrupt exiting
     'l1.vmwrite MSR_BITMAP 0x3000',
     'l1.vmlaunch',
     'l2.vmcall',
@@ -387,8 +393,8 @@ describe('merge-tracked merges again exactly when the merged bitmap may be stale
     ['an 8-byte store into the bitmap page', ['l1.write 0x3ff8 8 0x0'], true],
     ['MSR_BITMAP pointer changed', ['l1.vmwrite MSR_BITMAP 0x7000'], true],
     ['secondary controls changed', ['l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x110'], true],
-    ['secondary controls deactivated in the primary controls', ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x10200000'], true],
-    ['other primary controls changed', ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x90200080'], false],
+    ['secondary controls deactivated in the primary controls', ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x14206172'], true],
+    ['other primary controls changed', ['l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x942061f2'], false],
     ['L0 changed a vmcs01 intercept', ['host.msr-intercept MSR_FS_BASE write true'], true],
     ['host memory changed', ['host.page-migrate 0x3'], true],
     ['VMPTRLD of the same VMCS again', ['l1.vmptrld 0x2000'], false],
@@ -410,8 +416,8 @@ describe('costs are not observations', () => {
       'l1.write 0x1000 4 0x11e57ed0',
       'l1.vmxon 0x1000',
       'l1.write 0x2000 4 0x11e57ed0',
-      'l1.vmptrld 0x2000',
-      'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x10000000',
+      'l1.vmptrld 0x2000', ...MUST_BE_1,
+      'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x14006172',
       'l1.vmwrite MSR_BITMAP 0x3000',
       'l1.vmlaunch',
       'l2.wrmsr MSR_FS_BASE 0x7f0000001000',
@@ -444,7 +450,7 @@ describe('costs are not observations', () => {
     const p = parseProfile('msr-bitmap=merge');
     const h = makeHeader();
     const r = Replayer.fromHeader(h, p);
-    runLines(r, ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x10000000', 'l1.vmwrite MSR_BITMAP 0x3000', 'l1.vmlaunch']);
+    runLines(r, ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x2000 4 0x11e57ed0', 'l1.vmptrld 0x2000', ...MUST_BE_1, 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x14006172', 'l1.vmwrite MSR_BITMAP 0x3000', 'l1.vmlaunch']);
     const v = r.peek().vcpus[0];
     setBitmapBit(v.nested.vmcs02MsrBitmap, MSR.MSR_STAR, false, false); // vmcs01 intercepts STAR
     expect(runLines(r, ['l2.rdmsr MSR_STAR']).outcome).toEqual({ k: 'value', value: 0x4c30000000000000n | BigInt(MSR.MSR_STAR) });

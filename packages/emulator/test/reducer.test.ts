@@ -38,11 +38,13 @@ const RICH = trace(
   l1.vmptrld 0x2000
   l1.msr-bitmap 0x3000 MSR_GS_BASE read true
   l1.msr-bitmap 0x3000 MSR_X2APIC_SELF_IPI write true
-  l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x90200000
+  l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x94206172
   l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x310
-  l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x1
+  l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x17
   l1.vmwrite VIRTUAL_APIC_PAGE_ADDR 0x6000
   l1.vmwrite MSR_BITMAP 0x3000
+  l1.vmwrite VM_EXIT_CONTROLS 0x36dfb
+  l1.vmwrite VM_ENTRY_CONTROLS 0x11fb
   l1.write 0x6080 4 0x20
   l1.vmlaunch
   l2.wrmsr MSR_FS_BASE 0x7f0000001000
@@ -67,8 +69,11 @@ const RICH = trace(
   @1 l1.write 0x5000 4 0x1
   @1 l1.evmcs-ptr 0x5000
   @1 l1.evmcs-control 0x5000 0x2
-  @1 l1.evmcs-write 0x5000 CPU_BASED_VM_EXEC_CONTROL 0x10000000
+  @1 l1.evmcs-write 0x5000 CPU_BASED_VM_EXEC_CONTROL 0x14006172
   @1 l1.evmcs-write 0x5000 MSR_BITMAP 0x7000
+  @1 l1.evmcs-write 0x5000 PIN_BASED_VM_EXEC_CONTROL 0x16
+  @1 l1.evmcs-write 0x5000 VM_EXIT_CONTROLS 0x36dfb
+  @1 l1.evmcs-write 0x5000 VM_ENTRY_CONTROLS 0x11fb
   @1 l1.vmlaunch
   @1 l2.rdmsr MSR_FS_BASE
   @1 l2.vmcall

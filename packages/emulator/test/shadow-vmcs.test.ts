@@ -109,6 +109,10 @@ describe('which L1 VMREAD/VMWRITE exit, per path', () => {
 
 describe('the sync points and what they copy', () => {
   const LOOP = `${SETUP}
+    l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16
+    l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172
+    l1.vmwrite VM_EXIT_CONTROLS 0x36dfb
+    l1.vmwrite VM_ENTRY_CONTROLS 0x11fb
     l1.vmlaunch
     l2.vmcall
     l1.vmread VM_EXIT_REASON
@@ -178,7 +182,10 @@ describe('the architectural view of vmcs12 is what L1 reads', () => {
 describe('the two speeds on the shadow VMCS and the cached shadow vmcs12', () => {
   const T = `${SETUP}
     l1.write 0x5000 4 0x91e57ed0
-    l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x80000000
+    l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84006172
+    l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16
+    l1.vmwrite VM_EXIT_CONTROLS 0x36dfb
+    l1.vmwrite VM_ENTRY_CONTROLS 0x11fb
     l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x4000
     l1.vmwrite VMREAD_BITMAP 0x6000
     l1.vmwrite VMWRITE_BITMAP 0x7000
@@ -221,7 +228,7 @@ describe('the two speeds on the shadow VMCS and the cached shadow vmcs12', () =>
     for (const [st, h] of kept) expect(stateHash(st)).toBe(h);
     // the trace did what it says: L2's VMWRITE/VMREAD emulated on the shadow vmcs12, the exit seen by L1,
     // L1's write without exit written back by VMCLEAR and read again
-    expect([outcomes[12], outcomes[13], outcomes[14], outcomes[15], outcomes[16], outcomes[21]]).toEqual([
+    expect([outcomes[15], outcomes[16], outcomes[17], outcomes[18], outcomes[19], outcomes[24]]).toEqual([
       { k: 'entered' },
       { k: 'ok' },
       { k: 'value', value: 3n },

@@ -24,7 +24,7 @@
 import * as fs from 'fs';
 import * as readline from 'readline';
 import { createHash } from 'crypto';
-import { CPU_BASED, EXIT_REASON, VMCS, VMCS12_REVISION } from '@nvx/arch';
+import { CPU_BASED, EXIT_REASON, KVM_CTLS_MUST_BE_1, VMCS, VMCS12_REVISION } from '@nvx/arch';
 import { initialVmcs01Bitmap, testBitmapBit } from '@nvx/emulator';
 import { LIMITS, Outcome, TraceError, TraceEvent, TraceHeader, asTraceError, createTraceWriter, makeHeader, nonFileKind } from '@nvx/trace';
 import {
@@ -791,7 +791,11 @@ function preamble(facts: Map<number, VcpuFacts>, lay: Layout): TraceEvent[] {
       const a = lay.vmcs.get(`${id}/${k}`)!;
       out.push({ kind: 'l1.write', vcpu: id, gpa: a.vmcs, size: 4, value: rev, expect: OK });
       out.push({ kind: 'l1.vmptrld', vcpu: id, gpa: a.vmcs, expect: OK });
-      out.push({ kind: 'l1.vmwrite', vcpu: id, field: VMCS.CPU_BASED_VM_EXEC_CONTROL, value: BigInt(CPU_BASED.USE_MSR_BITMAPS), expect: OK });
+      // MSR bitmaps, and the must-be-1 bits of the controls KVM verifies at VM-entry (vmx_control_verify)
+      out.push({ kind: 'l1.vmwrite', vcpu: id, field: VMCS.CPU_BASED_VM_EXEC_CONTROL, value: BigInt((CPU_BASED.USE_MSR_BITMAPS | KVM_CTLS_MUST_BE_1.cpu) >>> 0), expect: OK });
+      out.push({ kind: 'l1.vmwrite', vcpu: id, field: VMCS.PIN_BASED_VM_EXEC_CONTROL, value: BigInt(KVM_CTLS_MUST_BE_1.pin), expect: OK });
+      out.push({ kind: 'l1.vmwrite', vcpu: id, field: VMCS.VM_EXIT_CONTROLS, value: BigInt(KVM_CTLS_MUST_BE_1.exit), expect: OK });
+      out.push({ kind: 'l1.vmwrite', vcpu: id, field: VMCS.VM_ENTRY_CONTROLS, value: BigInt(KVM_CTLS_MUST_BE_1.entry), expect: OK });
       out.push({ kind: 'l1.vmwrite', vcpu: id, field: VMCS.MSR_BITMAP, value: a.bitmap, expect: OK });
       const tallies = [...(f.msrs.get(k) ?? new Map<string, [number, number]>())].sort((x, y) => (x[0] < y[0] ? -1 : 1));
       for (const [mk, [reflected, handled]] of tallies) {
