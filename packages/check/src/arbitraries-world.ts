@@ -242,6 +242,9 @@ const CR3_TARGET_COUNTS = [0n, 1n, 4n, 0x100n];
 /** the VM-exit controls' reserved-1 bits (the TRUE allowed-0 setting: bit 2 may be 0): kept so only the bit drawn decides */
 const EXIT_RESERVED1 = VM_EXIT_ALWAYSON_WITHOUT_TRUE_MSR & ~BigInt(VM_EXIT.SAVE_DEBUG_CONTROLS);
 const EXIT_SAVE_TIMER = BigInt(VM_EXIT.SAVE_VMX_PREEMPTION_TIMER);
+/** an EPTP KVM accepts: write-back (6), page-walk length 4 (3 << 3), no A/D bits; the page is never walked */
+const EPTP_WB_4LEVEL = 0x1en;
+const EPTP_PAGE = 0x7000n;
 const PIN_TIMER = BigInt(PIN_BASED.VMX_PREEMPTION_TIMER);
 
 /** What the VMM sets of vcpu's nested state after KVM_GET_NESTED_STATE: as saved, or changed on purpose. */
@@ -620,8 +623,16 @@ class WorldBuilder {
     }
     if (cpu & BigInt(T)) writes.push([VMCS.VIRTUAL_APIC_PAGE_ADDR, this.addressValue(v, VMCS.VIRTUAL_APIC_PAGE_ADDR, p)]);
     if (secondary & BigInt(S.VIRTUALIZE_APIC_ACCESSES)) writes.push([VMCS.APIC_ACCESS_ADDR, this.addressValue(v, VMCS.APIC_ACCESS_ADDR, p)]);
-    if (secondary & BigInt(S.VIRTUAL_INTR_DELIVERY) && p.take(2)) {
-      writes.push([VMCS.PIN_BASED_VM_EXEC_CONTROL, PIN_VALUES[1]], [VMCS.POSTED_INTR_NV, 0xf2n], [VMCS.POSTED_INTR_DESC_ADDR, this.addressValue(v, VMCS.POSTED_INTR_DESC_ADDR, p)]);
+    // with their prerequisites (nested_vmx_check_apicv_controls): virtual-interrupt delivery with
+    // external-interrupt exiting, posted interrupts also with acknowledge-interrupt-on-exit; entries
+    // that break these rules on purpose come from single field writes (fieldAndValue)
+    if (secondary & BigInt(S.VIRTUAL_INTR_DELIVERY)) {
+      if (p.take(2)) {
+        const exit = this.currentField(v, VMCS.VM_EXIT_CONTROLS) | EXIT_RESERVED1 | BigInt(VM_EXIT.ACK_INTR_ON_EXIT);
+        writes.push([VMCS.PIN_BASED_VM_EXEC_CONTROL, PIN_VALUES[1]], [VMCS.VM_EXIT_CONTROLS, exit], [VMCS.POSTED_INTR_NV, 0xf2n], [VMCS.POSTED_INTR_DESC_ADDR, this.addressValue(v, VMCS.POSTED_INTR_DESC_ADDR, p)]);
+      } else {
+        writes.push([VMCS.PIN_BASED_VM_EXEC_CONTROL, PIN_VALUES[0]]);
+      }
     }
     for (const [field, val] of writes) this.writeField(v, field, val, p);
     if (value & 1n) this.enter(v, p);
@@ -720,6 +731,7 @@ class WorldBuilder {
   }
 
   private enter(v: number, p: Digits): void {
+    this.prerequisites(v, p);
     const n = this.nested(v);
     const launch = p.take(4) === 0 || (n.vpAssistEvmcs === INVALID_GPA && n.currentVmptr !== INVALID_GPA && !this.launched(v));
     if (this.o.config.evmcs && n.vpAssistEvmcs !== INVALID_GPA) {
@@ -734,6 +746,40 @@ class WorldBuilder {
       this.dirty.delete(gpa);
     }
     this.emit({ kind: launch ? 'l1.vmlaunch' : 'l1.vmresume', vcpu: v });
+  }
+
+  /**
+   * Before most entries L1 completes what the controls it chose need, as a
+   * hypervisor would: external-interrupt exiting under virtual-interrupt
+   * delivery, acknowledge-interrupt-on-exit and virtual-interrupt delivery
+   * under posted interrupts, the TPR shadow under the APIC
+   * virtualization controls (nested_vmx_check_apicv_controls), a valid EPTP
+   * under EPT (nested_vmx_check_eptp: write-back, 4-level walk). The other
+   * quarter enters as drawn, so the entry checks still see these controls
+   * break their rules.
+   */
+  private prerequisites(v: number, p: Digits): void {
+    if (p.take(4) === 0) return;
+    const cpu = this.currentField(v, VMCS.CPU_BASED_VM_EXEC_CONTROL);
+    const secondary = cpu & BigInt(A) ? this.currentField(v, VMCS.SECONDARY_VM_EXEC_CONTROL) : 0n;
+    // virtualize-x2APIC mode, APIC-register virtualization and virtual-interrupt delivery need the TPR shadow
+    if (secondary & BigInt(S.VIRTUALIZE_X2APIC_MODE | S.APIC_REGISTER_VIRT | S.VIRTUAL_INTR_DELIVERY) && !(cpu & BigInt(T))) {
+      this.writeField(v, VMCS.CPU_BASED_VM_EXEC_CONTROL, cpu | BigInt(T), p);
+      this.writeField(v, VMCS.VIRTUAL_APIC_PAGE_ADDR, this.addressValue(v, VMCS.VIRTUAL_APIC_PAGE_ADDR, p), p);
+    }
+    const pin = this.currentField(v, VMCS.PIN_BASED_VM_EXEC_CONTROL);
+    const vid = (secondary & BigInt(S.VIRTUAL_INTR_DELIVERY)) !== 0n;
+    let want = pin;
+    if (vid) want |= BigInt(PIN_BASED.EXT_INTR_MASK);
+    if (!vid) want &= ~BigInt(PIN_BASED.POSTED_INTR);
+    if (want !== pin) this.writeField(v, VMCS.PIN_BASED_VM_EXEC_CONTROL, want, p);
+    if (want & BigInt(PIN_BASED.POSTED_INTR)) {
+      const exit = this.currentField(v, VMCS.VM_EXIT_CONTROLS);
+      if (!(exit & BigInt(VM_EXIT.ACK_INTR_ON_EXIT))) this.writeField(v, VMCS.VM_EXIT_CONTROLS, exit | EXIT_RESERVED1 | BigInt(VM_EXIT.ACK_INTR_ON_EXIT), p);
+    }
+    if (secondary & BigInt(S.ENABLE_EPT) && (this.currentField(v, VMCS.EPT_POINTER) & 0x7fn) !== EPTP_WB_4LEVEL) {
+      this.writeField(v, VMCS.EPT_POINTER, EPTP_PAGE | EPTP_WB_4LEVEL, p);
+    }
   }
 
   private launched(v: number): boolean {

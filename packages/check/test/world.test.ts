@@ -142,7 +142,7 @@ describe('the whole-world generator', () => {
   }
 
   it('makes what the windowed mix cannot: host memory changes under an enlightened bitmap and a mapped eVMCS, and more', () => {
-    const world = reach(fc.sample(arbWorldTrace(), { seed: 0x33, numRuns: 120 }));
+    const world = reach(fc.sample(arbWorldTrace(), { seed: 0x33, numRuns: 300 }));
     if (process.env.NVX_WORLD_REACH) process.stderr.write(`${JSON.stringify({ ...world, groups: world.groups.size })}\n`);
     expect(world.hostUnderEnlightenedBitmap).toBeGreaterThanOrEqual(3);
     expect(world.hostUnderMappedEvmcs).toBeGreaterThanOrEqual(5);
