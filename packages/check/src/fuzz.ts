@@ -34,7 +34,7 @@ import { CoverageCounts, CoverageRecorder, mergeCoverage } from './coverage';
 import { listTraces } from './corpus';
 import { BlockFeedback, CorpusEntry, CorpusSeed, corpusText, writeCorpusTrace } from './corpus-dir';
 import { DiffResult, Divergence, diffEvents } from './diff';
-import { DivergenceKind, StateCompare, canonicalTraceText, describeKind, describeSides, divergenceKind, findDivergence, minimizeTrace, sameKind, screenProfiles } from './minimize';
+import { DivergenceKind, StateCompare, canonicalTraceText, describeKind, describeSides, divergenceKind, entryClass, findDivergence, minimizeTrace, sameKind, screenProfiles } from './minimize';
 import { withMigrations } from './migrate';
 import { MixedTrace, arbCampaignTrace } from './mix';
 
@@ -347,12 +347,12 @@ export function observationOf(d: Divergence): string {
 
 /**
  * A finding's signature: the profile (area and path), the kind of the
- * first diverging event, what it shows (`observationOf`), the verdict and
+ * first diverging event (VMLAUNCH and VMRESUME as one: `entryClass`), what it shows (`observationOf`), the verdict and
  * the contract behind it. Findings with one signature are one bug: the
  * campaign keeps the smallest trace of each and counts them.
  */
 export function findingSignature(profile: string, d: Divergence): string {
-  return `${profile} | ${d.event.kind} | ${observationOf(d)} | ${d.verdict} | ${d.contract?.contract ?? 'none'}`;
+  return `${profile} | ${entryClass(d.event.kind)} | ${observationOf(d)} | ${d.verdict} | ${d.contract?.contract ?? 'none'}`;
 }
 
 /** The file name of a signature's finding: the first 16 hex digits of its sha256. */

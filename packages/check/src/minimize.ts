@@ -136,8 +136,19 @@ export function divergenceKind(d: Divergence): DivergenceKind {
   return { verdict: d.verdict, contract: d.contract?.contract ?? null, event: d.event.kind };
 }
 
+/**
+ * The event kind a divergence is grouped under: VMLAUNCH and VMRESUME are
+ * one nested VM-entry (nested_vmx_run(vcpu, launch) handles both, and a
+ * bug on the way into L2 shows on either), so a finding at a VMLAUNCH may
+ * minimize to a trace that diverges at a VMRESUME, and the two are one
+ * finding. Every other kind is itself.
+ */
+export function entryClass(k: EventKind): string {
+  return k === 'l1.vmlaunch' || k === 'l1.vmresume' ? 'l1.vmlaunch/vmresume' : k;
+}
+
 export function sameKind(a: DivergenceKind, b: DivergenceKind): boolean {
-  return a.verdict === b.verdict && a.contract === b.contract && a.event === b.event;
+  return a.verdict === b.verdict && a.contract === b.contract && entryClass(a.event) === entryClass(b.event);
 }
 
 /** The two sides of a divergence in a line: the outcomes, or for a state divergence the first state difference. */

@@ -4,8 +4,9 @@
  * renameAddress): the bug-history witness of pi-pending-not-cleared (21
  * events, two vmcs12s, the descriptor at 0x7040) minimizes to one vmcs12
  * whose controls change between two entries, with the descriptor at the
- * address a fresh vmcs12 names (0), in at most 12 events; keeping the old
- * form it stays above 12.
+ * address a fresh vmcs12 names (0), in at most 12 events (the second entry
+ * a VMRESUME: VMLAUNCH and VMRESUME are one kind of divergence); keeping
+ * the old form it stays above 12.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -25,7 +26,9 @@ describe('minimize: one vmcs12 for two, an address renamed to 0', () => {
     const buggy = parseProfile('patch=bug-pi-pending-not-cleared');
     const m = minimizeTrace(t.header, t.events, reference, buggy, { timeLimitMs: 30_000 });
     expect(m.result.divergence?.verdict).toBe('bug');
-    expect(m.result.divergence?.event.kind).toBe('l1.vmlaunch');
+    // a nested VM-entry: the VMRESUME of the one vmcs12 (with KVM's APICv entry rules, a second VMLAUNCH would need
+    // VMCLEAR and VMPTRLD too: 14 events; VMLAUNCH and VMRESUME are one kind of divergence, entryClass)
+    expect(['l1.vmlaunch', 'l1.vmresume']).toContain(m.result.divergence?.event.kind);
     expect(m.events.length).toBeLessThanOrEqual(12);
     // one vmcs12, and no POSTED_INTR_DESC_ADDR write: the descriptor sits at 0
     expect(new Set(m.events.flatMap((e) => (e.kind === 'l1.vmptrld' ? [e.gpa] : []))).size).toBe(1);
