@@ -21,7 +21,7 @@
  * with L1's bitmaps and link pointer in every state.
  */
 import { CPU_BASED, INVALID_GPA, KVM_CTLS_MUST_BE_1, MSR, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VMCS_HDR_SHADOW_VMCS, vmcsFieldByEncoding } from '@nvx/arch';
-import { Profile, Replayer, parseProfile } from '@nvx/emulator';
+import { Profile, Replayer, parseProfile, vmcs12Get32 } from '@nvx/emulator';
 import { TraceEvent, TraceHeader, WorldConfig, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
 import { Choice, GeneratedTrace, INTERESTING_U64, arbChoices, Digits } from './arbitraries';
@@ -269,6 +269,20 @@ class ShadowBuilder {
   }
 
   private enter(v: VcpuModel, p: Digits): void {
+    // a vmcs12 that lost its must-be-1 control bits (loaded again after VMXOFF, say) gets them back
+    // first, so vmx_control_verify refuses no entry the shadowing paths should see
+    const n = this.nested(v.id);
+    if (n.vmxon && n.currentVmptr !== INVALID_GPA) {
+      for (const [field, must] of [
+        [F.PIN_BASED_VM_EXEC_CONTROL, KVM_CTLS_MUST_BE_1.pin],
+        [F.CPU_BASED_VM_EXEC_CONTROL, KVM_CTLS_MUST_BE_1.cpu],
+        [F.VM_EXIT_CONTROLS, KVM_CTLS_MUST_BE_1.exit],
+        [F.VM_ENTRY_CONTROLS, KVM_CTLS_MUST_BE_1.entry],
+      ] as const) {
+        const cur = vmcs12Get32(n, field);
+        if ((cur & must) >>> 0 !== must >>> 0) this.emit({ kind: 'l1.vmwrite', vcpu: v.id, field, value: BigInt((cur | must) >>> 0) });
+      }
+    }
     const launched = this.nested(v.id).launched;
     const right = p.take(8) !== 0;
     this.emit({ kind: launched === right ? 'l1.vmresume' : 'l1.vmlaunch', vcpu: v.id });

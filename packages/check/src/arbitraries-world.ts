@@ -59,6 +59,7 @@ import {
   VMCS_FIELDS,
   VMCS_HDR_SHADOW_VMCS,
   VM_EXIT,
+  VMX_CAP_MSR,
   VM_EXIT_ALWAYSON_WITHOUT_TRUE_MSR,
   VmcsField,
   msrBitmapPosition,
@@ -81,6 +82,7 @@ import {
   readGuest,
   vmcs12Get,
   vmcs12Get32,
+  vmxCapMsr,
 } from '@nvx/emulator';
 import { MemslotConfig, MsrAccess, TraceEvent, TraceHeader, WorldConfig, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
@@ -731,6 +733,7 @@ class WorldBuilder {
   }
 
   private enter(v: number, p: Digits): void {
+    this.allowedControls(v, p);
     this.prerequisites(v, p);
     const n = this.nested(v);
     const launch = p.take(4) === 0 || (n.vpAssistEvmcs === INVALID_GPA && n.currentVmptr !== INVALID_GPA && !this.launched(v));
@@ -746,6 +749,41 @@ class WorldBuilder {
       this.dirty.delete(gpa);
     }
     this.emit({ kind: launch ? 'l1.vmlaunch' : 'l1.vmresume', vcpu: v });
+  }
+
+  /**
+   * Before every entry L1 keeps its controls within what its VMX capability
+   * MSRs allow, as a hypervisor that reads them does: the must-be-1 bits
+   * (allowed-0) set, no bit outside allowed-1 (the APICv controls without
+   * enable_apicv, EPT or VPID without them), so vmx_control_verify
+   * (nested_check_vm_execution_controls, nested_check_vm_exit_controls,
+   * nested_check_vm_entry_controls) refuses no entry. Only control words that
+   * need it are rewritten; a fresh VMCS gets its four controls here.
+   */
+  private allowedControls(v: number, p: Digits): void {
+    const n = this.nested(v);
+    const evmcs = this.o.config.evmcs && n.vpAssistEvmcs !== INVALID_GPA ? n.vpAssistEvmcs : INVALID_GPA;
+    if (n.currentVmptr === INVALID_GPA && evmcs === INVALID_GPA) return;
+    const vcpu = this.w.vcpus[v];
+    const fit = (field: number, msr: number) => {
+      const cap = vmxCapMsr(this.w, vcpu, msr);
+      const cur = this.currentField(v, field);
+      const want = (cur | (cap & 0xffffffffn)) & ((cap >> 32n) | ~0xffffffffn);
+      if (want === cur) return;
+      // into the eVMCS in use itself (writeField now and then stores elsewhere, on purpose)
+      if (evmcs !== INVALID_GPA) {
+        const f = vmcsFieldByEncoding(field)!;
+        if (f.evmcsOffset === null || !this.beforeStore(v, evmcs + BigInt(f.evmcsOffset), f.evmcsSize ?? 4, true, p)) return;
+        this.markDirty(evmcs, groupBit(field));
+        return this.emit({ kind: 'l1.evmcs-write', vcpu: v, gpa: evmcs, field, value: want });
+      }
+      this.emit({ kind: 'l1.vmwrite', vcpu: v, field, value: want });
+    };
+    fit(VMCS.PIN_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PINBASED_CTLS);
+    fit(VMCS.CPU_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PROCBASED_CTLS);
+    if (this.currentField(v, VMCS.CPU_BASED_VM_EXEC_CONTROL) & BigInt(A)) fit(VMCS.SECONDARY_VM_EXEC_CONTROL, VMX_CAP_MSR.PROCBASED_CTLS2);
+    fit(VMCS.VM_EXIT_CONTROLS, VMX_CAP_MSR.TRUE_EXIT_CTLS);
+    fit(VMCS.VM_ENTRY_CONTROLS, VMX_CAP_MSR.TRUE_ENTRY_CTLS);
   }
 
   /**

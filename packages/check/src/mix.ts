@@ -19,7 +19,8 @@
  * wrote reads 0, and every generator's world has a zero page there, so the
  * mix always has a memslot over it (the msr-bitmap generator's, which sits
  * at window 0). The world configuration is the union of the parts' (eVMCS
- * when any part uses it; the shadow-VMCS generator's hardware features, the
+ * when any part uses it, APICv when any part has it; the shadow-VMCS
+ * generator's other hardware features, the
  * cpuid-fault generator's CPUID faulting, the guest-pages generator's
  * unmanaged memory; the most physical CPUs).
  *
@@ -152,7 +153,10 @@ function mixConfig(parts: readonly PartTrace[]): Partial<WorldConfig> {
     evmcs: parts.some((p) => p.header.config.evmcs),
     shadowVmcs: shadow?.shadowVmcs ?? false,
     vmwriteAnyField: shadow?.vmwriteAnyField ?? base.vmwriteAnyField,
-    apicv: shadow?.apicv ?? base.apicv,
+    // APICv when any part has it: the guest-pages and MSR-bitmap parts draw APIC-virtualization controls
+    // and posted interrupts, which KVM offers L1 only with enable_apicv (nested_vmx_setup_pinbased_ctls,
+    // nested_vmx_setup_secondary_ctls; vmx_control_verify refuses them otherwise)
+    apicv: parts.length ? parts.some((p) => p.header.config.apicv) : base.apicv,
     pml: shadow?.pml ?? base.pml,
     preemptionTimer: shadow?.preemptionTimer ?? base.preemptionTimer,
     cpuidFaultHw: cpuid?.cpuidFaultHw ?? base.cpuidFaultHw,

@@ -84,7 +84,12 @@ function longTrace(n: number, at: number): TraceEvent[] {
     { kind: 'l1.vmxon', vcpu: 0, gpa: 0x1000n },
     { kind: 'l1.write', vcpu: 0, gpa: 0x2000n, size: 4, value: 0x11e57ed0n },
     { kind: 'l1.vmptrld', vcpu: 0, gpa: 0x2000n },
-    { kind: 'l1.vmwrite', vcpu: 0, field: 0x4002, value: 0x10000000n },
+    // the must-be-1 control bits (vmx_control_verify), an even number of writes so L2's CPUIDs stay on odd indices
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x4000, value: 0x16n },
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x400c, value: 0x36dfbn },
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x4012, value: 0x11fbn },
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x401e, value: 0n },
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x4002, value: 0x14006172n },
     { kind: 'l1.vmwrite', vcpu: 0, field: 0x2004, value: 0x3000n },
     { kind: 'l1.vmlaunch', vcpu: 0 },
   ];

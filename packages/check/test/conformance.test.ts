@@ -30,9 +30,7 @@ const FILES = fs
  * reason (docs/conformance.md has the same list). Each also says so in its
  * header (`meta known-failure`), which `nvx check` reads.
  */
-const KNOWN_FAILURES: Record<string, string> = {
-  'vmx-controls-reserved-bits.nvx': 'controls are not checked against the capability MSRs at VM-entry',
-};
+const KNOWN_FAILURES: Record<string, string> = {};
 
 const cache = new Map<string, { header: TraceHeader; events: TraceEvent[] }>();
 function load(file: string) {

@@ -70,7 +70,10 @@ l1.write 0x1000 4 0x11e57ed0
 l1.vmxon 0x1000
 l1.write 0x4000 4 0x11e57ed0
 l1.vmptrld 0x4000
-l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x10000000
+l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16
+l1.vmwrite VM_EXIT_CONTROLS 0x36dfb
+l1.vmwrite VM_ENTRY_CONTROLS 0x11fb
+l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x14006172
 l1.vmwrite MSR_BITMAP 0x18000
 l1.msr-bitmap 0x18000 MSR_FS_BASE read true
 l1.vmlaunch

@@ -150,7 +150,10 @@ l1.vmxon 0x1000
 l1.write 0x2000 2 0x7ed0
 l1.write 0x2002 2 0x11e5
 l1.vmptrld 0x2000
-l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x10000000
+l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16
+l1.vmwrite VM_EXIT_CONTROLS 0x36dfb
+l1.vmwrite VM_ENTRY_CONTROLS 0x11fb
+l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x14006172
 l1.vmwrite MSR_BITMAP 0x3000
 l1.vmlaunch
 l2.vmcall

@@ -88,7 +88,7 @@ export const through: Patch = { kind: 'patch', name: 'test-pass-through', summar
     const t = await readTraceFile(path.join(ROOT, 'examples', 'evmcs-launch-clean-bits.nvx'));
     const ref = parseProfile('reference');
     const bad = diffEvents(t.header, t.events, ref, parseProfile('evmcs=clean-fields,patch=evmcs-launch-as-resume'));
-    expect(bad.divergence).toMatchObject({ index: 10, kind: 'outcome', verdict: 'bug', other: { k: 'vmfail-valid', error: 7 } });
+    expect(bad.divergence).toMatchObject({ index: 13, kind: 'outcome', verdict: 'bug', other: { k: 'vmfail-valid', error: 7 } });
     expect(diffEvents(t.header, t.events, ref, parseProfile('evmcs=clean-fields')).divergence).toBeNull();
   });
 

@@ -92,6 +92,10 @@ describe('a field lost before entry is found at the entry', () => {
     l1.vmxon 0x1000
     l1.write 0x2000 4 0x11e57ed0
     l1.vmptrld 0x2000
+    l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16
+    l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172
+    l1.vmwrite VM_EXIT_CONTROLS 0x36dfb
+    l1.vmwrite VM_ENTRY_CONTROLS 0x11fb
     l1.vmwrite HOST_GS_BASE 0xffff888000001000
     l1.vmwrite GUEST_RIP 0x401000
     l1.vmlaunch
@@ -101,7 +105,7 @@ describe('a field lost before entry is found at the entry', () => {
   const healed = [...events, ...parse('l1.vmwrite HOST_GS_BASE 0xffff888000002000')];
   const broken = () => parseProfile('shadow-vmcs=broken-copy-drops-last-rw');
   const at = (r: ReturnType<typeof diffEvents>) => r.divergence && { index: r.divergence.index, kind: r.divergence.kind, verdict: r.divergence.verdict, confirmed: r.divergence.confirmed, diff: r.divergence.archDiff };
-  const AT_ENTRY = { index: 6, kind: 'state', verdict: 'bug', confirmed: true, diff: [{ key: 'vcpu 0 vmcs12 HOST_GS_BASE', a: '0xffff888000001000', b: undefined }] };
+  const AT_ENTRY = { index: 10, kind: 'state', verdict: 'bug', confirmed: true, diff: [{ key: 'vcpu 0 vmcs12 HOST_GS_BASE', a: '0xffff888000001000', b: undefined }] };
 
   test('copy_shadow_to_vmcs12 that drops HOST_GS_BASE: vmcs12 as L2 runs with it differs at the VMLAUNCH (default checkpoints)', () => {
     expect(at(diffEvents(header, events, parseProfile('reference'), broken()))).toEqual(AT_ENTRY);

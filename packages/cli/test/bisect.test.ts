@@ -50,8 +50,8 @@ describe('between two profiles', () => {
     const r = await nvx(['bisect', PAGES, '--profile', 'guest-pages=kvm-map', '--checkpoint', '8']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/pages-apic-access-migrate\.nvx: 34 events; the first difference between reference and guest-pages=kvm-map is at event 11\n/);
-    expect(r.stdout).toMatch(/DIVERGENCE \(bug\) at event 11: l2\.apic-write/);
+    expect(r.stdout).toMatch(/pages-apic-access-migrate\.nvx: 37 events; the first difference between reference and guest-pages=kvm-map is at event 14\n/);
+    expect(r.stdout).toMatch(/DIVERGENCE \(bug\) at event 14: l2\.apic-write/);
     expect(r.stdout).toMatch(/same outcome, architectural state differs after the event/);
     expect(r.stdout).toMatch(/architectural state after the event:\n {4}memory gfn 0x\w+: (\w+|\(absent\)) vs \w+/);
     expect(r.stdout).toMatch(/guest-pages=kvm-map internals:\n {4}guest-pages\/kvm-map: /);
@@ -59,16 +59,16 @@ describe('between two profiles', () => {
     expect(r.stdout).toMatch(/^bisect: checkpoints every 8 events \(\d+ kept per profile\); forward pass \d+ events, \d+ jumps of at most [1-8] events, \d+ state comparisons$/m);
     // nvx diff names the same first event, and the later first observable one
     const d = JSON.parse((await nvx(['diff', PAGES, '--profile', 'guest-pages=kvm-map', '--json'])).stdout);
-    expect(d.divergence).toMatchObject({ index: 11, kind: 'state', confirmed: true });
-    expect(d.divergence.firstObservable.index).toBeGreaterThan(11);
-    expect(JSON.parse((await nvx(['diff', PAGES, '--profile', 'guest-pages=kvm-map', '--json', '--checkpoint', '1'])).stdout).divergence.index).toBe(11);
+    expect(d.divergence).toMatchObject({ index: 14, kind: 'state', confirmed: true });
+    expect(d.divergence.firstObservable.index).toBeGreaterThan(14);
+    expect(JSON.parse((await nvx(['diff', PAGES, '--profile', 'guest-pages=kvm-map', '--json', '--checkpoint', '1'])).stdout).divergence.index).toBe(14);
   });
 
   test('--json; a divergence after a broken contract is permitted (exit 0, 1 with --strict); agreeing profiles', async () => {
     const r = await nvx(['bisect', CONTRACT, '--json']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
-    expect(j).toMatchObject({ file: CONTRACT, base: 'reference', other: 'optimized', events: 14, divergence: { index: 13, kind: 'outcome', verdict: 'permitted', confirmed: true, contract: { contract: 'hyperv-clean-fields' } } });
+    expect(j).toMatchObject({ file: CONTRACT, base: 'reference', other: 'optimized', events: 17, divergence: { index: 16, kind: 'outcome', verdict: 'permitted', confirmed: true, contract: { contract: 'hyperv-clean-fields' } } });
     expect(j.stats).toMatchObject({ checkpointEvery: 1000, refined: false });
     expect((await nvx(['bisect', CONTRACT, '--strict'])).code).toBe(1);
     const text = await nvx(['bisect', CONTRACT]);
@@ -96,19 +96,19 @@ describe('--run: prefixes judged by a command', () => {
     const r = await nvx(['bisect', '--run', judge('process.exit(n >= 20 ? 1 : 0)'), L0_CHANGE, '--log', log]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^bisecting the 33 prefixes \(0\.\.32 events\) of .* with: /);
+    expect(r.stdout).toMatch(/^bisecting the 36 prefixes \(0\.\.35 events\) of .* with: /);
     expect(r.stdout).toMatch(/^ {2}prefix 0 \(no event\): good \(exit 0, \d+ ms\)$/m);
-    expect(r.stdout).toMatch(/^ {2}prefix 32 \(the whole trace\): bad \(exit 1, \d+ ms\)$/m);
+    expect(r.stdout).toMatch(/^ {2}prefix 35 \(the whole trace\): bad \(exit 1, \d+ ms\)$/m);
     expect(r.stdout).toMatch(/^first bad prefix: 20 events; the first bad event is event 19:\n {2}\S/m);
     const text = fs.readFileSync(log, 'utf8');
-    expect(text).toMatch(/^# nvx bisect log 1\ntrace ".*l0-intercept-change-in-l2\.nvx"\nsha256 [0-9a-f]{64}\nevents 32\ncommand ".*"\nprefix 0 good exit=0 ms=\d+\nprefix 32 bad exit=1 ms=\d+\n/);
+    expect(text).toMatch(/^# nvx bisect log 1\ntrace ".*l0-intercept-change-in-l2\.nvx"\nsha256 [0-9a-f]{64}\nevents 35\ncommand ".*"\nprefix 0 good exit=0 ms=\d+\nprefix 35 bad exit=1 ms=\d+\n/);
     expect(text).toMatch(/^# first bad prefix: 20 events; first bad event: 19 \(/m);
     const steps = text.split('\n').filter((l) => l.startsWith('prefix ')).length;
     expect(steps).toBeLessThanOrEqual(2 + 6);
 
     const replay = await nvx(['bisect', '--replay-log', log]);
     expect(replay.code).toBe(0);
-    expect(replay.stdout).toMatch(/judge\.log: bisection of .* \(32 events\) with: /);
+    expect(replay.stdout).toMatch(/judge\.log: bisection of .* \(35 events\) with: /);
     expect(replay.stdout.split('\n').filter((l) => /^ {2}prefix \d+/.test(l)).length).toBe(steps);
     expect(replay.stdout).toMatch(/first bad prefix: 20 events; the first bad event is event 19/);
     const json = JSON.parse((await nvx(['bisect', '--replay-log', log, '--json'])).stdout);
@@ -129,9 +129,9 @@ describe('--run: prefixes judged by a command', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
-    expect(j.conclusion).toMatchObject({ kind: 'found', firstBadEvent: 15, event: expect.stringMatching(/^l2\.rdmsr MSR_FS_BASE/) });
+    expect(j.conclusion).toMatchObject({ kind: 'found', firstBadEvent: 18, event: expect.stringMatching(/^l2\.rdmsr MSR_FS_BASE/) });
     const b = JSON.parse((await nvx(['bisect', L0_CHANGE, '--path-module', BROKEN_MERGE, '--profile', 'msr-bitmap=broken-merge', '--json'])).stdout);
-    expect(b.divergence.index).toBe(15);
+    expect(b.divergence.index).toBe(18);
   }, 120_000);
 
   test('skip (125): another prefix is tried; with only skipped ones left, the candidates (exit 1)', async () => {
@@ -154,7 +154,7 @@ describe('--run: prefixes judged by a command', () => {
     const missing = await nvx(['bisect', '--run', 'no-such-command-nvx-test', L0_CHANGE]);
     expect(missing.stderr).toMatch(/already bad \(exit 127\)/);
     const good = await nvx(['bisect', '--run', 'true', L0_CHANGE]);
-    expect(good).toMatchObject({ code: 2, stderr: expect.stringMatching(/the whole trace \(32 events\) is good: there is nothing to bisect/) });
+    expect(good).toMatchObject({ code: 2, stderr: expect.stringMatching(/the whole trace \(35 events\) is good: there is nothing to bisect/) });
     const abort = await nvx(['bisect', '--run', 'echo about to abort; exit 200', L0_CHANGE]);
     expect(abort.code).toBe(2);
     expect(abort.stderr).toMatch(/the command exited 200 on prefix 0: 128 or more aborts the bisection\nthe command's last output:\n {2}\| about to abort/);

@@ -58,7 +58,7 @@ describe('nvx check on a plugin path', () => {
       'two-vcpus-sdm-contract.nvx msr-bitmap=broken-merge',
       'two-vcpus-sdm-contract.nvx reference',
     ]);
-    expect(cs.find((c) => c.failure)!.failure).toMatch(/^expect-failed: event 15 \(l2\.rdmsr MSR_FS_BASE/);
+    expect(cs.find((c) => c.failure)!.failure).toMatch(/^expect-failed: event 18 \(l2\.rdmsr MSR_FS_BASE/);
     // a permitted divergence of a path the trace cannot name passes and says why
     expect(xml).toMatch(/<system-out>expected divergence \(declared by the trace\): permitted by sdm-active-msr-bitmap at event \d+/);
   });
@@ -142,7 +142,7 @@ describe('--junit on diff', () => {
     const r = await nvx(['diff', path.join(SCEN, 'l0-intercept-change-in-l2.nvx'), '--path-module', BROKEN, '--profile', 'msr-bitmap=broken-merge', '--junit', junit]);
     expect(r.code).toBe(1);
     const xml = fs.readFileSync(junit, 'utf8');
-    expect(cases(xml)).toEqual([{ classname: 'l0-intercept-change-in-l2.nvx', name: 'msr-bitmap=broken-merge', failure: 'bug: bug divergence at event 15 (l2.rdmsr MSR_FS_BASE)' }]);
+    expect(cases(xml)).toEqual([{ classname: 'l0-intercept-change-in-l2.nvx', name: 'msr-bitmap=broken-merge', failure: 'bug: bug divergence at event 18 (l2.rdmsr MSR_FS_BASE)' }]);
     expect(xml).toContain('no contract was broken before this event');
     // a --junit file nvx cannot write is a usage error before any work
     for (const cmd of [['diff', path.join(SCEN, 'l0-intercept-change-in-l2.nvx')], ['check', '--no-fuzz'], ['fuzz', '--runs', '1']]) {

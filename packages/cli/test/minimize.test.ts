@@ -26,7 +26,10 @@ function noisyTrace(noise: number): string {
     { kind: 'l1.vmxon', vcpu: 0, gpa: 0x1000n },
     { kind: 'l1.write', vcpu: 0, gpa: 0x4000n, size: 4, value: 0x11e57ed0n },
     { kind: 'l1.vmptrld', vcpu: 0, gpa: 0x4000n },
-    { kind: 'l1.vmwrite', vcpu: 0, field: 0x4002, value: 0x10000000n },
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x4000, value: 0x16n }, // the must-be-1 control bits
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x400c, value: 0x36dfbn },
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x4012, value: 0x11fbn },
+    { kind: 'l1.vmwrite', vcpu: 0, field: 0x4002, value: 0x14006172n },
     { kind: 'l1.vmwrite', vcpu: 0, field: 0x2004, value: 0x18000n },
     { kind: 'l1.vmlaunch', vcpu: 0 },
     { kind: 'l2.wrmsr', vcpu: 0, msr: 0xc0000100, value: 0x1234n },
@@ -64,24 +67,24 @@ describe('nvx minimize', () => {
     expect(r.stderr).toBe('');
     // exits as nvx diff on the trace would: a bug divergence
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/^minimized .*noisy\.nvx: 21\d events \(21\d up to the divergence\) -> 10 events in [\d.]+ s \(\d+ candidates\)$/m);
-    expect(r.stdout).toMatch(/bug on l2\.wrmsr at event 9: l2\.wrmsr MSR_FS_BASE 0x0: exit MSR_WRITE qual=0x0 vs ok/);
+    expect(r.stdout).toMatch(/^minimized .*noisy\.nvx: 22\d events \(22\d up to the divergence\) -> 13 events in [\d.]+ s \(\d+ candidates\)$/m);
+    expect(r.stdout).toMatch(/bug on l2\.wrmsr at event 12: l2\.wrmsr MSR_FS_BASE 0x0: exit MSR_WRITE qual=0x0 vs ok/);
     const t = await readTraceFile(out);
-    expect(t.events).toHaveLength(10);
+    expect(t.events).toHaveLength(13);
     expect(t.header.config.vcpus).toBe(1);
-    expect(t.header.provenance).toMatchObject({ 'minimized-from': 'noisy.nvx', minimized: expect.stringMatching(/^21\d -> 10 events$/), profile: STICKY, divergence: 'bug', contract: 'none' });
-    expect(diffEvents(t.header, t.events, parseProfile('reference'), parseProfile(STICKY)).divergence?.index).toBe(9);
+    expect(t.header.provenance).toMatchObject({ 'minimized-from': 'noisy.nvx', minimized: expect.stringMatching(/^22\d -> 13 events$/), profile: STICKY, divergence: 'bug', contract: 'none' });
+    expect(diffEvents(t.header, t.events, parseProfile('reference'), parseProfile(STICKY)).divergence?.index).toBe(12);
   });
 
   it('prints the trace on stdout and the report on stderr without -o; --json has both', async () => {
     const r = await nvx(['minimize', path.join(dir, 'noisy.nvx'), '--profile', STICKY]);
     expect(r.code).toBe(1);
-    expect(parseTextTrace(r.stdout).events).toHaveLength(10);
-    expect(r.stderr).toMatch(/^minimized .* -> 10 events/);
+    expect(parseTextTrace(r.stdout).events).toHaveLength(13);
+    expect(r.stderr).toMatch(/^minimized .* -> 13 events/);
     const j = await nvx(['minimize', path.join(dir, 'noisy.nvx'), '--profile', STICKY, '--json']);
     const o = JSON.parse(j.stdout);
-    expect(o).toMatchObject({ after: 10, kind: { verdict: 'bug', contract: null, event: 'l2.wrmsr' }, timedOut: false });
-    expect(parseTextTrace(o.trace).events).toHaveLength(10);
+    expect(o).toMatchObject({ after: 13, kind: { verdict: 'bug', contract: null, event: 'l2.wrmsr' }, timedOut: false });
+    expect(parseTextTrace(o.trace).events).toHaveLength(13);
   });
 
   it('--emit-jest writes a test that loads the plugin path and fails while the divergence exists', async () => {
@@ -95,7 +98,7 @@ describe('nvx minimize', () => {
     expect(src).toContain("await loadPathModule(require.resolve(\"../plugin.js\"));");
     expect(src).toContain('parseProfile("msr-bitmap=plugin-sticky")');
     expect(src).toMatch(/^import \{ parseProfile \} from '@nvx\/emulator';$/m);
-    expect((await readTraceFile(path.join(dir, 'min2.nvxt'))).events).toHaveLength(10);
+    expect((await readTraceFile(path.join(dir, 'min2.nvxt'))).events).toHaveLength(13);
   });
 
   it('exits 2 when the profile does not diverge (nothing to minimize) and on bad input', async () => {

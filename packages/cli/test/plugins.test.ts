@@ -32,12 +32,12 @@ test('diff: the broken example is a bug divergence (exit 1); the lazy merge matc
   const broken = await nvx(['diff', TRACE, '--path-module', BROKEN, '--profile', 'msr-bitmap=broken-merge']);
   expect(broken.stderr).toBe('');
   expect(broken.code).toBe(1);
-  expect(broken.stdout).toMatch(/DIVERGENCE \(bug\) at event 15: l2\.rdmsr MSR_FS_BASE/);
+  expect(broken.stdout).toMatch(/DIVERGENCE \(bug\) at event 18: l2\.rdmsr MSR_FS_BASE/);
   expect(broken.stdout).toMatch(/msr-bitmap\/broken-merge: vmcs01 read bit: 1/);
   const lazy = await nvx(['diff', TRACE, '--path-module', LAZY, '--profile', 'msr-bitmap=lazy-merge']);
   expect(lazy.stderr).toBe('');
   expect(lazy.code).toBe(0);
-  expect(lazy.stdout).toMatch(/^same: msr-bitmap=lazy-merge matches reference on all 32 events/);
+  expect(lazy.stdout).toMatch(/^same: msr-bitmap=lazy-merge matches reference on all 35 events/);
   expect(lazy.stdout).toMatch(/msrBitmapMergeSkips\s+0\s+[1-9]/);
 });
 
@@ -45,16 +45,16 @@ test('run, bisect, stat and report with two modules at once', async () => {
   const both = ['--path-module', LAZY, '--path-module', BROKEN];
   const run = await nvx(['run', TRACE, ...both, '--profile', 'msr-bitmap=broken-merge', '-q']);
   expect(run.code).toBe(1);
-  expect(run.stdout).toMatch(/expect failed at event 15: l2\.rdmsr MSR_FS_BASE/);
+  expect(run.stdout).toMatch(/expect failed at event 18: l2\.rdmsr MSR_FS_BASE/);
   expect((await nvx(['run', TRACE, ...both, '--profile', 'msr-bitmap=lazy-merge', '-q'])).code).toBe(0);
   const bisect = JSON.parse((await nvx(['bisect', TRACE, ...both, '--profile', 'msr-bitmap=broken-merge', '--json'])).stdout);
-  expect(bisect.divergence).toMatchObject({ index: 15, verdict: 'bug' });
+  expect(bisect.divergence).toMatchObject({ index: 18, verdict: 'bug' });
   const stat = JSON.parse((await nvx(['stat', TRACE, ...both, '--profiles', 'reference,msr-bitmap=lazy-merge,msr-bitmap=broken-merge', '--json'])).stdout);
   expect(stat.profiles.map((p: { profile: string }) => p.profile)).toEqual(['reference', 'msr-bitmap=lazy-merge', 'msr-bitmap=broken-merge']);
   const html = path.join(dir, 'r.html');
   const rep = await nvx(['report', TRACE, '-o', html, ...both, '--profiles', 'reference,msr-bitmap=broken-merge']);
   expect(rep.code).toBe(1); // the page is written; a bug divergence exits 1 as in diff
-  expect(rep.stdout).toMatch(/msr-bitmap=broken-merge diverges at event 15 \(bug\)/);
+  expect(rep.stdout).toMatch(/msr-bitmap=broken-merge diverges at event 18 \(bug\)/);
   expect(fs.existsSync(html)).toBe(true);
 });
 

@@ -34,17 +34,17 @@ describe('nvx report', () => {
     expect(r.stderr).toBe('');
     // the page is written; the exit code says a bug divergence was found, as nvx diff would
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/bug\.html: 12 events under reference, msr-bitmap=test-open-bitmap, optimized; msr-bitmap=test-open-bitmap diverges at event 9 \(bug\)/);
+    expect(r.stdout).toMatch(/bug\.html: 15 events under reference, msr-bitmap=test-open-bitmap, optimized; msr-bitmap=test-open-bitmap diverges at event 12 \(bug\)/);
     const html = fs.readFileSync(p('bug.html'), 'utf8');
     expect(html.startsWith('<!doctype html>')).toBe(true);
     expect(html).toContain(`<meta http-equiv="Content-Security-Policy" content="default-src 'none';`);
     expect(externalReferences(html)).toEqual([]);
     // the divergent row of the event table, and the marker on the timeline: the first event after which
     // the states differ (as nvx bisect names it), then the first one whose outcomes differ
-    expect(html).toMatch(/<tr id="divergence" data-index="9" class="[^"]*divergent[^"]*">/);
-    expect(html).toMatch(/<g class="divergence-marker" data-index="9">/);
-    expect(html).toMatch(/<div class="muted first-observable">first observable \(outcomes differ\) at event 10<\/div>/);
-    expect(html).toMatch(/<p class="first-observable">The states differ from event 9 on; the first outcome that differs .* is at event 10: <code>l2\.rdmsr MSR_IA32_SPEC_CTRL<\/code>/);
+    expect(html).toMatch(/<tr id="divergence" data-index="12" class="[^"]*divergent[^"]*">/);
+    expect(html).toMatch(/<g class="divergence-marker" data-index="12">/);
+    expect(html).toMatch(/<div class="muted first-observable">first observable \(outcomes differ\) at event 13<\/div>/);
+    expect(html).toMatch(/<p class="first-observable">The states differ from event 12 on; the first outcome that differs .* is at event 13: <code>l2\.rdmsr MSR_IA32_SPEC_CTRL<\/code>/);
     // the state diff behind it and the contract status
     expect(html).toMatch(/<table class="arch-diff">.*vcpu 0 L2 MSR_IA32_SPEC_CTRL.*0x1.*\(absent\)/s);
     expect(html).toContain('Contract: none broken before this event, so this is a bug in the optimized path.');
@@ -73,7 +73,7 @@ describe('nvx report', () => {
     const html = fs.readFileSync(p('same.html'), 'utf8');
     expect(html).not.toContain('id="divergence"');
     expect(html).toContain('Every profile matches reference on every event');
-    expect(html).toMatch(/<h2>Events 0\.\.11<\/h2>/);
+    expect(html).toMatch(/<h2>Events 0\.\.14<\/h2>/);
   });
 
   test('an imported trace: the agreement with the host', async () => {
@@ -103,10 +103,10 @@ describe('nvx report', () => {
     const permitted = await nvx(['report', BROKEN_CONTRACT, '-o', p('broken.html'), '-q', '--window', '20']);
     expect(permitted.code).toBe(0);
     const h2 = fs.readFileSync(p('broken.html'), 'utf8');
-    expect(h2).toMatch(/<g class="divergence-marker permitted" data-index="13">/);
+    expect(h2).toMatch(/<g class="divergence-marker permitted" data-index="16">/);
     expect(h2).toMatch(/<g class="contract-break" data-index="\d+">.*?<title>event \d+: L1 broke hyperv-clean-fields: /s);
     expect(h2).toMatch(/<tr data-index="\d+" class="[^"]*contract-break[^"]*"><td class="num"><span class="break" title="L1 broke hyperv-clean-fields here">contract broken<\/span>/);
-    expect(h2).toMatch(/<tr id="divergence" data-index="13" class="[^"]*divergent permitted/);
+    expect(h2).toMatch(/<tr id="divergence" data-index="16" class="[^"]*divergent permitted/);
   });
 
   test('chart labels fit: long profile names whole in the legends and lanes', async () => {
@@ -128,7 +128,10 @@ describe('nvx report', () => {
       { kind: 'l1.vmxon', vcpu: 0, gpa: 0x1000n },
       { kind: 'l1.write', vcpu: 0, gpa: 0x2000n, size: 4, value: 0x11e57ed0n },
       { kind: 'l1.vmptrld', vcpu: 0, gpa: 0x2000n },
-      { kind: 'l1.vmwrite', vcpu: 0, field: 0x4002, value: 0x10000000n },
+      { kind: 'l1.vmwrite', vcpu: 0, field: 0x4000, value: 0x16n }, // the must-be-1 control bits
+      { kind: 'l1.vmwrite', vcpu: 0, field: 0x400c, value: 0x36dfbn },
+      { kind: 'l1.vmwrite', vcpu: 0, field: 0x4012, value: 0x11fbn },
+      { kind: 'l1.vmwrite', vcpu: 0, field: 0x4002, value: 0x14006172n },
       { kind: 'l1.vmwrite', vcpu: 0, field: 0x2004, value: 0x3000n },
       { kind: 'l1.vmlaunch', vcpu: 0 },
     ];
@@ -145,7 +148,7 @@ describe('nvx report', () => {
     expect(div).toBeGreaterThanOrEqual(7);
     expect(rows[0]).toBeLessThanOrEqual(div);
     expect(rows[rows.length - 1]).toBeGreaterThan(div);
-    expect(html).toMatch(/4008 events in buckets of 7\./);
+    expect(html).toMatch(/4011 events in buckets of 7\./);
   });
 
   test('usage errors exit 2 and leave no file', async () => {

@@ -7,15 +7,14 @@
  * failure is VMfailValid ENTRY_INVALID_CONTROL_FIELD, like the others, so
  * their order decides nothing an observer sees; it is KVM's anyway.
  *
- * vmx_control_verify (vmxControlVerify, nestedCheckControlsVerify) is
- * written and tested but not applied at VM-entry yet: the traces, the
- * emulator's tests and the generators set the must-be-1 bits, but the
- * whole-world generator and the mix still draw APICv controls in
- * configurations without APICv, where KVM does not offer them (see
- * docs/fuzzing.md); applying it is two calls: nestedCheckControlsVerify
- * first in nestedVmxCheckControls (nested.ts), and the exit and entry
- * controls where nested_check_vm_exit_controls and
- * nested_check_vm_entry_controls verify them.
+ * vmx_control_verify (vmxControlVerify) is applied as KVM does: the
+ * pin-based, primary and (when activated) secondary controls first in
+ * nested_check_vm_execution_controls (nestedCheckControlsVerify, called
+ * first by nestedVmxCheckControls in nested.ts), the VM-exit controls at
+ * the top of nested_check_vm_exit_controls and the VM-entry controls at the
+ * top of nested_check_vm_entry_controls (both below). The allowed-0 and
+ * allowed-1 halves are the vCPU's TRUE control MSRs and
+ * IA32_VMX_PROCBASED_CTLS2: what vmx->nested.msrs holds.
  *
  * Not made yet: the event-injection checks of
  * nested_check_vm_entry_controls, nested_vmx_check_mode_based_ept_exec_controls,
@@ -96,10 +95,12 @@ export function nestedCheckMoreExecControls(w: World, v: Vcpu): string | null {
     if (fns & ~vmxCapMsr(w, v, VMX_CAP_MSR.VMFUNC)) return 'a VM function KVM does not offer';
     if (fns & VMX_VMFUNC_EPTP_SWITCHING && (!has2(SECONDARY_EXEC.ENABLE_EPT) || !pageAddressValid(vmcs12Get(n, VMCS.EPTP_LIST_ADDRESS)))) return 'EPTP switching';
   }
-  // nested_check_vm_exit_controls: nested_vmx_check_exit_msr_switch_controls (vmx_control_verify: not applied yet)
+  // nested_check_vm_exit_controls: vmx_control_verify against exit_ctls_{low,high}, then nested_vmx_check_exit_msr_switch_controls
+  if (!vmxControlVerify(vmcs12Get32(n, VMCS.VM_EXIT_CONTROLS), vmxCapMsr(w, v, VMX_CAP_MSR.TRUE_EXIT_CTLS))) return 'VM-exit controls outside IA32_VMX_TRUE_EXIT_CTLS';
   if (!nestedVmxCheckMsrSwitch(vmcs12Get32(n, VMCS.VM_EXIT_MSR_LOAD_COUNT), vmcs12Get(n, VMCS.VM_EXIT_MSR_LOAD_ADDR))) return 'VM-exit MSR-load list address';
   if (!nestedVmxCheckMsrSwitch(vmcs12Get32(n, VMCS.VM_EXIT_MSR_STORE_COUNT), vmcs12Get(n, VMCS.VM_EXIT_MSR_STORE_ADDR))) return 'VM-exit MSR-store list address';
-  // nested_check_vm_entry_controls: (vmx_control_verify: not applied yet; event injection: not modelled) nested_vmx_check_entry_msr_switch_controls
+  // nested_check_vm_entry_controls: vmx_control_verify against entry_ctls_{low,high} (event injection: not modelled), then nested_vmx_check_entry_msr_switch_controls
+  if (!vmxControlVerify(vmcs12Get32(n, VMCS.VM_ENTRY_CONTROLS), vmxCapMsr(w, v, VMX_CAP_MSR.TRUE_ENTRY_CTLS))) return 'VM-entry controls outside IA32_VMX_TRUE_ENTRY_CTLS';
   if (!nestedVmxCheckMsrSwitch(vmcs12Get32(n, VMCS.VM_ENTRY_MSR_LOAD_COUNT), vmcs12Get(n, VMCS.VM_ENTRY_MSR_LOAD_ADDR))) return 'VM-entry MSR-load list address';
   return null;
 }

@@ -33,7 +33,7 @@ import { Ctx, writable } from './ctx';
 import { readGuestU32, writeGuest } from './memory';
 import { NestedVmx, Vcpu, World, setBitmapBit } from './state';
 import { nestedCpuHasVmwriteAnyField, nestedCpuHasVmxShadowVmcs } from './vmx-msrs';
-import { nestedCheckMoreExecControls, nestedVmxLoadMsr } from './entry-checks';
+import { nestedCheckControlsVerify, nestedCheckMoreExecControls, nestedVmxLoadMsr } from './entry-checks';
 import { vmcs12Get, vmcs12LoadFromGuest, vmcs12ReadField, vmcs12Set, vmcs12StoreToGuest, vmcs12WriteField } from './vmcs12';
 
 /** The guest's MAXPHYADDR as CPUID reports it to L1. */
@@ -240,6 +240,8 @@ export function handleVmwriteMaskArBytes(_ctx: Ctx, _w: World, _v: Vcpu, field: 
 export function nestedVmxCheckControls(ctx: Ctx, w: World, v: Vcpu): boolean {
   const ops = ctx.profile.ops;
   return (
+    // the vmx_control_verify calls at the top of nested_check_vm_execution_controls (entry-checks.ts)
+    nestedCheckControlsVerify(w, v) === null &&
     ops.nested_vmx_check_msr_bitmap_controls(ctx, w, v) &&
     ops.nested_vmx_check_tpr_shadow_controls(ctx, w, v) &&
     ops.nested_vmx_check_apic_access_controls(ctx, w, v) &&

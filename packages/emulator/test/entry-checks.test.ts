@@ -1,8 +1,9 @@
 /**
  * The VM-entry checks of nested_vmx_check_controls (arch/x86/kvm/vmx/nested.c)
  * the model makes, each with the value KVM refuses and the edge it still
- * accepts: the TPR threshold (nested_vmx_check_tpr_shadow_controls), the
- * EPT pointer rule (nested_vmx_check_eptp, not yet made at entry), the MSR-switch list addresses
+ * accepts: the controls against the capability MSRs (vmx_control_verify),
+ * the TPR threshold (nested_vmx_check_tpr_shadow_controls), the
+ * EPT pointer rule (nested_vmx_check_eptp), the MSR-switch list addresses
  * (nested_vmx_check_msr_switch) and the VM-entry MSR-load list itself
  * (nested_vmx_load_msr), under every built-in profile: none of them is an
  * optimization's business.
@@ -47,6 +48,26 @@ describe.each(PROFILES)('under %s', (profile) => {
     expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite TPR_THRESHOLD 0x10')).toEqual(INVALID_CONTROL);
     expect(launch(profile, 'l1.vmwrite TPR_THRESHOLD 0xffffffff')).toEqual(ENTERED); // no TPR shadow
     expect(launch(profile, ...TPR_SHADOW, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x200', 'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x17', 'l1.vmwrite TPR_THRESHOLD 0xffffffff')).toEqual(ENTERED);
+  });
+
+  test('vmx_control_verify at entry: every control word keeps its must-be-1 bits and sets only bits KVM offers', () => {
+    // pin-based: bit 2 is must-be-1, bit 8 is not offered; external-interrupt exiting (bit 0) is
+    expect(launch(profile, 'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x17')).toEqual(ENTERED);
+    expect(launch(profile, 'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x12')).toEqual(INVALID_CONTROL);
+    expect(launch(profile, 'l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x116')).toEqual(INVALID_CONTROL);
+    // primary: bit 1 is must-be-1, bit 0 is never offered
+    expect(launch(profile, 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006170')).toEqual(INVALID_CONTROL);
+    expect(launch(profile, 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006173')).toEqual(INVALID_CONTROL);
+    // secondary: bit 10 (PAUSE-loop exiting) is not offered, which counts only while secondary controls are activated
+    expect(launch(profile, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x400')).toEqual(ENTERED);
+    expect(launch(profile, 'l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x400', 'l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x84006172')).toEqual(INVALID_CONTROL);
+    // VM-exit: bit 1 is must-be-1, bit 2 (save debug controls) may be either, bit 24 is not offered
+    expect(launch(profile, 'l1.vmwrite VM_EXIT_CONTROLS 0x36dff')).toEqual(ENTERED);
+    expect(launch(profile, 'l1.vmwrite VM_EXIT_CONTROLS 0x36df9')).toEqual(INVALID_CONTROL);
+    expect(launch(profile, 'l1.vmwrite VM_EXIT_CONTROLS 0x1036dfb')).toEqual(INVALID_CONTROL);
+    // VM-entry: bit 1 is must-be-1, bit 17 is not offered
+    expect(launch(profile, 'l1.vmwrite VM_ENTRY_CONTROLS 0x11f9')).toEqual(INVALID_CONTROL);
+    expect(launch(profile, 'l1.vmwrite VM_ENTRY_CONTROLS 0x211fb')).toEqual(INVALID_CONTROL);
   });
 
   test('MSR-switch lists: 16-byte aligned, starting and ending below MAXPHYADDR', () => {

@@ -69,14 +69,14 @@ if (!available && !inCI) {
       const row = page.locator('#divergence');
       await row.waitFor({ state: 'visible' });
       expect(await row.isVisible()).toBe(true);
-      // the first event after which the states differ (the one nvx bisect names); outcomes differ from event 10
-      expect(await row.getAttribute('data-index')).toBe('9');
-      expect(await page.locator('.card.bug .first-observable').innerText()).toBe('first observable (outcomes differ) at event 10');
+      // the first event after which the states differ (the one nvx bisect names); outcomes differ from event 13
+      expect(await row.getAttribute('data-index')).toBe('12');
+      expect(await page.locator('.card.bug .first-observable').innerText()).toBe('first observable (outcomes differ) at event 13');
       expect(await row.locator('.marker').innerText()).toBe('first divergence');
       const box = await row.boundingBox();
       expect(box).not.toBeNull();
       // the first cell whose outcome differs is highlighted
-      const bg = await page.locator('#events-table tr[data-index="10"] td.out.differs').first().evaluate((el) => (globalThis as unknown as { getComputedStyle(e: unknown): { backgroundColor: string } }).getComputedStyle(el).backgroundColor);
+      const bg = await page.locator('#events-table tr[data-index="13"] td.out.differs').first().evaluate((el) => (globalThis as unknown as { getComputedStyle(e: unknown): { backgroundColor: string } }).getComputedStyle(el).backgroundColor);
       expect(bg).not.toBe('rgba(0, 0, 0, 0)');
 
       // the timeline marker
