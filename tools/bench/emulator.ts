@@ -409,6 +409,23 @@ function resolve(opts: EmulatorBenchOptions): Resolved {
 const KINDS = ['ceiling', 'ceilingBase', 'replay', 'diff', 'diffFloor', 'step', 'ceilingTsx'] as const;
 type Kind = (typeof KINDS)[number];
 
+/** One lockstep diff of the workload, base against profile (a divergence fails the benchmark: it needs a clean run). */
+function diffOnce(m: Modules, wl: LoadedWorkload, o: Resolved): () => { events: number; ms: number } {
+  const base = m.emulator.parseProfile(o.base);
+  const profile = m.emulator.parseProfile(o.profile);
+  const events = wl.events;
+  const n = events.length;
+  return () => {
+    const t0 = performance.now();
+    const ls = new m.diff.Lockstep(wl.header, base, profile, { checkpointEvery: o.checkpointEvery });
+    for (let i = 0; i < n; i++) if (!ls.push(events[i])) break;
+    const d = ls.finish();
+    const ms = performance.now() - t0;
+    if (d) throw new Error(`${o.base} and ${o.profile} diverge at event ${d.index} (${d.kind}): the benchmark needs a clean run`);
+    return { events: n, ms };
+  };
+}
+
 function ceilingOnce(m: Modules, wl: LoadedWorkload, profileName: string): () => { events: number; ms: number } {
   const profile = m.emulator.parseProfile(profileName);
   const apply = m.emulator.applyEvent;
@@ -455,15 +472,7 @@ function measureKind(kind: Kind, o: Resolved): Timing {
         return { events: n, ms };
       });
     case 'diff':
-      return measure(o.runs, o.warmup, () => {
-        const t0 = performance.now();
-        const ls = new m.diff.Lockstep(wl.header, base, profile, { checkpointEvery: k });
-        for (let i = 0; i < n; i++) if (!ls.push(events[i])) break;
-        const d = ls.finish();
-        const ms = performance.now() - t0;
-        if (d) throw new Error(`${o.base} and ${o.profile} diverge at event ${d.index} (${d.kind}): the benchmark needs a clean run`);
-        return { events: n, ms };
-      });
+      return measure(o.runs, o.warmup, diffOnce(m, wl, o));
     case 'diffFloor':
       return measure(o.runs, o.warmup, () => {
         const a = new m.emulator.Replayer(m.emulator.initialState(wl.header, base), base);
@@ -518,7 +527,6 @@ function measurePairs(o: Resolved, rounds: number): Paired {
   const n = events.length;
   const k = o.checkpointEvery;
   const profile = m.emulator.parseProfile(o.profile);
-  const base = m.emulator.parseProfile(o.base);
   const ceiling = ceilingOnce(m, wl, o.profile);
   const replay = () => {
     const r = new m.emulator.Replayer(m.emulator.initialState(wl.header, profile), profile);
@@ -533,15 +541,7 @@ function measurePairs(o: Resolved, rounds: number): Paired {
     }
     return { events: n, ms: performance.now() - t0 };
   };
-  const diff = () => {
-    const t0 = performance.now();
-    const ls = new m.diff.Lockstep(wl.header, base, profile, { checkpointEvery: k });
-    for (let i = 0; i < n; i++) if (!ls.push(events[i])) break;
-    const d = ls.finish();
-    const ms = performance.now() - t0;
-    if (d) throw new Error(`${o.base} and ${o.profile} diverge at event ${d.index} (${d.kind}): the benchmark needs a clean run`);
-    return { events: n, ms };
-  };
+  const diff = diffOnce(m, wl, o);
   const fs3 = [ceiling, replay, diff];
   for (let w = 0; w < Math.max(1, o.warmup); w++) for (const f of fs3) f();
   const rb: number[] = [];

@@ -765,7 +765,7 @@ class WorldBuilder {
     const evmcs = this.o.config.evmcs && n.vpAssistEvmcs !== INVALID_GPA ? n.vpAssistEvmcs : INVALID_GPA;
     if (n.currentVmptr === INVALID_GPA && evmcs === INVALID_GPA) return;
     const vcpu = this.w.vcpus[v];
-    const fit = (field: number, msr: number) => {
+    const keepAllowed = (field: number, msr: number) => {
       const cap = vmxCapMsr(this.w, vcpu, msr);
       const cur = this.currentField(v, field);
       const want = (cur | (cap & 0xffffffffn)) & ((cap >> 32n) | ~0xffffffffn);
@@ -779,11 +779,11 @@ class WorldBuilder {
       }
       this.emit({ kind: 'l1.vmwrite', vcpu: v, field, value: want });
     };
-    fit(VMCS.PIN_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PINBASED_CTLS);
-    fit(VMCS.CPU_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PROCBASED_CTLS);
-    if (this.currentField(v, VMCS.CPU_BASED_VM_EXEC_CONTROL) & BigInt(A)) fit(VMCS.SECONDARY_VM_EXEC_CONTROL, VMX_CAP_MSR.PROCBASED_CTLS2);
-    fit(VMCS.VM_EXIT_CONTROLS, VMX_CAP_MSR.TRUE_EXIT_CTLS);
-    fit(VMCS.VM_ENTRY_CONTROLS, VMX_CAP_MSR.TRUE_ENTRY_CTLS);
+    keepAllowed(VMCS.PIN_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PINBASED_CTLS);
+    keepAllowed(VMCS.CPU_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PROCBASED_CTLS);
+    if (this.currentField(v, VMCS.CPU_BASED_VM_EXEC_CONTROL) & BigInt(A)) keepAllowed(VMCS.SECONDARY_VM_EXEC_CONTROL, VMX_CAP_MSR.PROCBASED_CTLS2);
+    keepAllowed(VMCS.VM_EXIT_CONTROLS, VMX_CAP_MSR.TRUE_EXIT_CTLS);
+    keepAllowed(VMCS.VM_ENTRY_CONTROLS, VMX_CAP_MSR.TRUE_ENTRY_CTLS);
   }
 
   /**
