@@ -1,7 +1,8 @@
 /**
  * The contract monitor: notes when a trace breaks a promise an optimization
  * is allowed to rely on. A divergence after such an event is permitted (the
- * checker says "L1 broke contract X at event N"); before it, it is a bug.
+ * checker says "L1 (or the VMM) broke contract X at event N"); before it, it
+ * is a bug.
  *
  * Contracts:
  * - `hyperv-clean-fields` (TLFS, eVMCS): when L1 enters with a clean bit set,
@@ -23,12 +24,29 @@
  *   copy_shadow_to_vmcs12 nor the write-back to L1 memory runs, and what L1
  *   wrote through the shadow VMCS (enable_shadow_vmcs=1) never reaches
  *   vmcs12, where an emulated VMWRITE (enable_shadow_vmcs=0) did.
+ * - `kvm-evmcs-restore-matches` (KVM_SET_NESTED_STATE with an eVMCS): the
+ *   vmcs12 restored holds what the eVMCS the VP assist page names holds, in
+ *   every field of a clean-field group that copy_vmcs12_to_enlightened does
+ *   not write back. KVM's format carries no eVMCS address: after the restore
+ *   it maps the VP assist page's eVMCS, clears its clean bits once at that
+ *   KVM_RUN and takes vmcs12 to be that eVMCS's, so a clean bit L1 sets
+ *   afterwards keeps the restored value. A state KVM_GET_NESTED_STATE saved
+ *   keeps it, unless L1 named another eVMCS after its last entry (then KVM
+ *   saved the old one's: a kept finding about KVM, docs/save-restore.md).
+ * - `kvm-no-run-after-restore-error` (KVM API, KVM_EXIT_INTERNAL_ERROR):
+ *   when the KVM_RUN after KVM_SET_NESTED_STATE cannot map the eVMCS or
+ *   vmcs12's pages, it exits with KVM_EXIT_INTERNAL_ERROR and the VMM stops
+ *   the guest (QEMU does) or sets the state again; it does not run the vCPU
+ *   as it is. vcpu_enter_guest consumed KVM_REQ_GET_NESTED_STATE_PAGES, so a
+ *   next KVM_RUN would run with a vmcs02 that never got the pages, which
+ *   each way of keeping them leaves in its own state.
  */
 import { CPU_BASED, EVMCS, EVMCS_CLEAN_GROUPS, HV_ENLIGHTENMENTS_CONTROL, INVALID_GPA, VMCS, VMCS_FIELDS, vmcsFieldByEncoding } from '@nvx/arch';
-import { World, gpaToGfn, readGuest, vmcs12Get, vmcs12Get32, msrBitmapBit } from '@nvx/emulator';
+import { EVMCS_COPY_IN, EVMCS_COPY_OUT, EVMPTR_MAP_PENDING, KVM_STATE_NESTED_EVMCS, World, evmptrValid, gpaToGfn, readGuest, vmcs12Get, vmcs12Get32, msrBitmapBit } from '@nvx/emulator';
+import type { Vcpu } from '@nvx/emulator';
 import type { TraceEvent } from '@nvx/trace';
 
-export type ContractId = 'hyperv-clean-fields' | 'sdm-active-msr-bitmap' | 'sdm-vmcs-active-once' | 'hyperv-evmcs-no-vmptrld';
+export type ContractId = 'hyperv-clean-fields' | 'sdm-active-msr-bitmap' | 'sdm-vmcs-active-once' | 'hyperv-evmcs-no-vmptrld' | 'kvm-evmcs-restore-matches' | 'kvm-no-run-after-restore-error';
 
 export interface ContractViolation {
   contract: ContractId;
@@ -45,6 +63,18 @@ export const CONTRACTS: Record<ContractId, string> = {
   'sdm-active-msr-bitmap': 'Intel SDM 25.11.4: software does not modify the MSR bitmap of a VMCS that is active and running on another logical processor',
   'sdm-vmcs-active-once': 'Intel SDM 25.11.1: no VMCS is active on more than one logical processor (VMCLEAR on one before VMPTRLD on another)',
   'hyperv-evmcs-no-vmptrld': 'Hyper-V TLFS (eVMCS): L1 does not enter through an enlightened VMCS while a VMCS it loaded with VMPTRLD is current',
+  'kvm-evmcs-restore-matches': "KVM_SET_NESTED_STATE with an eVMCS: the vmcs12 restored matches the VP assist page's eVMCS in the clean-field groups KVM does not write back (KVM saves no eVMCS address and takes vmcs12 to be that eVMCS's)",
+  'kvm-no-run-after-restore-error': 'KVM API: after KVM_RUN exits with KVM_EXIT_INTERNAL_ERROR because the state KVM_SET_NESTED_STATE restored cannot be loaded, the VMM sets the state again or stops the vCPU; it does not run it as it is',
+};
+
+/** Who keeps each contract: L1, or the VMM (through the KVM API). */
+export const CONTRACT_PARTY: Record<ContractId, 'L1' | 'the VMM'> = {
+  'hyperv-clean-fields': 'L1',
+  'sdm-active-msr-bitmap': 'L1',
+  'sdm-vmcs-active-once': 'L1',
+  'hyperv-evmcs-no-vmptrld': 'L1',
+  'kvm-evmcs-restore-matches': 'the VMM',
+  'kvm-no-run-after-restore-error': 'the VMM',
 };
 
 /** eVMCS member byte offset -> clean-field group, for stores straight into an eVMCS page. */
@@ -62,9 +92,23 @@ interface EvmcsTrack {
   cause: number[];
 }
 
+/** The eVMCS members of clean-field groups that copy_vmcs12_to_enlightened does not write back. */
+const NOT_WRITTEN_BACK = EVMCS_COPY_IN.filter((f) => !EVMCS_COPY_OUT.some((o) => o.field === f.field));
+
+/** A vmcs12 field slot as KVM_GET_NESTED_STATE would save it: from the eVMCS page when it copies that in full. */
+function vmcs12Slot(v: Vcpu, slot: number, evmcsGpa: bigint | null, w: World): bigint {
+  if (evmcsGpa !== null) {
+    const f = EVMCS_COPY_IN.find((x) => x.field.slot === slot);
+    if (f) return readGuest(w, evmcsGpa + BigInt(f.offset), f.size) ?? 0n;
+  }
+  return v.nested.vmcs12[slot];
+}
+
 export class ContractMonitor {
   readonly violations: ContractViolation[] = [];
   private evmcs = new Map<bigint, EvmcsTrack>();
+  /** vCPUs reported as run after a failed restore (once per failure) */
+  private runAfterError = new Set<number>();
 
   private track(gpa: bigint): EvmcsTrack {
     let t = this.evmcs.get(gpa);
@@ -93,11 +137,25 @@ export class ContractMonitor {
    */
   observe(w: World, e: TraceEvent, index: number): ContractViolation | undefined {
     const c = e.kind.charCodeAt(1);
+    if (c === 0x31 /* l1. */ || c === 0x32 /* l2. */) {
+      const v = w.vcpus[(e as { vcpu: number }).vcpu];
+      if (v && !v.nested.nestedStatePagesFailed) this.runAfterError.delete(v.id);
+      else if (v && !this.runAfterError.has(v.id)) {
+        this.runAfterError.add(v.id);
+        return this.add({
+          contract: 'kvm-no-run-after-restore-error',
+          index,
+          vcpu: v.id,
+          message: `vCPU ${v.id} runs again after its KVM_RUN failed with KVM_EXIT_INTERNAL_ERROR to load the restored nested state`,
+        });
+      }
+    }
     // L2's events store nothing into L1's memory and enter nothing.
     if (c === 0x32 /* l2. */) return undefined;
     // The host may change what backs any eVMCS page.
     if (c === 0x6f /* host. */) {
       if (this.evmcsInfo.size) this.evmcsInfo.clear();
+      if (e.kind === 'host.set-nested-state' || e.kind === 'host.migrate') this.restore(w, e, index);
       return undefined;
     }
     switch (e.kind) {
@@ -129,6 +187,42 @@ export class ContractMonitor {
       default:
         return undefined;
     }
+  }
+
+  /**
+   * eVMCS groups a restore left different from vmcs12 (the event that did it): L1 may enter with
+   * their clean bits set once KVM has mapped the eVMCS, and KVM then keeps the restored values.
+   */
+  private restored = new Map<bigint, { groups: number; index: number }>();
+
+  /** KVM_SET_NESTED_STATE (or a migration) with an eVMCS: which groups will vmcs12 and the eVMCS disagree on? */
+  private restore(w: World, e: TraceEvent, index: number): void {
+    const v = w.vcpus[(e as { vcpu: number }).vcpu];
+    if (!v || !w.config.evmcs) return;
+    const evmcs = v.nested.vpAssistEvmcs;
+    if (evmcs === INVALID_GPA) return;
+    let vmcs12: (slot: number) => bigint;
+    if (e.kind === 'host.set-nested-state') {
+      // Only the restore that maps the eVMCS: VMX on, no vmcs12 address, a vmcs12 in the buffer.
+      if (!(e.flags & KVM_STATE_NESTED_EVMCS) || e.vmxon === INVALID_GPA || e.vmcs12 !== INVALID_GPA) return;
+      const fields = v.userNestedState?.vmcs12.fields;
+      vmcs12 = (slot) => fields?.[slot] ?? 0n;
+    } else {
+      // vmx_get_nested_state: in L1, a full copy of the eVMCS L0 has mapped (not necessarily the one the VP assist page names now)
+      const n = v.nested;
+      if (!evmptrValid(n) && n.hvEvmcsVmptr !== EVMPTR_MAP_PENDING) return;
+      const fromMemory = evmptrValid(n) && !n.guestMode && !n.needVmcs12ToShadowSync ? n.hvEvmcsVmptr : null;
+      vmcs12 = (slot) => vmcs12Slot(v, slot, fromMemory, w);
+    }
+    let groups = 0;
+    for (const f of NOT_WRITTEN_BACK) {
+      if (groups & (1 << f.group)) continue;
+      const mask = f.size === 8 ? 0xffffffffffffffffn : (1n << BigInt(8 * f.size)) - 1n;
+      const mem = readGuest(w, evmcs + BigInt(f.offset), f.size) ?? 0n;
+      if ((vmcs12(f.field.slot) & mask) !== mem) groups |= 1 << f.group;
+    }
+    if (groups) this.restored.set(evmcs, { groups, index });
+    else this.restored.delete(evmcs);
   }
 
   private add(v: ContractViolation): ContractViolation {
@@ -256,9 +350,25 @@ export class ContractMonitor {
     const gpa = v.nested.vpAssistEvmcs;
     if (gpa === INVALID_GPA) return undefined;
     const t = this.track(gpa);
+    // KVM clears the clean bits when it maps an eVMCS (VMLAUNCH, a new eVMCS, the first KVM_RUN after a restore)
+    const fresh = launch || gpa !== v.nested.hvEvmcsVmptr;
+    const r = this.restored.get(gpa);
+    if (r) {
+      this.restored.delete(gpa);
+      const mismatch = fresh ? 0 : r.groups & Number(readGuest(w, gpa + BigInt(EVMCS.HV_CLEAN_FIELDS_OFFSET), 4) ?? 0n);
+      if (mismatch) {
+        const groups = EVMCS_CLEAN_GROUPS.filter((g) => mismatch & (1 << g.bit));
+        return this.add({
+          contract: 'kvm-evmcs-restore-matches',
+          index,
+          cause: r.index,
+          vcpu,
+          message: `the restore at event ${r.index} left vmcs12 different from eVMCS 0x${gpa.toString(16)} in group${groups.length > 1 ? 's' : ''} ${groups.map((g) => g.name).join(', ')}, and L1 entered with ${groups.length > 1 ? 'their clean bits' : 'its clean bit'} set`,
+        });
+      }
+    }
     // Nothing changed since L0 last consumed this eVMCS: no clean bit can be stale (and there is nothing to reset).
     if (!t.changed) return undefined;
-    const fresh = launch || gpa !== v.nested.hvEvmcsVmptr;
     const clean = Number(readGuest(w, gpa + BigInt(EVMCS.HV_CLEAN_FIELDS_OFFSET), 4) ?? 0n);
     const stale = fresh ? 0 : t.changed & clean;
     // L0 consumes everything at this entry (and sets every clean bit if it succeeds).

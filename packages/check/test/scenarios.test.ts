@@ -22,7 +22,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { diffEvents } from '@nvx/check';
+import { CONTRACTS, diffEvents } from '@nvx/check';
 import { AREAS, AREA_IDS, Replayer, initialState, parseProfile } from '@nvx/emulator';
 import { TraceEvent, TraceHeader, formatEvent, formatOutcome, outcomeMatches, parseTextTrace } from '@nvx/trace';
 
@@ -36,7 +36,7 @@ const FILES = fs
 const PROFILES: string[] = ['reference', 'optimized'];
 for (const a of AREA_IDS) for (const p of AREAS[a].paths.keys()) PROFILES.push(`${a}=${p}`);
 
-const CONTRACT_IDS = ['hyperv-clean-fields', 'sdm-active-msr-bitmap', 'sdm-vmcs-active-once', 'hyperv-evmcs-no-vmptrld'];
+const CONTRACT_IDS = Object.keys(CONTRACTS);
 
 interface Declared {
   verdict: 'pass' | 'permitted' | 'finding';

@@ -180,8 +180,11 @@ function l2Gp(ctx: Ctx, w: World, v: Vcpu, fromHardware: boolean): Outcome {
     if (fromHardware) ctx.cost.l0Exits++;
     const out = ctx.profile.ops.nested_vmx_vmexit(ctx, w, v, EXIT_REASON.EXCEPTION_NMI, 0n);
     // A #GP L0 injected while emulating L2's CPUID (nested_vmx_inject_exception_vmexit) reports
-    // vmcs02's instruction length, which the CPUID VM-exit set (2); a hardware #GP leaves it undefined (0).
-    vmcs12Set(ctx, v.nested, VMCS.VM_EXIT_INSTRUCTION_LEN, fromHardware ? 0n : 2n);
+    // vmcs02's instruction length, which the CPUID VM-exit set (2). After a #GP the hardware
+    // raised, KVM reflects whatever the CPU left in vmcs02's field, which the SDM leaves
+    // undefined for exception exits (28.2.4); L1 cannot rely on it, so it must not tell the two
+    // paths apart: the model gives it the one value KVM's emulation produces.
+    vmcs12Set(ctx, v.nested, VMCS.VM_EXIT_INSTRUCTION_LEN, 2n);
     vmcs12Set(ctx, v.nested, VMCS.VM_EXIT_INTR_INFO, GP_EXIT_INTR_INFO);
     vmcs12Set(ctx, v.nested, VMCS.VM_EXIT_INTR_ERROR_CODE, 0n);
     return out;

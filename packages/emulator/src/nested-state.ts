@@ -175,6 +175,7 @@ export function vmxLeaveNested(ctx: Ctx, w: World, v: Vcpu): void {
     nestedFlushCachedShadowVmcs12(ctx, w, v);
   }
   n.getNestedStatePages = false;
+  n.nestedStatePagesFailed = false;
   if (!n.vmxon) return;
   // free_nested
   n.vmxon = false;

@@ -16,7 +16,7 @@ import type { Ctx } from './ctx';
 import { cpuidFaultChanged, guestRdmsr, guestWrmsr, hostSmi, isCpuidFaultMsr, l1Cpuid, l1Rsm } from './cpuid-fault';
 import { hostTaskCpuid, hostTaskCpuidFault, hostVcpuLoad, hostVcpuPut, hostVcpuThreadCpuidFault } from './cpuid-fault-host';
 import { gpaToGfn, hostGuestCopy, hostGuestWrite, memslotCreate, memslotDelete, memslotFlags, memslotMove, memslotReadd, memslotResize, mmuInvalidateEnd, mmuInvalidateStart, pageMigrate, pageZap, readGuest, writeGuest } from './memory';
-import { OK, ignored } from './nested';
+import { OK, USERSPACE_INTERNAL_ERROR, ignored } from './nested';
 import type { Profile } from './ops';
 import { handleInvept, handleInvvpid, handleVmreadWide, handleVmwriteWide } from './vmx-insns';
 import { l1RdmsrVmx, l1WrmsrVmx } from './vmx-msrs';
@@ -164,6 +164,18 @@ const L2_NOT_RUNNING = (i: number) => ignored(`L2 is not running on vCPU ${i}`);
 const L1_NOT_RUNNING = (i: number) => ignored(`L1 is not running on vCPU ${i}: L2 is`);
 const NOT_LOADED = (i: number) => ignored(`vCPU ${i} is not loaded (its thread is outside KVM_RUN)`);
 
+/**
+ * KVM_REQ_GET_NESTED_STATE_PAGES at a KVM_RUN after KVM_SET_NESTED_STATE
+ * (vcpu_enter_guest): the request is consumed whether or not the pages come
+ * (kvm_check_request), so a failure is a KVM_EXIT_INTERNAL_ERROR this once
+ * and the vCPU runs without them at the next KVM_RUN.
+ */
+function getNestedStatePages(ctx: Ctx, w: World, v: Vcpu): boolean {
+  if (ctx.profile.ops.vmx_get_nested_state_pages(ctx, w, v) === null) return true;
+  v.nested.nestedStatePagesFailed = true;
+  return false;
+}
+
 /** The recipe: apply one event to the world in place and return its outcome. */
 export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
   const kind = e.kind;
@@ -172,10 +184,7 @@ export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
     if (!v) return ignored('no such vCPU');
     if (v.cpu < 0) return NOT_LOADED(v.id);
     // KVM_RUN after KVM_SET_NESTED_STATE: KVM_REQ_GET_NESTED_STATE_PAGES (nested-state.ts)
-    if (v.nested.getNestedStatePages) {
-      const err = ctx.profile.ops.vmx_get_nested_state_pages(ctx, w, v);
-      if (err !== null) return ignored(err);
-    }
+    if (v.nested.getNestedStatePages && !getNestedStatePages(ctx, w, v)) return USERSPACE_INTERNAL_ERROR;
     if (v.nested.guestMode) return L1_NOT_RUNNING(v.id);
     const out = applyL1(ctx, w, v, e);
     // a nested VM-entry: MSR 0x140 may have to change for L2 (cpuid-fault)
@@ -187,10 +196,7 @@ export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
     const v = vcpuOf(w, (e as { vcpu: number }).vcpu);
     if (!v) return ignored('no such vCPU');
     if (v.cpu < 0) return NOT_LOADED(v.id);
-    if (v.nested.getNestedStatePages) {
-      const err = ctx.profile.ops.vmx_get_nested_state_pages(ctx, w, v);
-      if (err !== null) return ignored(err);
-    }
+    if (v.nested.getNestedStatePages && !getNestedStatePages(ctx, w, v)) return USERSPACE_INTERNAL_ERROR;
     if (!v.nested.guestMode) return L2_NOT_RUNNING(v.id);
     const out = applyL2(ctx, w, v, e);
     // a nested VM-exit: back to L1's MSR 0x140 (cpuid-fault)

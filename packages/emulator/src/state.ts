@@ -79,6 +79,13 @@ export interface NestedVmx {
    * KVM_RUN, map the eVMCS again and get vmcs12's pages (nested-state.ts)
    */
   getNestedStatePages?: boolean;
+  /**
+   * That KVM_RUN failed (KVM_EXIT_INTERNAL_ERROR): KVM consumed the request,
+   * so vmcs02 never gets the pages and the eVMCS stays unmapped. Until the
+   * VMM sets the nested state again, what the vCPU runs is not defined by
+   * KVM (contract kvm-no-run-after-restore-error).
+   */
+  nestedStatePagesFailed?: boolean;
 }
 
 export interface Vcpu {

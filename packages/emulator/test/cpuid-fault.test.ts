@@ -255,6 +255,32 @@ describe('MSR 0x140 switching per path', () => {
     expect(run(t, 'reference', { l2CpuidFaultArchitectural: true }).outs).toEqual(arch.outs);
   });
 
+  it('in the architectural order with L1 intercepting #GP, the hardware #GP and the one L0 injects give L1 the same exit', () => {
+    // The SDM leaves VM_EXIT_INSTRUCTION_LEN undefined after a hardware exception exit: it must not tell the paths apart.
+    const t = `
+      host.vcpu-load 0
+      l1.wrmsr MSR_MISC_FEATURES_ENABLES 0x1
+      l1.write 0x1000 4 0x11e57ed0
+      l1.vmxon 0x1000
+      l1.write 0x2000 4 0x11e57ed0
+      l1.vmptrld 0x2000
+      l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16
+      l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172
+      l1.vmwrite VM_EXIT_CONTROLS 0x36dfb
+      l1.vmwrite VM_ENTRY_CONTROLS 0x11fb
+      l1.vmwrite EXCEPTION_BITMAP 0x2000
+      l1.vmlaunch
+      l2.cpuid 0x1 0x0 3
+      l1.vmread VM_EXIT_INSTRUCTION_LEN
+      l1.vmread VM_EXIT_INTR_INFO
+    `;
+    const hw = run(t, 'cpuid-fault=hardware', { l2CpuidFaultArchitectural: true });
+    const emu = run(t, 'reference', { l2CpuidFaultArchitectural: true });
+    expect(hw.outs.slice(-3)).toEqual(['exit EXCEPTION_NMI qual=0x0', 'value 0x2', 'value 0x80000b0d']);
+    expect(hw.cost).toMatchObject({ cpuidExits: 0 });
+    expect(emu.outs).toEqual(hw.outs);
+  });
+
   it('explains its state in a divergence report', () => {
     const r = run(GUEST_ON.split('\n').slice(0, 4).join('\n'), 'cpuid-fault=hardware');
     const facts = AREAS['cpuid-fault'].paths.get('hardware')!.explain!(r.world, r.world.vcpus[0], {});
