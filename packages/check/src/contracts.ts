@@ -56,6 +56,8 @@ export interface ContractViolation {
   cause?: number;
   vcpu: number;
   message: string;
+  /** who broke it (CONTRACT_PARTY) */
+  party: 'L1' | 'the VMM';
 }
 
 export const CONTRACTS: Record<ContractId, string> = {
@@ -225,7 +227,8 @@ export class ContractMonitor {
     else this.restored.delete(evmcs);
   }
 
-  private add(v: ContractViolation): ContractViolation {
+  private add(c: Omit<ContractViolation, 'party'>): ContractViolation {
+    const v = { ...c, party: CONTRACT_PARTY[c.contract] };
     this.violations.push(v);
     return v;
   }

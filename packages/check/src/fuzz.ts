@@ -22,7 +22,6 @@
  * shards merge by file name. Files are written under a temporary name and
  * renamed: a killed campaign leaves only whole files under final names.
  */
-import { CONTRACT_PARTY } from './contracts';
 import { createHash, randomInt } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -445,7 +444,7 @@ export function findingText(f: Omit<FuzzFinding, 'text' | 'hash' | 'name' | 'sum
     `nvx fuzz finding ${signatureName(f.signature)} (${f.classification}): ${describeKind(f.kind)}`,
     `signature: ${f.signature}`,
     summary,
-    d.contract ? `after ${CONTRACT_PARTY[d.contract.contract]} broke ${d.contract.contract} at event ${d.contract.index}: ${d.contract.message}` : 'no contract was broken before it',
+    d.contract ? `after ${d.contract.party} broke ${d.contract.contract} at event ${d.contract.index}: ${d.contract.message}` : 'no contract was broken before it',
     ...d.archDiff.slice(d.kind === 'state' ? 1 : 0, 4).map((a) => `  ${a.key}: ${a.a ?? '-'} vs ${a.b ?? '-'}`),
     `found after ${f.foundAtRun} runs; ${f.generatedEvents} events generated, ${f.shrunkEvents !== f.generatedEvents ? `${f.shrunkEvents} after shrinking, ` : ''}${f.minimizedEvents} after minimizing`,
     `replay: ${replayCommand(f.seed, f.path, cfg, f.profile)}`,

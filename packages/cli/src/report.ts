@@ -1,6 +1,5 @@
 /** Text for people: costs, outcomes and divergences. */
 import { COST_COUNTERS, Costs, estimateCycles } from '@nvx/emulator';
-import { CONTRACT_PARTY } from '@nvx/check';
 import type { Divergence, DiffResult } from '@nvx/check';
 import { describeOutcome, formatEvent } from '@nvx/trace';
 import type { Colors } from './output';
@@ -49,7 +48,7 @@ export function divergenceLines(d: Divergence, r: DiffResult, c: Colors): string
     for (const [k, v] of entries) out.push(`    ${k}: ${v}`);
   }
   if (d.contract) {
-    out.push(`  ${c.yellow('contract')}: ${CONTRACT_PARTY[d.contract.contract]} broke ${d.contract.contract} at event ${d.contract.index}${d.contract.cause !== undefined ? ` (set up at event ${d.contract.cause})` : ''}: ${d.contract.message}`);
+    out.push(`  ${c.yellow('contract')}: ${d.contract.party} broke ${d.contract.contract} at event ${d.contract.index}${d.contract.cause !== undefined ? ` (set up at event ${d.contract.cause})` : ''}: ${d.contract.message}`);
     out.push('  A divergence after a broken contract is permitted: the optimization may rely on it.');
   } else out.push('  no contract was broken before this event: this is a bug in the optimized path');
   return out;

@@ -5,7 +5,6 @@
  * filter on the event table.
  */
 import { COST_COUNTERS, CostCounter, estimateCycles } from '@nvx/emulator';
-import { CONTRACT_PARTY } from '@nvx/check';
 import type { DiffResult } from '@nvx/check';
 import { TraceHeader, describeOutcome, formatEvent } from '@nvx/trace';
 import type { AgreementSummary } from '../importers/agreement';
@@ -214,7 +213,7 @@ function detailSection(data: ReportData): string {
       : '<p class="muted">No architectural difference after the event: only the outcomes differ.</p>';
     const explain = internalsTable(d);
     const contract = dv.contract
-      ? `<p class="contract-status">Contract: ${CONTRACT_PARTY[dv.contract.contract]} broke ${esc(dv.contract.contract)} at event ${dv.contract.index}${dv.contract.cause !== undefined ? ` (set up at event ${dv.contract.cause})` : ''}: ${esc(dv.contract.message)}. A divergence after a broken contract is permitted: the optimization may rely on it.</p>`
+      ? `<p class="contract-status">Contract: ${dv.contract.party} broke ${esc(dv.contract.contract)} at event ${dv.contract.index}${dv.contract.cause !== undefined ? ` (set up at event ${dv.contract.cause})` : ''}: ${esc(dv.contract.message)}. A divergence after a broken contract is permitted: the optimization may rely on it.</p>`
       : '<p class="contract-status">Contract: none broken before this event, so this is a bug in the optimized path.</p>';
     parts.push(
       `<div class="detail ${v}" id="detail-${esc(d.other)}"><h3>${esc(d.other)} vs ${esc(d.base)}: ${v === 'bug' ? 'DIVERGENCE (bug)' : 'DIVERGENCE (permitted)'} at event ${dv.index}</h3><p><code>${esc(formatEvent({ ...dv.event, expect: undefined }))}</code> — ${dv.kind === 'outcome' ? 'outcomes differ' : 'same outcome, the architectural state differs after the event'}${dv.confirmed ? ', confirmed by a replay from scratch' : ' (not confirmed by a replay from scratch!)'}</p><table class="kv outcomes"><tr><td>${esc(d.base)}</td><td class="mono">${esc(describeOutcome(dv.base))}</td></tr><tr><td>${esc(d.other)}</td><td class="mono">${esc(describeOutcome(dv.other))}</td></tr></table>${firstObservable(d)}${diff}${explain}${contract}${d.violations.length > 1 ? `<p class="muted">${d.violations.length} contract violations in the trace; the first at event ${d.violations[0].index}.</p>` : ''}</div>`,
