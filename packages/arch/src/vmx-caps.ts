@@ -75,6 +75,18 @@ export const KVM_CTLS_MUST_BE_1 = Object.freeze({
   entry: Number(VM_ENTRY_ALWAYSON_WITHOUT_TRUE_MSR & ~bit(2)),
 });
 
+/**
+ * The control words whose must-be-1 bits the TRUE capability MSRs give, each
+ * with its MSR (encodings: PIN_BASED_VM_EXEC_CONTROL, CPU_BASED_VM_EXEC_CONTROL,
+ * VM_EXIT_CONTROLS, VM_ENTRY_CONTROLS).
+ */
+export const MUST_BE_1_CONTROLS: readonly (readonly [field: number, msr: number])[] = Object.freeze([
+  [0x4000, VMX_CAP_MSR.TRUE_PINBASED_CTLS],
+  [0x4002, VMX_CAP_MSR.TRUE_PROCBASED_CTLS],
+  [0x400c, VMX_CAP_MSR.TRUE_EXIT_CTLS],
+  [0x4012, VMX_CAP_MSR.TRUE_ENTRY_CTLS],
+] as const);
+
 /** IA32_VMX_BASIC fields and flags (SDM A.1). */
 export const VMX_BASIC = Object.freeze({
   VMCS_SIZE_SHIFT: 32n,

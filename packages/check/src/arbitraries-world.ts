@@ -49,6 +49,7 @@ import {
   HV_VMX_ENLIGHTENED_CLEAN_FIELD,
   INVALID_GPA,
   KVM_CTLS_MUST_BE_1,
+  MUST_BE_1_CONTROLS,
   KVM_EVMCS_VERSION,
   MSR,
   MSR_PLATFORM_INFO_CPUID_FAULT,
@@ -779,6 +780,16 @@ class WorldBuilder {
       }
       this.emit({ kind: 'l1.vmwrite', vcpu: v, field, value: want });
     };
+    // Half the time a VMCS (not an eVMCS) gets its must-be-1 bits in one go, as kvm-unit-tests'
+    // init_vmcs_ctrl does, when two or more control words lack them.
+    if (evmcs === INVALID_GPA && p.take(2) === 0) {
+      let lacking = 0;
+      for (const [field, msr] of MUST_BE_1_CONTROLS) {
+        const must = vmxCapMsr(this.w, vcpu, msr) & 0xffffffffn;
+        if ((this.currentField(v, field) & must) !== must) lacking++;
+      }
+      if (lacking >= 2) this.emit({ kind: 'l1.vmcs-ctls-must-be-1', vcpu: v });
+    }
     keepAllowed(VMCS.PIN_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PINBASED_CTLS);
     keepAllowed(VMCS.CPU_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PROCBASED_CTLS);
     if (this.currentField(v, VMCS.CPU_BASED_VM_EXEC_CONTROL) & BigInt(A)) keepAllowed(VMCS.SECONDARY_VM_EXEC_CONTROL, VMX_CAP_MSR.PROCBASED_CTLS2);

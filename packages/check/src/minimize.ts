@@ -34,7 +34,7 @@
  * from another vCPU) or moved earlier, together with the removal of one
  * event or two adjacent ones.
  */
-import { INVALID_GPA, KVM_EVMCS_VERSION, VMCS12_REVISION } from '@nvx/arch';
+import { INVALID_GPA, KVM_EVMCS_VERSION, MUST_BE_1_CONTROLS, VMCS12_REVISION, kvmVmxCapMsrs } from '@nvx/arch';
 import { Profile, Replayer, World, archHash, initialState, sameArchState } from '@nvx/emulator';
 import { CONFIG_FLAGS, EVENT_SCHEMA, EventKind, TraceEvent, TraceHeader, defaultConfig, formatOutcome, formatTextTrace, outcomeEquals } from '@nvx/trace';
 import { CoverageRecorder } from './coverage';
@@ -780,9 +780,20 @@ function otherVmcsForm(c: Candidate): Candidate | null {
   if (!c.events.some((e) => e.kind === 'l1.vmptrld')) return null;
   const targets = new Set(c.events.flatMap((e) => (e.kind === 'l1.vmptrld' ? [e.gpa] : [])));
   const current = new Map<number, bigint>();
+  // the last value each vCPU wrote to each field, for l1.vmcs-ctls-must-be-1 spelt out as stores
+  const written = new Map<string, bigint>();
+  const must = mustBe1Bits(c.header);
   c.events.forEach((e, i) => {
     const o = c.origin[i];
+    if (e.kind === 'l1.vmwrite') written.set(`${e.vcpu}:${e.field}`, e.value);
     if (revisionStore(e, targets, VMCS12_REVISION)) push({ ...e, value: BigInt(KVM_EVMCS_VERSION) }, o);
+    else if (e.kind === 'l1.vmcs-ctls-must-be-1' && current.has(e.vcpu)) {
+      for (const [field, bits] of must) {
+        const value = (written.get(`${e.vcpu}:${field}`) ?? 0n) | bits;
+        written.set(`${e.vcpu}:${field}`, value);
+        push({ kind: 'l1.evmcs-write', vcpu: e.vcpu, gpa: current.get(e.vcpu)!, field, value }, o);
+      }
+    }
     else if (e.kind === 'l1.vmclear' && targets.has(e.gpa)) return;
     else if (e.kind === 'l1.vmptrld') {
       current.set(e.vcpu, e.gpa);
@@ -832,6 +843,52 @@ function shorterSetup(c: Candidate, base: Profile): Candidate | null {
   return null;
 }
 
+/** Each control word's must-be-1 bits under the trace's configuration (the TRUE capability MSRs KVM reports). */
+function mustBe1Bits(h: TraceHeader): Map<number, bigint> {
+  const caps = kvmVmxCapMsrs({ ept: h.config.ept, vpid: h.config.vpid, apicv: h.config.apicv, pml: h.config.pml, vmwriteAnyField: h.config.vmwriteAnyField });
+  return new Map(MUST_BE_1_CONTROLS.map(([field, msr]) => [field, caps.get(msr)! & 0xffffffffn]));
+}
+
+/**
+ * The control set-up in one event: on each vCPU, VMWRITEs of a control word
+ * that set no bit but its must-be-1 bits go, and one
+ * l1.vmcs-ctls-must-be-1 comes before the first entry after them (it keeps
+ * what is set, so later writes of other bits still count). Only when it
+ * saves events: two or more such writes on one vCPU.
+ */
+function mustBe1Setup(c: Candidate): Candidate | null {
+  const must = mustBe1Bits(c.header);
+  const pure = (e: TraceEvent) => e.kind === 'l1.vmwrite' && must.has(e.field) && (e.value & ~must.get(e.field)!) === 0n;
+  for (const v of usedVcpus(c.events)) {
+    const drop = c.events.map((e, i) => (vcpuOfEvent(e) === v && pure(e) ? i : -1)).filter((i) => i >= 0);
+    if (drop.length < 2) continue;
+    const dropped = new Set(drop);
+    const before = new Set<number>();
+    let pending = false;
+    c.events.forEach((e, i) => {
+      if (dropped.has(i)) pending = true;
+      else if (pending && vcpuOfEvent(e) === v && (e.kind === 'l1.vmlaunch' || e.kind === 'l1.vmresume')) {
+        before.add(i);
+        pending = false;
+      }
+    });
+    const last = drop[drop.length - 1];
+    const events: TraceEvent[] = [];
+    const origin: number[] = [];
+    c.events.forEach((e, i) => {
+      if (before.has(i) || (pending && i === last)) {
+        events.push({ kind: 'l1.vmcs-ctls-must-be-1', vcpu: v });
+        origin.push(-1);
+      }
+      if (dropped.has(i)) return;
+      events.push(e);
+      origin.push(c.origin[i]);
+    });
+    return { ...c, events, origin };
+  }
+  return null;
+}
+
 /** The byte of an MSR bitmap page that holds an MSR's read or write intercept bit (SDM 25.6.9: four 1-KiB quarters). */
 function msrBitmapByte(msr: number, access: 'read' | 'write'): number {
   const high = msr >= 0xc0000000;
@@ -864,7 +921,7 @@ function changeForm(c: Candidate, oracle: Oracle, progress: (n: number) => void)
   const better = (x: Candidate) => x.events.length < cur.events.length || (x.events.length === cur.events.length && vcpus(x) < vcpus(cur));
   for (let improved = true; improved && !oracle.outOfTime; ) {
     improved = false;
-    const forms: (Candidate | null)[] = [...fewerVcpus(cur), otherVmcsForm(cur), shorterSetup(cur, oracle.base), ...fewerVmcs12s(cur)];
+    const forms: (Candidate | null)[] = [...fewerVcpus(cur), otherVmcsForm(cur), shorterSetup(cur, oracle.base), mustBe1Setup(cur), ...fewerVmcs12s(cur)];
     for (const f of forms) {
       if (!f || oracle.outOfTime) continue;
       const r = oracle.test(f);

@@ -7,7 +7,7 @@
  * mutable working copy for the hot loops (replay, diff, fuzz, minimize,
  * bisect), taking a deep copy as a checkpoint when asked.
  */
-import { EVMCS, EXIT_REASON, HV_X64_NESTED_MSR_BITMAP, HYPERV_CPUID_NESTED_FEATURES, KVM_NESTED_FEATURES_EVMCS_VERSIONS, MSR, isVmxCapMsr, vmcsFieldByEncoding } from '@nvx/arch';
+import { EVMCS, EXIT_REASON, HV_X64_NESTED_MSR_BITMAP, HYPERV_CPUID_NESTED_FEATURES, KVM_NESTED_FEATURES_EVMCS_VERSIONS, MSR, MUST_BE_1_CONTROLS, isVmxCapMsr, vmcsFieldByEncoding } from '@nvx/arch';
 import type { EventOf, Outcome, TraceEvent, TraceHeader, WorldConfig } from '@nvx/trace';
 import type * as Immer from 'immer';
 import { AREA_IDS, HostInvalidation } from './paths';
@@ -19,7 +19,7 @@ import { gpaToGfn, hostGuestCopy, hostGuestWrite, memslotCreate, memslotDelete, 
 import { OK, USERSPACE_INTERNAL_ERROR, ignored } from './nested';
 import type { Profile } from './ops';
 import { handleInvept, handleInvvpid, handleVmreadWide, handleVmwriteWide } from './vmx-insns';
-import { l1RdmsrVmx, l1WrmsrVmx } from './vmx-msrs';
+import { l1RdmsrVmx, l1WrmsrVmx, vmxCapMsr } from './vmx-msrs';
 import { hostGetNestedState, hostMigrate, hostNestedStateField, hostNestedStateRevision, hostSetNestedState } from './nested-state';
 import { Vcpu, World, cloneAreas, cloneWorld, initialWorld, msrBitmapBit } from './state';
 
@@ -207,6 +207,23 @@ export function applyEvent(ctx: Ctx, w: World, e: TraceEvent): Outcome {
   return applyHost(ctx, w, e);
 }
 
+/**
+ * l1.vmcs-ctls-must-be-1: what an L1 does once per VMCS before its own
+ * settings (kvm-unit-tests init_vmcs_ctrl, the selftests'
+ * init_vmcs_control_fields), as the VMREADs and VMWRITEs it is made of, so
+ * every path sees the accesses it would see one by one.
+ */
+function setControlsMustBe1(ctx: Ctx, w: World, v: Vcpu): Outcome {
+  const ops = ctx.profile.ops;
+  for (const [field, msr] of MUST_BE_1_CONTROLS) {
+    const cur = ops.handle_vmread(ctx, w, v, field);
+    if (cur.k !== 'value') return cur;
+    const out = ops.handle_vmwrite(ctx, w, v, field, cur.value | (vmxCapMsr(w, v, msr) & 0xffffffffn));
+    if (out.k !== 'ok') return out;
+  }
+  return OK;
+}
+
 function applyL1(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
   const ops = ctx.profile.ops;
   switch (e.kind) {
@@ -224,6 +241,8 @@ function applyL1(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
       return ops.handle_vmread(ctx, w, v, e.field);
     case 'l1.vmwrite':
       return ops.handle_vmwrite(ctx, w, v, e.field, e.value);
+    case 'l1.vmcs-ctls-must-be-1':
+      return setControlsMustBe1(ctx, w, v);
     case 'l1.vmlaunch':
       return ops.nested_vmx_run(ctx, w, v, true);
     case 'l1.vmresume':

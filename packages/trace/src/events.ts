@@ -44,6 +44,11 @@ export const EVENT_SCHEMA = {
   'l1.vmptrst': { code: 5, fields: [['vcpu', 'vcpu']], doc: 'VMPTRST: read the current-VMCS pointer' },
   'l1.vmread': { code: 6, fields: [['vcpu', 'vcpu'], ['field', 'field']], doc: 'VMREAD of a VMCS field' },
   'l1.vmwrite': { code: 7, fields: [['vcpu', 'vcpu'], ['field', 'field'], ['value', 'u64']], doc: 'VMWRITE of a VMCS field' },
+  'l1.vmcs-ctls-must-be-1': {
+    code: 122,
+    fields: [['vcpu', 'vcpu']],
+    doc: "L1 sets the bits the capability MSRs require (IA32_VMX_TRUE_{PINBASED,PROCBASED,EXIT,ENTRY}_CTLS, allowed-0 half) in the pin-based, primary processor-based, VM-exit and VM-entry controls of the current VMCS, keeping the bits set: VMREAD, OR, VMWRITE of each, as kvm-unit-tests' init_vmcs_ctrl; outcome that of the first VMREAD or VMWRITE that fails, else ok",
+  },
   'l1.vmlaunch': { code: 8, fields: [['vcpu', 'vcpu']], doc: 'VMLAUNCH' },
   'l1.vmresume': { code: 9, fields: [['vcpu', 'vcpu']], doc: 'VMRESUME' },
   'l1.rdmsr': { code: 10, fields: [['vcpu', 'vcpu'], ['msr', 'msr']], doc: 'RDMSR in L1' },
