@@ -67,24 +67,24 @@ describe('nvx minimize', () => {
     expect(r.stderr).toBe('');
     // exits as nvx diff on the trace would: a bug divergence
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/^minimized .*noisy\.nvx: 22\d events \(22\d up to the divergence\) -> 13 events in [\d.]+ s \(\d+ candidates\)$/m);
-    expect(r.stdout).toMatch(/bug on l2\.wrmsr at event 12: l2\.wrmsr MSR_FS_BASE 0x0: exit MSR_WRITE qual=0x0 vs ok/);
+    expect(r.stdout).toMatch(/^minimized .*noisy\.nvx: 22\d events \(22\d up to the divergence\) -> 11 events in [\d.]+ s \(\d+ candidates\)$/m);
+    expect(r.stdout).toMatch(/bug on l2\.wrmsr at event 10: l2\.wrmsr MSR_FS_BASE 0x0: exit MSR_WRITE qual=0x0 vs ok/);
     const t = await readTraceFile(out);
-    expect(t.events).toHaveLength(13);
+    expect(t.events).toHaveLength(11);
     expect(t.header.config.vcpus).toBe(1);
-    expect(t.header.provenance).toMatchObject({ 'minimized-from': 'noisy.nvx', minimized: expect.stringMatching(/^22\d -> 13 events$/), profile: STICKY, divergence: 'bug', contract: 'none' });
+    expect(t.header.provenance).toMatchObject({ 'minimized-from': 'noisy.nvx', minimized: expect.stringMatching(/^22\d -> 11 events$/), profile: STICKY, divergence: 'bug', contract: 'none' });
     expect(diffEvents(t.header, t.events, parseProfile('reference'), parseProfile(STICKY)).divergence?.index).toBe(12);
   });
 
   it('prints the trace on stdout and the report on stderr without -o; --json has both', async () => {
     const r = await nvx(['minimize', path.join(dir, 'noisy.nvx'), '--profile', STICKY]);
     expect(r.code).toBe(1);
-    expect(parseTextTrace(r.stdout).events).toHaveLength(13);
-    expect(r.stderr).toMatch(/^minimized .* -> 13 events/);
+    expect(parseTextTrace(r.stdout).events).toHaveLength(11);
+    expect(r.stderr).toMatch(/^minimized .* -> 11 events/);
     const j = await nvx(['minimize', path.join(dir, 'noisy.nvx'), '--profile', STICKY, '--json']);
     const o = JSON.parse(j.stdout);
-    expect(o).toMatchObject({ after: 13, kind: { verdict: 'bug', contract: null, event: 'l2.wrmsr' }, timedOut: false });
-    expect(parseTextTrace(o.trace).events).toHaveLength(13);
+    expect(o).toMatchObject({ after: 11, kind: { verdict: 'bug', contract: null, event: 'l2.wrmsr' }, timedOut: false });
+    expect(parseTextTrace(o.trace).events).toHaveLength(11);
   });
 
   it('--emit-jest writes a test that loads the plugin path and fails while the divergence exists', async () => {
@@ -98,7 +98,7 @@ describe('nvx minimize', () => {
     expect(src).toContain("await loadPathModule(require.resolve(\"../plugin.js\"));");
     expect(src).toContain('parseProfile("msr-bitmap=plugin-sticky")');
     expect(src).toMatch(/^import \{ parseProfile \} from '@nvx\/emulator';$/m);
-    expect((await readTraceFile(path.join(dir, 'min2.nvxt'))).events).toHaveLength(13);
+    expect((await readTraceFile(path.join(dir, 'min2.nvxt'))).events).toHaveLength(11);
   });
 
   it('exits 2 when the profile does not diverge (nothing to minimize) and on bad input', async () => {
