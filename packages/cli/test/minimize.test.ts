@@ -73,7 +73,7 @@ describe('nvx minimize', () => {
     expect(t.events).toHaveLength(11);
     expect(t.header.config.vcpus).toBe(1);
     expect(t.header.provenance).toMatchObject({ 'minimized-from': 'noisy.nvx', minimized: expect.stringMatching(/^22\d -> 11 events$/), profile: STICKY, divergence: 'bug', contract: 'none' });
-    expect(diffEvents(t.header, t.events, parseProfile('reference'), parseProfile(STICKY)).divergence?.index).toBe(12);
+    expect(diffEvents(t.header, t.events, parseProfile('reference'), parseProfile(STICKY)).divergence?.index).toBe(10);
   });
 
   it('prints the trace on stdout and the report on stderr without -o; --json has both', async () => {
