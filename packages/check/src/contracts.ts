@@ -43,7 +43,6 @@
  */
 import { CPU_BASED, EVMCS, EVMCS_CLEAN_GROUPS, HV_ENLIGHTENMENTS_CONTROL, INVALID_GPA, VMCS, VMCS_FIELDS, vmcsFieldByEncoding } from '@nvx/arch';
 import { EVMCS_COPY_IN, EVMCS_COPY_OUT, EVMPTR_MAP_PENDING, KVM_STATE_NESTED_EVMCS, World, evmptrValid, gpaToGfn, readGuest, vmcs12Get, vmcs12Get32, msrBitmapBit } from '@nvx/emulator';
-import type { Vcpu } from '@nvx/emulator';
 import type { TraceEvent } from '@nvx/trace';
 
 export type ContractId = 'hyperv-clean-fields' | 'sdm-active-msr-bitmap' | 'sdm-vmcs-active-once' | 'hyperv-evmcs-no-vmptrld' | 'kvm-evmcs-restore-matches' | 'kvm-no-run-after-restore-error';
@@ -97,14 +96,6 @@ interface EvmcsTrack {
 /** The eVMCS members of clean-field groups that copy_vmcs12_to_enlightened does not write back. */
 const NOT_WRITTEN_BACK = EVMCS_COPY_IN.filter((f) => !EVMCS_COPY_OUT.some((o) => o.field === f.field));
 
-/** A vmcs12 field slot as KVM_GET_NESTED_STATE would save it: from the eVMCS page when it copies that in full. */
-function vmcs12Slot(v: Vcpu, slot: number, evmcsGpa: bigint | null, w: World): bigint {
-  if (evmcsGpa !== null) {
-    const f = EVMCS_COPY_IN.find((x) => x.field.slot === slot);
-    if (f) return readGuest(w, evmcsGpa + BigInt(f.offset), f.size) ?? 0n;
-  }
-  return v.nested.vmcs12[slot];
-}
 
 export class ContractMonitor {
   readonly violations: ContractViolation[] = [];
@@ -203,25 +194,25 @@ export class ContractMonitor {
     if (!v || !w.config.evmcs) return;
     const evmcs = v.nested.vpAssistEvmcs;
     if (evmcs === INVALID_GPA) return;
-    let vmcs12: (slot: number) => bigint;
+    let vmcs12: (f: (typeof NOT_WRITTEN_BACK)[number]) => bigint;
     if (e.kind === 'host.set-nested-state') {
       // Only the restore that maps the eVMCS: VMX on, no vmcs12 address, a vmcs12 in the buffer.
       if (!(e.flags & KVM_STATE_NESTED_EVMCS) || e.vmxon === INVALID_GPA || e.vmcs12 !== INVALID_GPA) return;
       const fields = v.userNestedState?.vmcs12.fields;
-      vmcs12 = (slot) => fields?.[slot] ?? 0n;
+      vmcs12 = (f) => fields?.[f.field.slot] ?? 0n;
     } else {
       // vmx_get_nested_state: in L1, a full copy of the eVMCS L0 has mapped (not necessarily the one the VP assist page names now)
       const n = v.nested;
       if (!evmptrValid(n) && n.hvEvmcsVmptr !== EVMPTR_MAP_PENDING) return;
       const fromMemory = evmptrValid(n) && !n.guestMode && !n.needVmcs12ToShadowSync ? n.hvEvmcsVmptr : null;
-      vmcs12 = (slot) => vmcs12Slot(v, slot, fromMemory, w);
+      vmcs12 = (f) => (fromMemory === null ? n.vmcs12[f.field.slot] : (readGuest(w, fromMemory + BigInt(f.offset), f.size) ?? 0n));
     }
     let groups = 0;
     for (const f of NOT_WRITTEN_BACK) {
       if (groups & (1 << f.group)) continue;
       const mask = f.size === 8 ? 0xffffffffffffffffn : (1n << BigInt(8 * f.size)) - 1n;
       const mem = readGuest(w, evmcs + BigInt(f.offset), f.size) ?? 0n;
-      if ((vmcs12(f.field.slot) & mask) !== mem) groups |= 1 << f.group;
+      if ((vmcs12(f) & mask) !== mem) groups |= 1 << f.group;
     }
     if (groups) this.restored.set(evmcs, { groups, index });
     else this.restored.delete(evmcs);
