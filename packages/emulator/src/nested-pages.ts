@@ -242,11 +242,15 @@ export function processPostedInterrupts(desc: Uint8Array | null, off: number, va
  * and posted-interrupt processing on in vmcs12, the CPU processes the
  * descriptor vmcs02 names, at the host addresses vmcs02 holds. Otherwise L1
  * takes the notification as an ordinary interrupt, which KVM completes for
- * L2 at the next nested VM-entry.
+ * L2 at the next nested VM-entry (or, for a vCPU restored into L2, at its
+ * next KVM_RUN).
  */
 export function notifyPostedInterrupt(ctx: Ctx, w: World, target: Vcpu): void {
   const n = target.nested;
-  if (!n.guestMode) {
+  // Restored into L2 and not run since (KVM_REQ_GET_NESTED_STATE_PAGES pending): vmcs02 has no
+  // descriptor yet and no CPU runs L2, so vmx_deliver_nested_posted_interrupt only sets pi_pending
+  // and kicks; L0 completes it at the next KVM_RUN, once the pages are in.
+  if (!n.guestMode || n.getNestedStatePages) {
     if (n.vmxon) n.piNotificationPending = true;
     return;
   }

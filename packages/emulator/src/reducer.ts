@@ -171,7 +171,11 @@ const NOT_LOADED = (i: number) => ignored(`vCPU ${i} is not loaded (its thread i
  * and the vCPU runs without them at the next KVM_RUN.
  */
 function getNestedStatePages(ctx: Ctx, w: World, v: Vcpu): boolean {
-  if (ctx.profile.ops.vmx_get_nested_state_pages(ctx, w, v) === null) return true;
+  if (ctx.profile.ops.vmx_get_nested_state_pages(ctx, w, v) === null) {
+    // then KVM_REQ_EVENT: a notification that came while the pages were missing (vmx_complete_nested_posted_interrupt)
+    if (v.nested.guestMode) ctx.profile.ops.vmx_complete_nested_posted_interrupt(ctx, w, v);
+    return true;
+  }
   v.nested.nestedStatePagesFailed = true;
   return false;
 }
