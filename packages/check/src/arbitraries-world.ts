@@ -83,7 +83,7 @@ import {
   readGuest,
   vmcs12Get,
   vmcs12Get32,
-  vmxCapMsr,
+  vmxCapMsrGuest,
 } from '@nvx/emulator';
 import { MemslotConfig, MsrAccess, TraceEvent, TraceHeader, WorldConfig, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
@@ -756,7 +756,8 @@ class WorldBuilder {
    * Before every entry L1 keeps its controls within what its VMX capability
    * MSRs allow, as a hypervisor that reads them does: the must-be-1 bits
    * (allowed-0) set, no bit outside allowed-1 (the APICv controls without
-   * enable_apicv, EPT or VPID without them), so vmx_control_verify
+   * enable_apicv, EPT or VPID without them; with eVMCS enabled, nothing
+   * eVMCS v1 cannot express: L1 reads the filtered MSRs), so vmx_control_verify
    * (nested_check_vm_execution_controls, nested_check_vm_exit_controls,
    * nested_check_vm_entry_controls) refuses no entry. Only control words that
    * need it are rewritten; a fresh VMCS gets its four controls here.
@@ -767,7 +768,7 @@ class WorldBuilder {
     if (n.currentVmptr === INVALID_GPA && evmcs === INVALID_GPA) return;
     const vcpu = this.w.vcpus[v];
     const keepAllowed = (field: number, msr: number) => {
-      const cap = vmxCapMsr(this.w, vcpu, msr);
+      const cap = vmxCapMsrGuest(this.w, vcpu, msr);
       const cur = this.currentField(v, field);
       const want = (cur | (cap & 0xffffffffn)) & ((cap >> 32n) | ~0xffffffffn);
       if (want === cur) return;
@@ -785,14 +786,15 @@ class WorldBuilder {
     if (evmcs === INVALID_GPA && p.take(2) === 0) {
       let lacking = 0;
       for (const [field, msr] of MUST_BE_1_CONTROLS) {
-        const must = vmxCapMsr(this.w, vcpu, msr) & 0xffffffffn;
+        const must = vmxCapMsrGuest(this.w, vcpu, msr) & 0xffffffffn;
         if ((this.currentField(v, field) & must) !== must) lacking++;
       }
       if (lacking >= 2) this.emit({ kind: 'l1.vmcs-ctls-must-be-1', vcpu: v });
     }
     keepAllowed(VMCS.PIN_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PINBASED_CTLS);
     keepAllowed(VMCS.CPU_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PROCBASED_CTLS);
-    if (this.currentField(v, VMCS.CPU_BASED_VM_EXEC_CONTROL) & BigInt(A)) keepAllowed(VMCS.SECONDARY_VM_EXEC_CONTROL, VMX_CAP_MSR.PROCBASED_CTLS2);
+    // with eVMCS enabled KVM looks at the secondary controls even when they are not activated (nested_evmcs_check_controls)
+    if (this.currentField(v, VMCS.CPU_BASED_VM_EXEC_CONTROL) & BigInt(A) || this.o.config.evmcs) keepAllowed(VMCS.SECONDARY_VM_EXEC_CONTROL, VMX_CAP_MSR.PROCBASED_CTLS2);
     keepAllowed(VMCS.VM_EXIT_CONTROLS, VMX_CAP_MSR.TRUE_EXIT_CTLS);
     keepAllowed(VMCS.VM_ENTRY_CONTROLS, VMX_CAP_MSR.TRUE_ENTRY_CTLS);
   }

@@ -16,12 +16,14 @@
  * allowed-1 halves are the vCPU's TRUE control MSRs and
  * IA32_VMX_PROCBASED_CTLS2: what vmx->nested.msrs holds.
  *
+ * nested_evmcs_check_controls comes last (nestedEvmcsCheckControls).
+ *
  * Not made yet: the event-injection checks of
  * nested_check_vm_entry_controls, nested_vmx_check_mode_based_ept_exec_controls,
- * nested_evmcs_check_controls, and the host- and guest-state checks.
+ * and the host- and guest-state checks.
  * nestedVmxLoadMsr walks the VM-entry MSR-load list.
  */
-import { CPU_BASED, EPT_VPID_CAP, MSR, PIN_BASED, SECONDARY_EXEC, VMCS, VMX_CAP_MSR } from '@nvx/arch';
+import { CPU_BASED, EPT_VPID_CAP, EVMCS1_SUPPORTED, MSR, PIN_BASED, SECONDARY_EXEC, VMCS, VMX_CAP_MSR } from '@nvx/arch';
 import { PHYS_LIMIT, pageAddressValid } from './nested';
 import { readGuest } from './memory';
 import type { Vcpu, World } from './state';
@@ -102,6 +104,25 @@ export function nestedCheckMoreExecControls(w: World, v: Vcpu): string | null {
   // nested_check_vm_entry_controls: vmx_control_verify against entry_ctls_{low,high} (event injection: not modelled), then nested_vmx_check_entry_msr_switch_controls
   if (!vmxControlVerify(vmcs12Get32(n, VMCS.VM_ENTRY_CONTROLS), vmxCapMsr(w, v, VMX_CAP_MSR.TRUE_ENTRY_CTLS))) return 'VM-entry controls outside IA32_VMX_TRUE_ENTRY_CTLS';
   if (!nestedVmxCheckMsrSwitch(vmcs12Get32(n, VMCS.VM_ENTRY_MSR_LOAD_COUNT), vmcs12Get(n, VMCS.VM_ENTRY_MSR_LOAD_ADDR))) return 'VM-entry MSR-load list address';
+  return null;
+}
+
+/**
+ * nested_evmcs_check_controls, which nested_vmx_check_controls calls last
+ * whenever eVMCS is enabled for the vCPU (guest_cpu_cap_has_evmcs: Hyper-V
+ * CPUID and KVM_CAP_HYPERV_ENLIGHTENED_VMCS; the model's config.evmcs), for
+ * a plain VMCS as much as for an eVMCS: no pin-based, secondary (as written,
+ * activated or not), VM-exit or VM-entry control, nor VM function, that
+ * eVMCS v1 cannot express (EVMCS1_SUPPORTED).
+ */
+export function nestedEvmcsCheckControls(w: World, v: Vcpu): string | null {
+  if (!w.config.evmcs) return null;
+  const n = v.nested;
+  if (vmcs12Get32(n, VMCS.PIN_BASED_VM_EXEC_CONTROL) & ~EVMCS1_SUPPORTED.pin) return 'eVMCS: unsupported pin-based controls';
+  if (vmcs12Get32(n, VMCS.SECONDARY_VM_EXEC_CONTROL) & ~EVMCS1_SUPPORTED.secondary) return 'eVMCS: unsupported secondary controls';
+  if (vmcs12Get32(n, VMCS.VM_EXIT_CONTROLS) & ~EVMCS1_SUPPORTED.exit) return 'eVMCS: unsupported VM-exit controls';
+  if (vmcs12Get32(n, VMCS.VM_ENTRY_CONTROLS) & ~EVMCS1_SUPPORTED.entry) return 'eVMCS: unsupported VM-entry controls';
+  if (vmcs12Get(n, VMCS.VM_FUNCTION_CONTROL) & ~BigInt(EVMCS1_SUPPORTED.vmfunc)) return 'eVMCS: unsupported VM functions';
   return null;
 }
 

@@ -44,6 +44,6 @@ export * from './ops';
 export { KVM_OPS } from './kvm-ops';
 export * from './nested-state';
 // L1's VMX capability MSRs and vmx_control_verify, for generators that draw only the controls KVM offers.
-export { kvmVmxMsrs, vmxCapMsr } from './vmx-msrs';
+export { kvmVmxMsrs, vmxCapMsr, vmxCapMsrGuest } from './vmx-msrs';
 export { nestedCheckControlsVerify, vmxControlVerify } from './entry-checks';
 export { EVMPTR_MAP_PENDING, copyEnlightenedToVmcs12, evmcsL0ReadU32, evmptrValid } from './evmcs';

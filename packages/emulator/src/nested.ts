@@ -33,7 +33,7 @@ import { Ctx, writable } from './ctx';
 import { readGuestU32, writeGuest } from './memory';
 import { NestedVmx, Vcpu, World, setBitmapBit } from './state';
 import { nestedCpuHasVmwriteAnyField, nestedCpuHasVmxShadowVmcs } from './vmx-msrs';
-import { nestedCheckControlsVerify, nestedCheckMoreExecControls, nestedVmxLoadMsr } from './entry-checks';
+import { nestedCheckControlsVerify, nestedCheckMoreExecControls, nestedEvmcsCheckControls, nestedVmxLoadMsr } from './entry-checks';
 import { vmcs12Get, vmcs12LoadFromGuest, vmcs12ReadField, vmcs12Set, vmcs12StoreToGuest, vmcs12WriteField } from './vmcs12';
 
 /** The guest's MAXPHYADDR as CPUID reports it to L1. */
@@ -248,7 +248,9 @@ export function nestedVmxCheckControls(ctx: Ctx, w: World, v: Vcpu): boolean {
     ops.nested_vmx_check_apicv_controls(ctx, w, v) &&
     ops.nested_vmx_check_shadow_vmcs_controls(ctx, w, v) &&
     // the other execution-control checks of nested_check_vm_execution_controls (entry-checks.ts)
-    nestedCheckMoreExecControls(w, v) === null
+    nestedCheckMoreExecControls(w, v) === null &&
+    // with eVMCS enabled for the vCPU, only the controls eVMCS v1 can express (entry-checks.ts)
+    nestedEvmcsCheckControls(w, v) === null
   );
 }
 

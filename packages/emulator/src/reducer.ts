@@ -19,7 +19,7 @@ import { gpaToGfn, hostGuestCopy, hostGuestWrite, memslotCreate, memslotDelete, 
 import { OK, USERSPACE_INTERNAL_ERROR, ignored } from './nested';
 import type { Profile } from './ops';
 import { handleInvept, handleInvvpid, handleVmreadWide, handleVmwriteWide } from './vmx-insns';
-import { l1RdmsrVmx, l1WrmsrVmx, vmxCapMsr } from './vmx-msrs';
+import { l1RdmsrVmx, l1WrmsrVmx, vmxCapMsrGuest } from './vmx-msrs';
 import { hostGetNestedState, hostMigrate, hostNestedStateField, hostNestedStateRevision, hostSetNestedState } from './nested-state';
 import { Vcpu, World, cloneAreas, cloneWorld, initialWorld, msrBitmapBit } from './state';
 
@@ -222,7 +222,7 @@ function setControlsMustBe1(ctx: Ctx, w: World, v: Vcpu): Outcome {
   for (const [field, msr] of MUST_BE_1_CONTROLS) {
     const cur = ops.handle_vmread(ctx, w, v, field);
     if (cur.k !== 'value') return cur;
-    const out = ops.handle_vmwrite(ctx, w, v, field, cur.value | (vmxCapMsr(w, v, msr) & 0xffffffffn));
+    const out = ops.handle_vmwrite(ctx, w, v, field, cur.value | (vmxCapMsrGuest(w, v, msr) & 0xffffffffn));
     if (out.k !== 'ok') return out;
   }
   return OK;

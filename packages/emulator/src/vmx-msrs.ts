@@ -5,7 +5,7 @@
  * makes against them (nested_cpu_has_vmx_shadow_vmcs,
  * nested_cpu_has_vmwrite_any_field, the INVEPT/INVVPID capabilities).
  */
-import { EPT_VPID_CAP, SECONDARY_EXEC, VMX_CAP_MSR, VMX_MISC_VMWRITE_SHADOW_RO_FIELDS, isVmxCapMsr, kvmVmxCapMsrs, vmxRestoreMsr } from '@nvx/arch';
+import { EPT_VPID_CAP, EVMCS1_SUPPORTED, SECONDARY_EXEC, VM_ENTRY, VM_EXIT, VMX_CAP_MSR, VMX_MISC_VMWRITE_SHADOW_RO_FIELDS, isVmxCapMsr, kvmVmxCapMsrs, vmxRestoreMsr } from '@nvx/arch';
 import type { Outcome, WorldConfig } from '@nvx/trace';
 import { GP, OK, ignored } from './nested';
 import type { Vcpu, World } from './state';
@@ -54,7 +54,40 @@ export function nestedHasInvvpid(w: World, v: Vcpu): boolean {
 
 /** vmx_get_msr for L1's RDMSR of a VMX capability MSR (the eVMCS filter of the control MSRs is not modelled). */
 export function l1RdmsrVmx(w: World, v: Vcpu, msr: number): Outcome {
-  return { k: 'value', value: vmxCapMsr(w, v, msr) };
+  return { k: 'value', value: vmxCapMsrGuest(w, v, msr) };
+}
+
+/**
+ * A VMX capability MSR as L1's RDMSR reads it: with eVMCS enabled for the
+ * vCPU, vmx_get_msr hides the controls eVMCS v1 cannot express
+ * (nested_evmcs_filter_control_msr: allowed-1 halves of the control MSRs,
+ * the VM functions; "load IA32_PERF_GLOBAL_CTRL" too, which needs a Hyper-V
+ * CPUID bit the model never sets). The VMM's reads are not filtered.
+ */
+export function vmxCapMsrGuest(w: World, v: Vcpu, msr: number): bigint {
+  const value = vmxCapMsr(w, v, msr);
+  if (!w.config.evmcs) return value;
+  const keep = (high: number) => (value & 0xffffffffn) | (value & (BigInt(high >>> 0) << 32n));
+  switch (msr) {
+    case VMX_CAP_MSR.PINBASED_CTLS:
+    case VMX_CAP_MSR.TRUE_PINBASED_CTLS:
+      return keep(EVMCS1_SUPPORTED.pin);
+    case VMX_CAP_MSR.PROCBASED_CTLS:
+    case VMX_CAP_MSR.TRUE_PROCBASED_CTLS:
+      return keep(EVMCS1_SUPPORTED.exec);
+    case VMX_CAP_MSR.PROCBASED_CTLS2:
+      return keep(EVMCS1_SUPPORTED.secondary);
+    case VMX_CAP_MSR.EXIT_CTLS:
+    case VMX_CAP_MSR.TRUE_EXIT_CTLS:
+      return keep(EVMCS1_SUPPORTED.exit & ~VM_EXIT.LOAD_IA32_PERF_GLOBAL_CTRL);
+    case VMX_CAP_MSR.ENTRY_CTLS:
+    case VMX_CAP_MSR.TRUE_ENTRY_CTLS:
+      return keep(EVMCS1_SUPPORTED.entry & ~VM_ENTRY.LOAD_IA32_PERF_GLOBAL_CTRL);
+    case VMX_CAP_MSR.VMFUNC:
+      return value & (0xffffffff00000000n | BigInt(EVMCS1_SUPPORTED.vmfunc));
+    default:
+      return value;
+  }
 }
 
 /** vmx_set_msr: the VMX capability MSRs are read-only for the guest. */

@@ -39,8 +39,8 @@ const RICH = trace(
   l1.msr-bitmap 0x3000 MSR_GS_BASE read true
   l1.msr-bitmap 0x3000 MSR_X2APIC_SELF_IPI write true
   l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x94206172
-  l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x310
-  l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x17
+  l1.vmwrite SECONDARY_VM_EXEC_CONTROL 0x10
+  l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16
   l1.vmwrite VIRTUAL_APIC_PAGE_ADDR 0x6000
   l1.vmwrite MSR_BITMAP 0x3000
   l1.vmwrite VM_EXIT_CONTROLS 0x36dfb
