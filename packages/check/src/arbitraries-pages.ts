@@ -21,7 +21,7 @@
  * pages and posting interrupts; L2 reading and writing its APIC page and
  * x2APIC TPR, and exiting. On 1-4 vCPUs.
  */
-import { CPU_BASED, EVMCS, KVM_CTLS_MUST_BE_1, KVM_EVMCS_VERSION, MSR, PIN_BASED, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VM_EXIT } from '@nvx/arch';
+import { CPU_BASED, EVMCS, EVMCS1_SUPPORTED, KVM_CTLS_MUST_BE_1, KVM_EVMCS_VERSION, MSR, PIN_BASED, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VM_EXIT } from '@nvx/arch';
 import { NESTED_PAGE, Profile, Replayer, Vcpu, World, apicPagesInUse, gfnToHva, gpaToGfn, nestedPageGpa, parseProfile, vmcs12Get, vmcs12Get32 } from '@nvx/emulator';
 import { MemslotConfig, TraceEvent, TraceHeader, formatEvent, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
@@ -399,7 +399,15 @@ class Builder {
     }
   }
 
-  private configure(v: number, j: number, c: ControlProfile, p: Digits): void {
+  /** The controls as L1 writes them: with eVMCS enabled, only what eVMCS v1 has (L1 reads filtered capability MSRs). */
+  private evmcsControls(c: ControlProfile): ControlProfile {
+    if (!this.o.evmcs) return c;
+    const E = EVMCS1_SUPPORTED;
+    return { ...c, cpu: (c.cpu & E.exec) >>> 0, secondary: (c.secondary & E.secondary) >>> 0, pin: (c.pin & E.pin) >>> 0, exit: (c.exit & E.exit) >>> 0, entry: (c.entry & E.entry) >>> 0 };
+  }
+
+  private configure(v: number, j: number, drawn: ControlProfile, p: Digits): void {
+    const c = this.evmcsControls(drawn);
     const wr = (field: number, value: bigint) => this.emit({ kind: 'l1.vmwrite', vcpu: v, field, value });
     wr(VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(c.cpu));
     wr(VMCS.SECONDARY_VM_EXEC_CONTROL, BigInt(c.secondary));
@@ -487,7 +495,7 @@ class Builder {
     if (vc.nested.hvEvmcsVmptr !== gpa) {
       // a new eVMCS for L0: its revision and the controls (eVMCSs have no posted interrupts)
       this.emit({ kind: 'l1.write', vcpu: v, gpa: gpa + BigInt(EVMCS.REVISION_ID_OFFSET), size: 4, value: BigInt(KVM_EVMCS_VERSION) });
-      const c = CONTROL_PROFILES[[1, 3, 4][p.take(3)]];
+      const c = this.evmcsControls(CONTROL_PROFILES[[1, 3, 4][p.take(3)]]);
       ev(VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(c.cpu));
       ev(VMCS.SECONDARY_VM_EXEC_CONTROL, BigInt(c.secondary));
       ev(VMCS.PIN_BASED_VM_EXEC_CONTROL, BigInt(c.pin));

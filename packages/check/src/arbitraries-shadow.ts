@@ -20,7 +20,7 @@
  * clearing vmcs12s; entries and exits in between; and L2's VMREAD/VMWRITE
  * with L1's bitmaps and link pointer in every state.
  */
-import { CPU_BASED, INVALID_GPA, KVM_CTLS_MUST_BE_1, MSR, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VMCS_HDR_SHADOW_VMCS, vmcsFieldByEncoding } from '@nvx/arch';
+import { CPU_BASED, EVMCS1_SUPPORTED, INVALID_GPA, KVM_CTLS_MUST_BE_1, MSR, SECONDARY_EXEC, VMCS, VMCS12_REVISION, VMCS_HDR_SHADOW_VMCS, vmcsFieldByEncoding } from '@nvx/arch';
 import { Profile, Replayer, parseProfile, vmcs12Get32 } from '@nvx/emulator';
 import { TraceEvent, TraceHeader, WorldConfig, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
@@ -34,12 +34,14 @@ export interface ShadowTraceOptions {
   vcpus?: 1 | 2;
   /** config.shadowVmcs: drawn (mostly on) when left out */
   shadowVmcs?: boolean;
+  /** config.evmcs (default off): L1 then keeps to the controls eVMCS v1 has, so no VMCS shadowing for L2 */
+  evmcs?: boolean;
 }
 
 export interface ShadowBuildOptions {
   vcpus: number;
   maxEvents: number;
-  config: Pick<WorldConfig, 'shadowVmcs' | 'vmwriteAnyField' | 'apicv' | 'pml' | 'preemptionTimer'>;
+  config: Pick<WorldConfig, 'shadowVmcs' | 'vmwriteAnyField' | 'apicv' | 'pml' | 'preemptionTimer'> & { evmcs?: boolean };
 }
 
 // ---------------------------------------------------------------- layout (one memslot of 64 pages)
@@ -251,7 +253,9 @@ class ShadowBuilder {
       this.emit({ kind: 'l1.write', vcpu: v.id, gpa: shadowRegion(v.id), size: 4, value: BigInt(hdr >>> 0) });
     }
     const cpu = p.pick(CPU_BASED_VALUES.slice(0, 2));
-    const secondary = p.take(5) ? BigInt(SECONDARY_EXEC.SHADOW_VMCS) : p.pick(SECONDARY_VALUES);
+    const drawn = p.take(5) ? BigInt(SECONDARY_EXEC.SHADOW_VMCS) : p.pick(SECONDARY_VALUES);
+    // with eVMCS enabled L1 reads filtered capability MSRs: no VMCS shadowing (nested_evmcs_check_controls)
+    const secondary = this.o.config.evmcs ? drawn & BigInt(EVMCS1_SUPPORTED.secondary) : drawn;
     // virtualize x2APIC mode needs the TPR shadow (nested_vmx_check_apicv_controls)
     w(F.CPU_BASED_VM_EXEC_CONTROL, secondary & BigInt(SECONDARY_EXEC.VIRTUALIZE_X2APIC_MODE) ? cpu | BigInt(CPU_BASED.TPR_SHADOW) : cpu);
     w(F.SECONDARY_VM_EXEC_CONTROL, secondary);
@@ -344,7 +348,7 @@ export function arbShadowBuildOptions(opts: ShadowTraceOptions = {}): fc.Arbitra
       pml: hw,
       preemptionTimer: hw,
     })
-    .map(({ vcpus, ...config }) => ({ vcpus, maxEvents, config }));
+    .map(({ vcpus, ...config }) => ({ vcpus, maxEvents, config: opts.evmcs ? { ...config, evmcs: true } : config }));
 }
 
 /** Valid, contract-keeping traces for the shadow-vmcs area (with msr-bitmap events mixed in). */

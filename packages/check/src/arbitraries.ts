@@ -24,6 +24,7 @@ import {
   KVM_CTLS_MUST_BE_1,
   KVM_EVMCS_VERSION,
   MSR,
+  EVMCS1_SUPPORTED,
   PIN_BASED,
   SECONDARY_EXEC,
   VMCS,
@@ -515,7 +516,16 @@ class Builder {
     if (p.take(5) === 0) return write(VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(KVM_CTLS_MUST_BE_1.cpu));
     write(VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(CPU_BASED_VALUES[p.weighted([4, 2, 2, 1, 1, 1, 1])]));
     write(VMCS.MSR_BITMAP, BITMAP_POOL[p.take(BITMAP_POOL.length)]);
-    if (p.take(2)) write(VMCS.SECONDARY_VM_EXEC_CONTROL, BigInt(SECONDARY_VALUES[p.take(SECONDARY_VALUES.length)]));
+    if (p.take(2)) write(VMCS.SECONDARY_VM_EXEC_CONTROL, this.secondaryValue(p));
+  }
+
+  /**
+   * A secondary-controls value; with eVMCS enabled, L1 reads filtered capability MSRs and keeps
+   * to what eVMCS v1 can express (KVM refuses the rest: nested_evmcs_check_controls).
+   */
+  private secondaryValue(p: Digits): bigint {
+    const value = SECONDARY_VALUES[p.take(SECONDARY_VALUES.length)];
+    return BigInt((this.o.evmcs ? value & EVMCS1_SUPPORTED.secondary : value) >>> 0);
   }
 
   private vmclear(v: VcpuModel, p: Digits): void {
@@ -532,7 +542,7 @@ class Builder {
       case 0:
         return [VMCS.CPU_BASED_VM_EXEC_CONTROL, BigInt(CPU_BASED_VALUES[p.take(CPU_BASED_VALUES.length)])];
       case 1:
-        return [VMCS.SECONDARY_VM_EXEC_CONTROL, BigInt(SECONDARY_VALUES[p.take(SECONDARY_VALUES.length)])];
+        return [VMCS.SECONDARY_VM_EXEC_CONTROL, this.secondaryValue(p)];
       case 2: {
         // mostly move to another page of the pool (the interesting change), now and then a bad address
         const cur = this.view(v)?.bitmap;

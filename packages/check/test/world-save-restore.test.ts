@@ -39,7 +39,7 @@ function replay(header: TraceHeader, events: readonly TraceEvent[]): { outcomes:
 }
 
 describe("the whole-world generator's save/restore and entry-checked controls", () => {
-  const traces = fc.sample(arbWorldTrace(), { seed: 0x5e7, numRuns: 60 });
+  const traces = fc.sample(arbWorldTrace(), { seed: 0x5e7, numRuns: 100 });
 
   it('makes migrations, saves, edits and restores (accepted and refused), and failing and passing control values', () => {
     const count = new Map<string, number>();
