@@ -662,7 +662,7 @@ export class FuzzEngine {
     const sig = signature ?? findingSignature(p.spec, err.result.divergence!);
     const again = findDivergence(err.trace.header, err.trace.events, this.ref, p.profile, this.cfg.stateAt);
     const confirmed = !!again?.divergence && sameKind(divergenceKind(again.divergence), kind);
-    // shrink with fast-check (on this profile alone, keeping the kind), so the replay path names a short trace
+    // shrink with fast-check (on this profile alone, keeping the signature), so the replay path names a short trace
     const s0 = performance.now();
     let trace = err.trace;
     let fcPath = replayPath ?? String(k);
@@ -684,7 +684,9 @@ export class FuzzEngine {
         }
         calls++;
         const r = findDivergence(t.header, t.events, this.ref, p.profile, this.cfg.stateAt);
-        if (r?.divergence && sameKind(divergenceKind(r.divergence), kind)) throw new FuzzFailure(err.profile, r, t);
+        // the same finding: its kind and its whole signature (the observation too), so that the
+        // replay of the shrunk trace, which takes the signature from that trace, names this finding
+        if (r?.divergence && sameKind(divergenceKind(r.divergence), kind) && findingSignature(this.culprit(p, t, r.divergence.index), r.divergence) === sig) throw new FuzzFailure(err.profile, r, t);
       });
       const s = fc.check(prop, { seed: spec.seed, path: String(k), numRuns: 1 });
       if (s.failed && s.errorInstance instanceof FuzzFailure && s.counterexamplePath) {
