@@ -23,7 +23,7 @@
  * can switch (EPT, VPID, APICv, PML/A-D bits, VMWRITE to any field) decide
  * the rest, as KVM's module parameters (enable_ept, enable_vpid, ...) do.
  */
-import { VMCS_FIELDS } from './vmcs';
+import { VMCS, VMCS_FIELDS } from './vmcs';
 
 const bit = (n: number): bigint => 1n << BigInt(n);
 const ctl = (low: bigint, high: bigint): bigint => low | (high << 32n);
@@ -75,16 +75,12 @@ export const KVM_CTLS_MUST_BE_1 = Object.freeze({
   entry: Number(VM_ENTRY_ALWAYSON_WITHOUT_TRUE_MSR & ~bit(2)),
 });
 
-/**
- * The control words whose must-be-1 bits the TRUE capability MSRs give, each
- * with its MSR (encodings: PIN_BASED_VM_EXEC_CONTROL, CPU_BASED_VM_EXEC_CONTROL,
- * VM_EXIT_CONTROLS, VM_ENTRY_CONTROLS).
- */
+/** The control words whose must-be-1 bits the TRUE capability MSRs give, each with its MSR. */
 export const MUST_BE_1_CONTROLS: readonly (readonly [field: number, msr: number])[] = Object.freeze([
-  [0x4000, VMX_CAP_MSR.TRUE_PINBASED_CTLS],
-  [0x4002, VMX_CAP_MSR.TRUE_PROCBASED_CTLS],
-  [0x400c, VMX_CAP_MSR.TRUE_EXIT_CTLS],
-  [0x4012, VMX_CAP_MSR.TRUE_ENTRY_CTLS],
+  [VMCS.PIN_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PINBASED_CTLS],
+  [VMCS.CPU_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PROCBASED_CTLS],
+  [VMCS.VM_EXIT_CONTROLS, VMX_CAP_MSR.TRUE_EXIT_CTLS],
+  [VMCS.VM_ENTRY_CONTROLS, VMX_CAP_MSR.TRUE_ENTRY_CTLS],
 ] as const);
 
 /** IA32_VMX_BASIC fields and flags (SDM A.1). */

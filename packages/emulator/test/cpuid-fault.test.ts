@@ -228,8 +228,8 @@ describe('MSR 0x140 switching per path', () => {
     expect(run(GUEST_ON, 'cpuid-fault=hardware', { cpuidFaultHw: false }).cost).toMatchObject({ rdmsrs: 0, wrmsrs: 0, gpWithoutExit: 0, cpuidExits: 2 });
   });
 
-  it('hardware clears the bit at nested entries in KVM\'s order and keeps it in the architectural one', () => {
-    const t = `
+  /** L1 with CPUID faulting on and a vmcs12 that enters (the must-be-1 control bits) */
+  const L1_FAULTING_VMCS = `
       host.vcpu-load 0
       l1.wrmsr MSR_MISC_FEATURES_ENABLES 0x1
       l1.write 0x1000 4 0x11e57ed0
@@ -240,6 +240,10 @@ describe('MSR 0x140 switching per path', () => {
       l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172
       l1.vmwrite VM_EXIT_CONTROLS 0x36dfb
       l1.vmwrite VM_ENTRY_CONTROLS 0x11fb
+  `;
+
+  it('hardware clears the bit at nested entries in KVM\'s order and keeps it in the architectural one', () => {
+    const t = `${L1_FAULTING_VMCS}
       l1.vmlaunch
       l2.cpuid 0x1 0x0 3
       l1.vmresume
@@ -257,17 +261,7 @@ describe('MSR 0x140 switching per path', () => {
 
   it('in the architectural order with L1 intercepting #GP, the hardware #GP and the one L0 injects give L1 the same exit', () => {
     // The SDM leaves VM_EXIT_INSTRUCTION_LEN undefined after a hardware exception exit: it must not tell the paths apart.
-    const t = `
-      host.vcpu-load 0
-      l1.wrmsr MSR_MISC_FEATURES_ENABLES 0x1
-      l1.write 0x1000 4 0x11e57ed0
-      l1.vmxon 0x1000
-      l1.write 0x2000 4 0x11e57ed0
-      l1.vmptrld 0x2000
-      l1.vmwrite PIN_BASED_VM_EXEC_CONTROL 0x16
-      l1.vmwrite CPU_BASED_VM_EXEC_CONTROL 0x4006172
-      l1.vmwrite VM_EXIT_CONTROLS 0x36dfb
-      l1.vmwrite VM_ENTRY_CONTROLS 0x11fb
+    const t = `${L1_FAULTING_VMCS}
       l1.vmwrite EXCEPTION_BITMAP 0x2000
       l1.vmlaunch
       l2.cpuid 0x1 0x0 3
