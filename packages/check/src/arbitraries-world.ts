@@ -781,15 +781,24 @@ class WorldBuilder {
       }
       this.emit({ kind: 'l1.vmwrite', vcpu: v, field, value: want });
     };
-    // Half the time a VMCS (not an eVMCS) gets its must-be-1 bits in one go, as kvm-unit-tests'
+    // Half the time a VMCS or an eVMCS gets its must-be-1 bits in one go, as kvm-unit-tests'
     // init_vmcs_ctrl does, when two or more control words lack them.
-    if (evmcs === INVALID_GPA && p.take(2) === 0) {
+    if (p.take(2) === 0) {
       let lacking = 0;
       for (const [field, msr] of MUST_BE_1_CONTROLS) {
         const must = vmxCapMsrGuest(this.w, vcpu, msr) & 0xffffffffn;
         if ((this.currentField(v, field) & must) !== must) lacking++;
       }
-      if (lacking >= 2) this.emit({ kind: 'l1.vmcs-ctls-must-be-1', vcpu: v });
+      if (lacking >= 2 && evmcs === INVALID_GPA) this.emit({ kind: 'l1.vmcs-ctls-must-be-1', vcpu: v });
+      else if (lacking >= 2) {
+        const members = MUST_BE_1_CONTROLS.map(([field]) => vmcsFieldByEncoding(field)!);
+        // all four stores or none (beforeStore refuses none of a page no vCPU is busy with)
+        if (!members.some((f) => this.busy(v, evmcs + BigInt(f.evmcsOffset!), f.evmcsSize!))) {
+          for (const f of members) this.beforeStore(v, evmcs + BigInt(f.evmcsOffset!), f.evmcsSize!, true, p);
+          for (const [field] of MUST_BE_1_CONTROLS) this.markDirty(evmcs, groupBit(field));
+          this.emit({ kind: 'l1.evmcs-ctls-must-be-1', vcpu: v, gpa: evmcs });
+        }
+      }
     }
     keepAllowed(VMCS.PIN_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PINBASED_CTLS);
     keepAllowed(VMCS.CPU_BASED_VM_EXEC_CONTROL, VMX_CAP_MSR.TRUE_PROCBASED_CTLS);

@@ -41,7 +41,7 @@
  *   next KVM_RUN would run with a vmcs02 that never got the pages, which
  *   each way of keeping them leaves in its own state.
  */
-import { CPU_BASED, EVMCS, EVMCS_CLEAN_GROUPS, HV_ENLIGHTENMENTS_CONTROL, INVALID_GPA, VMCS, VMCS_FIELDS, vmcsFieldByEncoding } from '@nvx/arch';
+import { CPU_BASED, EVMCS, EVMCS_CLEAN_GROUPS, HV_ENLIGHTENMENTS_CONTROL, INVALID_GPA, MUST_BE_1_CONTROLS, VMCS, VMCS_FIELDS, vmcsFieldByEncoding } from '@nvx/arch';
 import { EVMCS_COPY_IN, EVMCS_COPY_OUT, EVMPTR_MAP_PENDING, KVM_STATE_NESTED_EVMCS, World, evmptrValid, gpaToGfn, readGuest, vmcs12Get, vmcs12Get32, msrBitmapBit } from '@nvx/emulator';
 import type { TraceEvent } from '@nvx/trace';
 
@@ -156,6 +156,16 @@ export class ContractMonitor {
         const f = vmcsFieldByEncoding(e.field);
         if (f && f.cleanGroup !== null && f.cleanGroup >= 0) this.changed(e.gpa, f.cleanGroup, index);
         return this.store(w, e.vcpu, e.gpa + BigInt(f?.evmcsOffset ?? 0), f?.evmcsSize ?? 1, index, true);
+      }
+      case 'l1.evmcs-ctls-must-be-1': {
+        // four member stores, each as l1.evmcs-write would make it
+        let first: ContractViolation | undefined;
+        for (const [field] of MUST_BE_1_CONTROLS) {
+          const f = vmcsFieldByEncoding(field)!;
+          if (f.cleanGroup !== null && f.cleanGroup >= 0) this.changed(e.gpa, f.cleanGroup, index);
+          first ??= this.store(w, e.vcpu, e.gpa + BigInt(f.evmcsOffset!), f.evmcsSize!, index, true);
+        }
+        return first;
       }
       case 'l1.write':
         return this.store(w, e.vcpu, e.gpa, e.size, index, false);

@@ -41,6 +41,7 @@ import {
   HV_ENLIGHTENMENTS_CONTROL,
   INVALID_GPA,
   MSR,
+  MUST_BE_1_CONTROLS,
   SECONDARY_EXEC,
   VMCS,
   VMCS_FIELDS,
@@ -372,6 +373,13 @@ export class CoverageRecorder {
         if (o.k === 'ok' && g !== null && g !== undefined && g >= 0) this.hit('evmcs', `${EVMCS_CLEAN_GROUPS[g].name} dirtied`);
         break;
       }
+      case 'l1.evmcs-ctls-must-be-1':
+        if (o.k !== 'ok') break;
+        for (const [field] of MUST_BE_1_CONTROLS) {
+          const g = vmcsFieldByEncoding(field)?.cleanGroup;
+          if (g !== null && g !== undefined && g >= 0) this.hit('evmcs', `${EVMCS_CLEAN_GROUPS[g].name} dirtied`);
+        }
+        break;
       case 'l1.write':
         if (o.k === 'ok') this.evmcsStore(w, e.gpa, e.size);
         break;

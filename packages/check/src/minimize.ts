@@ -741,59 +741,69 @@ function* oneVmcs12(moved: Candidate, v: number, keep: bigint, gone: bigint): Ge
  * pointer a VMPTRLD, the store of the eVMCS revision (KVM_EVMCS_VERSION,
  * which nested_vmx_handle_enlightened_vmptrld checks) a store of the vmcs12
  * revision id (which handle_vmptrld checks; added when there was none), the
- * member stores VMWRITEs, the clean-field and enlightenment stores gone
- * (a plain VMCS has neither). A plain VMCS becomes an enlightened one the
- * other way round: VMPTRLD names the eVMCS, the revision store stores
- * KVM_EVMCS_VERSION, VMWRITEs store members of the current eVMCS, VMCLEARs
- * of it go. Events the other form has no counterpart for stay as they are;
- * the oracle judges the result.
+ * member stores VMWRITEs, the control set-up its VMCS form, the clean-field
+ * and enlightenment stores gone (a plain VMCS has neither). An eVMCS has no
+ * launch state (nested_vmx_run sets vmcs12->launch_state = !launch), so a
+ * trace may VMRESUME it first; a second candidate makes the first entry
+ * with each VMCS a VMLAUNCH and the later ones VMRESUMEs. A plain VMCS
+ * becomes an enlightened one the other way round: VMPTRLD names the eVMCS,
+ * the revision store stores KVM_EVMCS_VERSION, VMWRITEs and the control
+ * set-up store members of the current eVMCS, VMCLEARs of it go. Events the
+ * other form has no counterpart for stay as they are; the oracle judges the
+ * result.
  */
-function otherVmcsForm(c: Candidate): Candidate | null {
+function otherVmcsForms(c: Candidate): Candidate[] {
   const enlightened = c.events.some((e) => e.kind.startsWith('l1.evmcs-'));
+  const revisionStore = (e: TraceEvent, gpas: ReadonlySet<bigint>, rev: number): e is Extract<TraceEvent, { kind: 'l1.write' }> =>
+    e.kind === 'l1.write' && e.size === 4 && e.value === BigInt(rev) && gpas.has(e.gpa);
+  if (enlightened) {
+    const ptrs = new Set(c.events.flatMap((e) => (e.kind === 'l1.evmcs-ptr' ? [e.gpa] : [])));
+    return [false, true].map((relaunch) => {
+      const events: TraceEvent[] = [];
+      const origin: number[] = [];
+      const push = (e: TraceEvent, o: number) => {
+        events.push(e);
+        origin.push(o);
+      };
+      const stored = new Set<bigint>();
+      const current = new Map<number, bigint>();
+      const launched = new Set<string>();
+      c.events.forEach((e, i) => {
+        const o = c.origin[i];
+        if (revisionStore(e, ptrs, KVM_EVMCS_VERSION)) {
+          stored.add(e.gpa);
+          push({ ...e, value: BigInt(VMCS12_REVISION) }, o);
+        } else if (e.kind === 'l1.evmcs-ptr') {
+          if (e.gpa === INVALID_GPA) return void current.delete(e.vcpu);
+          if (!stored.has(e.gpa)) push({ kind: 'l1.write', vcpu: e.vcpu, gpa: e.gpa, size: 4, value: BigInt(VMCS12_REVISION) }, -1);
+          stored.add(e.gpa);
+          current.set(e.vcpu, e.gpa);
+          push({ kind: 'l1.vmptrld', vcpu: e.vcpu, gpa: e.gpa }, o);
+        } else if (e.kind === 'l1.evmcs-write') push({ kind: 'l1.vmwrite', vcpu: e.vcpu, field: e.field, value: e.value }, o);
+        else if (e.kind === 'l1.evmcs-ctls-must-be-1') push({ kind: 'l1.vmcs-ctls-must-be-1', vcpu: e.vcpu }, o);
+        else if (e.kind === 'l1.evmcs-clean' || e.kind === 'l1.evmcs-control') return;
+        else if (relaunch && (e.kind === 'l1.vmlaunch' || e.kind === 'l1.vmresume') && current.has(e.vcpu)) {
+          const key = `${e.vcpu}:${current.get(e.vcpu)}`;
+          push({ kind: launched.has(key) ? 'l1.vmresume' : 'l1.vmlaunch', vcpu: e.vcpu }, o);
+          launched.add(key);
+        } else push(e, o);
+      });
+      return { header: { ...c.header, config: { ...c.header.config, evmcs: false } }, events, origin };
+    });
+  }
+  if (!c.events.some((e) => e.kind === 'l1.vmptrld')) return [];
   const events: TraceEvent[] = [];
   const origin: number[] = [];
   const push = (e: TraceEvent, o: number) => {
     events.push(e);
     origin.push(o);
   };
-  const revisionStore = (e: TraceEvent, gpas: ReadonlySet<bigint>, rev: number): e is Extract<TraceEvent, { kind: 'l1.write' }> =>
-    e.kind === 'l1.write' && e.size === 4 && e.value === BigInt(rev) && gpas.has(e.gpa);
-  if (enlightened) {
-    const ptrs = new Set(c.events.flatMap((e) => (e.kind === 'l1.evmcs-ptr' ? [e.gpa] : [])));
-    const stored = new Set<bigint>();
-    c.events.forEach((e, i) => {
-      const o = c.origin[i];
-      if (revisionStore(e, ptrs, KVM_EVMCS_VERSION)) {
-        stored.add(e.gpa);
-        push({ ...e, value: BigInt(VMCS12_REVISION) }, o);
-      } else if (e.kind === 'l1.evmcs-ptr') {
-        if (e.gpa === INVALID_GPA) return;
-        if (!stored.has(e.gpa)) push({ kind: 'l1.write', vcpu: e.vcpu, gpa: e.gpa, size: 4, value: BigInt(VMCS12_REVISION) }, -1);
-        stored.add(e.gpa);
-        push({ kind: 'l1.vmptrld', vcpu: e.vcpu, gpa: e.gpa }, o);
-      } else if (e.kind === 'l1.evmcs-write') push({ kind: 'l1.vmwrite', vcpu: e.vcpu, field: e.field, value: e.value }, o);
-      else if (e.kind === 'l1.evmcs-clean' || e.kind === 'l1.evmcs-control') return;
-      else push(e, o);
-    });
-    return { header: { ...c.header, config: { ...c.header.config, evmcs: false } }, events, origin };
-  }
-  if (!c.events.some((e) => e.kind === 'l1.vmptrld')) return null;
   const targets = new Set(c.events.flatMap((e) => (e.kind === 'l1.vmptrld' ? [e.gpa] : [])));
   const current = new Map<number, bigint>();
-  // the last value each vCPU wrote to each field, for l1.vmcs-ctls-must-be-1 spelt out as stores
-  const written = new Map<string, bigint>();
-  const must = mustBe1Bits(c.header);
   c.events.forEach((e, i) => {
     const o = c.origin[i];
-    if (e.kind === 'l1.vmwrite') written.set(`${e.vcpu}:${e.field}`, e.value);
     if (revisionStore(e, targets, VMCS12_REVISION)) push({ ...e, value: BigInt(KVM_EVMCS_VERSION) }, o);
-    else if (e.kind === 'l1.vmcs-ctls-must-be-1' && current.has(e.vcpu)) {
-      for (const [field, bits] of must) {
-        const value = (written.get(`${e.vcpu}:${field}`) ?? 0n) | bits;
-        written.set(`${e.vcpu}:${field}`, value);
-        push({ kind: 'l1.evmcs-write', vcpu: e.vcpu, gpa: current.get(e.vcpu)!, field, value }, o);
-      }
-    }
+    else if (e.kind === 'l1.vmcs-ctls-must-be-1' && current.has(e.vcpu)) push({ kind: 'l1.evmcs-ctls-must-be-1', vcpu: e.vcpu, gpa: current.get(e.vcpu)! }, o);
     else if (e.kind === 'l1.vmclear' && targets.has(e.gpa)) return;
     else if (e.kind === 'l1.vmptrld') {
       current.set(e.vcpu, e.gpa);
@@ -801,7 +811,7 @@ function otherVmcsForm(c: Candidate): Candidate | null {
     } else if (e.kind === 'l1.vmwrite' && current.has(e.vcpu)) push({ kind: 'l1.evmcs-write', vcpu: e.vcpu, gpa: current.get(e.vcpu)!, field: e.field, value: e.value }, o);
     else push(e, o);
   });
-  return { header: { ...c.header, config: { ...c.header.config, evmcs: true } }, events, origin };
+  return [{ header: { ...c.header, config: { ...c.header.config, evmcs: true } }, events, origin }];
 }
 
 /**
@@ -850,18 +860,34 @@ function mustBe1Bits(h: TraceHeader): Map<number, bigint> {
 }
 
 /**
- * The control set-up in one event: on each vCPU, VMWRITEs of a control word
+ * The control set-up in one event: on a vCPU, VMWRITEs of a control word
  * that set no bit but its must-be-1 bits go, and one
  * l1.vmcs-ctls-must-be-1 comes before the first entry after them (it keeps
- * what is set, so later writes of other bits still count). Only when it
- * saves events: two or more such writes on one vCPU.
+ * what is set, so later writes of other bits still count); in the eVMCS
+ * form, such stores of the members of one eVMCS become one
+ * l1.evmcs-ctls-must-be-1 of that eVMCS. Only when it saves events: two or
+ * more such writes.
  */
-function mustBe1Setup(c: Candidate): Candidate | null {
+function mustBe1Setups(c: Candidate): Candidate[] {
   const must = mustBe1Bits(c.header);
-  const pure = (e: TraceEvent) => e.kind === 'l1.vmwrite' && must.has(e.field) && (e.value & ~must.get(e.field)!) === 0n;
-  for (const v of usedVcpus(c.events)) {
-    const drop = c.events.map((e, i) => (vcpuOfEvent(e) === v && pure(e) ? i : -1)).filter((i) => i >= 0);
+  const pureBits = (field: number, value: bigint) => must.has(field) && (value & ~must.get(field)!) === 0n;
+  // the group of a pure write: its vCPU, and the eVMCS it stores into ('' for VMWRITE)
+  const group = (e: TraceEvent): string | null => {
+    if (e.kind === 'l1.vmwrite' && pureBits(e.field, e.value)) return `${e.vcpu}:`;
+    if (e.kind === 'l1.evmcs-write' && pureBits(e.field, e.value)) return `${e.vcpu}:${e.gpa}`;
+    return null;
+  };
+  const groups = new Map<string, number[]>();
+  c.events.forEach((e, i) => {
+    const g = group(e);
+    if (g !== null) groups.set(g, [...(groups.get(g) ?? []), i]);
+  });
+  const out: Candidate[] = [];
+  for (const [key, drop] of groups) {
     if (drop.length < 2) continue;
+    const [vs, gpa] = key.split(':');
+    const v = Number(vs);
+    const setup: TraceEvent = gpa === '' ? { kind: 'l1.vmcs-ctls-must-be-1', vcpu: v } : { kind: 'l1.evmcs-ctls-must-be-1', vcpu: v, gpa: BigInt(gpa) };
     const dropped = new Set(drop);
     const before = new Set<number>();
     let pending = false;
@@ -877,16 +903,16 @@ function mustBe1Setup(c: Candidate): Candidate | null {
     const origin: number[] = [];
     c.events.forEach((e, i) => {
       if (before.has(i) || (pending && i === last)) {
-        events.push({ kind: 'l1.vmcs-ctls-must-be-1', vcpu: v });
+        events.push(setup);
         origin.push(-1);
       }
       if (dropped.has(i)) return;
       events.push(e);
       origin.push(c.origin[i]);
     });
-    return { ...c, events, origin };
+    out.push({ ...c, events, origin });
   }
-  return null;
+  return out;
 }
 
 /** The byte of an MSR bitmap page that holds an MSR's read or write intercept bit (SDM 25.6.9: four 1-KiB quarters). */
@@ -921,7 +947,7 @@ function changeForm(c: Candidate, oracle: Oracle, progress: (n: number) => void)
   const better = (x: Candidate) => x.events.length < cur.events.length || (x.events.length === cur.events.length && vcpus(x) < vcpus(cur));
   for (let improved = true; improved && !oracle.outOfTime; ) {
     improved = false;
-    const forms: (Candidate | null)[] = [...fewerVcpus(cur), otherVmcsForm(cur), shorterSetup(cur, oracle.base), mustBe1Setup(cur), ...fewerVmcs12s(cur)];
+    const forms: (Candidate | null)[] = [...fewerVcpus(cur), ...otherVmcsForms(cur), shorterSetup(cur, oracle.base), ...mustBe1Setups(cur), ...fewerVmcs12s(cur)];
     for (const f of forms) {
       if (!f || oracle.outOfTime) continue;
       const r = oracle.test(f);

@@ -228,6 +228,25 @@ function setControlsMustBe1(ctx: Ctx, w: World, v: Vcpu): Outcome {
   return OK;
 }
 
+/**
+ * l1.evmcs-ctls-must-be-1: the same set-up by an L1 that uses an
+ * enlightened VMCS. Such an L1 stores eVMCS members and never VMWRITEs
+ * (Hyper-V's TLFS; KVM fails VMWRITE while an eVMCS is current), so each
+ * control is a load and a store of its member; the bits are those L1's
+ * RDMSR shows (nested_evmcs_filter_control_msr).
+ */
+function evmcsSetControlsMustBe1(ctx: Ctx, w: World, v: Vcpu, gpa: bigint): Outcome {
+  for (const [field, msr] of MUST_BE_1_CONTROLS) {
+    const f = vmcsFieldByEncoding(field)!;
+    const at = gpa + BigInt(f.evmcsOffset!);
+    const cur = readGuest(w, at, f.evmcsSize!);
+    if (cur === null) return ignored(`gpa 0x${at.toString(16)} is not in a memslot`);
+    const out = l1Store(ctx, w, at, f.evmcsSize!, cur | (vmxCapMsrGuest(w, v, msr) & 0xffffffffn));
+    if (out.k !== 'ok') return out;
+  }
+  return OK;
+}
+
 function applyL1(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
   const ops = ctx.profile.ops;
   switch (e.kind) {
@@ -247,6 +266,8 @@ function applyL1(ctx: Ctx, w: World, v: Vcpu, e: TraceEvent): Outcome {
       return ops.handle_vmwrite(ctx, w, v, e.field, e.value);
     case 'l1.vmcs-ctls-must-be-1':
       return setControlsMustBe1(ctx, w, v);
+    case 'l1.evmcs-ctls-must-be-1':
+      return evmcsSetControlsMustBe1(ctx, w, v, e.gpa);
     case 'l1.vmlaunch':
       return ops.nested_vmx_run(ctx, w, v, true);
     case 'l1.vmresume':

@@ -64,3 +64,38 @@ test('follows the capability MSRs the VMM restored (a TRUE MSR with more must-be
   run(r, ...SETUP, 'l1.vmcs-ctls-must-be-1');
   expect(vmcs12Get(r.peek().vcpus[0].nested, VMCS.PIN_BASED_VM_EXEC_CONTROL)).toBe(0x17n);
 });
+
+/**
+ * l1.evmcs-ctls-must-be-1: the same set-up by an L1 that stores eVMCS
+ * members (it may not VMWRITE while an eVMCS is current).
+ */
+describe.each(PROFILES)('the eVMCS form under %s', (profile) => {
+  // VMXON, the eVMCS at 0x3000 with KVM_EVMCS_VERSION, named in the VP assist page
+  const EVMCS_SETUP = ['l1.write 0x1000 4 0x11e57ed0', 'l1.vmxon 0x1000', 'l1.write 0x3000 4 0x1', 'l1.evmcs-ptr 0x3000'];
+  const spelt = [
+    ['PIN_BASED_VM_EXEC_CONTROL', 0x8n | 0x16n],
+    ['CPU_BASED_VM_EXEC_CONTROL', 0x80n | 0x4006172n],
+    ['VM_EXIT_CONTROLS', 0x36dfbn],
+    ['VM_ENTRY_CONTROLS', 0x11fbn],
+  ] as const;
+
+  test('ORs the must-be-1 bits into the members, equals the member stores spelt out, and the eVMCS enters', () => {
+    const a = replayer(profile, { evmcs: true });
+    const b = replayer(profile, { evmcs: true });
+    const mine = ['l1.evmcs-write 0x3000 PIN_BASED_VM_EXEC_CONTROL 0x8', 'l1.evmcs-write 0x3000 CPU_BASED_VM_EXEC_CONTROL 0x80'];
+    run(a, ...EVMCS_SETUP, ...mine);
+    run(b, ...EVMCS_SETUP, ...mine);
+    expect(run(a, 'l1.evmcs-ctls-must-be-1 0x3000')).toEqual([ok]);
+    expect(run(b, ...spelt.map(([f, v]) => `l1.evmcs-write 0x3000 ${f} 0x${v.toString(16)}`))).toEqual(spelt.map(() => ok));
+    expect(archHash(a.peek())).toBe(archHash(b.peek()));
+    // the eVMCS has no launch state: a first VMRESUME enters, and copies the members into vmcs12
+    expect(run(a, 'l1.vmresume')).toEqual([{ k: 'entered' }]);
+    for (const [f, v] of spelt) expect(vmcs12Get(a.peek().vcpus[0].nested, VMCS[f])).toBe(v);
+  });
+
+  test('ignored when no memslot backs the page', () => {
+    const r = replayer(profile, { evmcs: true });
+    run(r, ...EVMCS_SETUP);
+    expect(run(r, 'l1.evmcs-ctls-must-be-1 0x80000')[0].k).toBe('ignored');
+  });
+});

@@ -71,6 +71,11 @@ export const EVENT_SCHEMA = {
     fields: [['vcpu', 'vcpu'], ['gpa', 'u64'], ['field', 'field'], ['value', 'u64']],
     doc: "L1 stores a VMCS field's eVMCS member in the eVMCS page at gpa",
   },
+  'l1.evmcs-ctls-must-be-1': {
+    code: 123,
+    fields: [['vcpu', 'vcpu'], ['gpa', 'u64']],
+    doc: "l1.vmcs-ctls-must-be-1 for an L1 that uses an enlightened VMCS: the must-be-1 bits (as its RDMSR of IA32_VMX_TRUE_{PINBASED,PROCBASED,EXIT,ENTRY}_CTLS shows them) ORed into the four control members of the eVMCS page at gpa, a load and a store of each; clean fields untouched; outcome ignored when no memslot backs the page",
+  },
   'l1.evmcs-clean': { code: 18, fields: [['vcpu', 'vcpu'], ['gpa', 'u64'], ['value', 'u32']], doc: 'L1 stores hv_clean_fields of the eVMCS at gpa' },
   'l1.evmcs-control': {
     code: 19,
