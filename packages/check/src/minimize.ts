@@ -34,7 +34,7 @@
  * from another vCPU) or moved earlier, together with the removal of one
  * event or two adjacent ones.
  */
-import { INVALID_GPA, KVM_EVMCS_VERSION, MUST_BE_1_CONTROLS, VMCS12_REVISION, kvmVmxCapMsrs } from '@nvx/arch';
+import { INVALID_GPA, KVM_EVMCS_VERSION, MSR, MUST_BE_1_CONTROLS, VMCS12_REVISION, kvmVmxCapMsrs } from '@nvx/arch';
 import { Profile, Replayer, World, archHash, initialState, sameArchState } from '@nvx/emulator';
 import { CONFIG_FLAGS, EVENT_SCHEMA, EventKind, TraceEvent, TraceHeader, defaultConfig, formatOutcome, formatTextTrace, outcomeEquals } from '@nvx/trace';
 import { CoverageRecorder } from './coverage';
@@ -915,6 +915,33 @@ function mustBe1Setups(c: Candidate): Candidate[] {
   return out;
 }
 
+/**
+ * The same L2 MSR access on another MSR: one another event of the trace
+ * names, or, for an x2APIC MSR, the TPR (0x808). nested_vmx_prepare_msr_bitmap
+ * passes the x2APIC TPR through for reads and writes with "virtualize x2APIC
+ * mode" alone, where the other x2APIC MSRs need APIC-register
+ * virtualization or virtual-interrupt delivery (and that, external-interrupt
+ * exiting): a finding on EOI or SELF_IPI whose bug is in the x2APIC range as
+ * a whole keeps its signature on the TPR with fewer controls to set.
+ */
+function otherMsrs(c: Candidate): Candidate[] {
+  const named = new Set<number>();
+  for (const e of c.events) if ('msr' in e && typeof e.msr === 'number') named.add(e.msr);
+  const out: Candidate[] = [];
+  c.events.forEach((e, i) => {
+    if (e.kind !== 'l2.rdmsr' && e.kind !== 'l2.wrmsr') return;
+    const tries = new Set<number>(named);
+    if (e.msr >= 0x800 && e.msr <= 0x8ff) tries.add(MSR.MSR_X2APIC_TPR);
+    tries.delete(e.msr);
+    for (const msr of tries) {
+      const events = c.events.slice();
+      events[i] = { ...e, msr };
+      out.push({ ...c, events });
+    }
+  });
+  return out;
+}
+
 /** The byte of an MSR bitmap page that holds an MSR's read or write intercept bit (SDM 25.6.9: four 1-KiB quarters). */
 function msrBitmapByte(msr: number, access: 'read' | 'write'): number {
   const high = msr >= 0xc0000000;
@@ -948,6 +975,9 @@ function changeForm(c: Candidate, oracle: Oracle, progress: (n: number) => void)
   for (let improved = true; improved && !oracle.outOfTime; ) {
     improved = false;
     const forms: (Candidate | null)[] = [...fewerVcpus(cur), ...otherVmcsForms(cur), shorterSetup(cur, oracle.base), ...mustBe1Setups(cur), ...fewerVmcs12s(cur)];
+    // another MSR: the controls it needed can only go once their bits are cleared, so the values are simplified first
+    const msrForms = new Set(otherMsrs(cur));
+    forms.push(...msrForms);
     for (const f of forms) {
       if (!f || oracle.outOfTime) continue;
       const r = oracle.test(f);
@@ -956,6 +986,7 @@ function changeForm(c: Candidate, oracle: Oracle, progress: (n: number) => void)
       const step = (y: { c: Candidate; r: DiffResult | null }) => {
         if (y.r) x = { c: y.c, r: y.r };
       };
+      if (msrForms.has(f)) step(simplifyValues(x.c, oracle, () => undefined));
       step(ddmin(x.c, oracle, () => undefined));
       if (x.r.divergence && x.r.divergence.index + 1 < x.c.events.length) x = { c: sub(x.c, Array.from({ length: x.r.divergence.index + 1 }, (_, i) => i)), r: x.r };
       if (!oracle.outOfTime) step(pairs(x.c, oracle, () => undefined));
