@@ -117,6 +117,37 @@ export const VMX_MISC = Object.freeze({
   ZERO_LEN_INS: bit(30),
 });
 
+/**
+ * The VM-entry interruption-information field (SDM 24.8.3; KVM's
+ * INTR_INFO_* and INTR_TYPE_* in arch/x86/include/asm/vmx.h): bits 7:0 the
+ * vector, 10:8 the type, 11 deliver-error-code, 30:12 reserved, 31 valid.
+ */
+export const INTR_INFO = Object.freeze({
+  VECTOR_MASK: 0xff,
+  INTR_TYPE_MASK: 0x700,
+  DELIVER_CODE_MASK: 0x800,
+  RESVD_BITS_MASK: 0x7ffff000,
+  VALID_MASK: 0x80000000,
+});
+
+export const INTR_TYPE = Object.freeze({
+  EXT_INTR: 0 << 8,
+  RESERVED: 1 << 8,
+  NMI_INTR: 2 << 8,
+  HARD_EXCEPTION: 3 << 8,
+  SOFT_INTR: 4 << 8,
+  PRIV_SW_EXCEPTION: 5 << 8,
+  SOFT_EXCEPTION: 6 << 8,
+  OTHER_EVENT: 7 << 8,
+});
+
+/**
+ * Exceptions that push an error code (KVM's x86_exception_has_error_code,
+ * arch/x86/kvm/x86.h): #DF, #TS, #NP, #SS, #GP, #PF, #AC. #CP has one only
+ * when the guest has CET, which the model's guests do not.
+ */
+export const EXCEPTION_HAS_ERROR_CODE = (1 << 8) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 17);
+
 /** IA32_VMX_MISC bit 29: "VMWRITE to any supported field" (incl. the read-only exit-information fields). */
 export const VMX_MISC_VMWRITE_SHADOW_RO_FIELDS: number = VMX_MISC.VMWRITE_SHADOW_RO_FIELDS;
 

@@ -24,7 +24,7 @@ import { CPU_BASED, EVMCS1_SUPPORTED, INVALID_GPA, KVM_CTLS_MUST_BE_1, MSR, SECO
 import { Profile, Replayer, parseProfile, vmcs12Get32 } from '@nvx/emulator';
 import { TraceEvent, TraceHeader, WorldConfig, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
-import { Choice, GeneratedTrace, INTERESTING_U64, arbChoices, Digits } from './arbitraries';
+import { Choice, GeneratedTrace, INTERESTING_U64, acceptedFieldValue, arbChoices, Digits } from './arbitraries';
 import { DiffResult, diffEvents } from './diff';
 
 export interface ShadowTraceOptions {
@@ -198,7 +198,8 @@ class ShadowBuilder {
     if (field === F.CPU_BASED_VM_EXEC_CONTROL) return p.pick(CPU_BASED_VALUES);
     if (field === F.SECONDARY_VM_EXEC_CONTROL) return p.pick(SECONDARY_VALUES);
     if (field === F.PIN_BASED_VM_EXEC_CONTROL) return BigInt(KVM_CTLS_MUST_BE_1.pin);
-    return p.take(3) ? p.pick(INTERESTING_U64) : value;
+    // an event injection KVM's entry checks accept: the entries are what this generator is about
+    return acceptedFieldValue(field, p.take(3) ? p.pick(INTERESTING_U64) : value);
   }
 
   private hostIntercept(v: VcpuModel, p: Digits): void {

@@ -87,7 +87,7 @@ import {
 } from '@nvx/emulator';
 import { MemslotConfig, MsrAccess, TraceEvent, TraceHeader, WorldConfig, makeHeader } from '@nvx/trace';
 import fc from 'fast-check';
-import { Choice, Digits, GROUP_FIELDS, INTERESTING_U64, arbChoices } from './arbitraries';
+import { Choice, Digits, GROUP_FIELDS, INTERESTING_U64, acceptedFieldValue, arbChoices } from './arbitraries';
 
 export interface WorldTraceOptions {
   /** upper bound on the events of a trace (default 90) */
@@ -591,8 +591,9 @@ class WorldBuilder {
       case 5: {
         // any read-write field of any clean-field group, each group as often as any other
         const f = p.pick(p.pick(GROUPS));
-        const raw = p.take(3) ? p.pick(INTERESTING_U64) : value;
-        return [f.encoding, raw & WIDTH_MASK[String(f.width)]];
+        const raw = (p.take(3) ? p.pick(INTERESTING_U64) : value) & WIDTH_MASK[String(f.width)];
+        // mostly an event injection KVM accepts, now and then one it refuses
+        return [f.encoding, f.encoding === VMCS.VM_ENTRY_INTR_INFO_FIELD && p.take(8) ? acceptedFieldValue(f.encoding, raw) : raw];
       }
       default:
         // a read-only field (VMWRITE fails unless VMWRITE-any-field), one vmcs12 does not have, or the posted-interrupt vector

@@ -21,6 +21,7 @@ import {
   EVMCS,
   HV_ENLIGHTENMENTS_CONTROL,
   HV_VMX_ENLIGHTENED_CLEAN_FIELD,
+  INTR_INFO,
   KVM_CTLS_MUST_BE_1,
   KVM_EVMCS_VERSION,
   MSR,
@@ -210,6 +211,18 @@ const GROUP_FIELDS_BY_GROUP: readonly (readonly VmcsField[])[] = (() => {
   return [...by.keys()].sort((a, b) => a - b).map((g) => by.get(g)!);
 })();
 const WIDTH_MASK: Record<string, bigint> = { 16: 0xffffn, 32: 0xffffffffn, 64: U64_MAX, natural: U64_MAX };
+
+/**
+ * A value for the VM-entry interruption-information field that KVM's entry
+ * checks accept (nested_check_vm_entry_controls): with the valid bit set,
+ * an external interrupt of the value's vector, which needs no error code and
+ * no instruction length; without it, the value as it is (nothing is
+ * checked). Other fields' values are returned as they are.
+ */
+export function acceptedFieldValue(field: number, value: bigint): bigint {
+  if (field !== VMCS.VM_ENTRY_INTR_INFO_FIELD || !(value & BigInt(INTR_INFO.VALID_MASK))) return value;
+  return BigInt(INTR_INFO.VALID_MASK) | (value & BigInt(INTR_INFO.VECTOR_MASK));
+}
 
 /**
  * The controls nested_vmx_prepare_msr_bitmap depends on, as in effect:
@@ -561,7 +574,7 @@ class Builder {
         const group = GROUP_FIELDS_BY_GROUP[p.take(GROUP_FIELDS_BY_GROUP.length)];
         const f = group[p.take(group.length)];
         const value = INTERESTING_U64[1 + p.take(INTERESTING_U64.length - 1)] & WIDTH_MASK[String(f.width)];
-        return [f.encoding, value];
+        return [f.encoding, acceptedFieldValue(f.encoding, value)];
       }
     }
   }

@@ -14,6 +14,7 @@ import {
   EVMCS,
   EXIT_REASON,
   HV_VMX_ENLIGHTENED_CLEAN_FIELD,
+  INTR_INFO,
   INVALID_GPA,
   PIN_BASED,
   SECONDARY_EXEC,
@@ -450,13 +451,23 @@ export function nestedVmxVmexit(ctx: Ctx, w: World, v: Vcpu, reason: number, qua
   return { k: 'exit', reason, qual };
 }
 
-/** The exit information in vmcs12 (KVM: prepare_vmcs12, with sync_vmcs02_to_vmcs12 for the guest state). */
+/**
+ * The exit information in vmcs12 (KVM: prepare_vmcs12, with
+ * sync_vmcs02_to_vmcs12 for the guest state). The event L1 injected at the
+ * entry was delivered as part of it, so nothing is left to report in the
+ * IDT-vectoring information (vmcs12_save_pending_event finds nothing), and
+ * the valid bit of the VM-entry interruption information is cleared, as
+ * the SDM says a VM-exit does (27.2.1: "cleared on every VM exit").
+ */
 export function syncVmcs02ToVmcs12(ctx: Ctx, _w: World, v: Vcpu, reason: number, qual: bigint): void {
   const n = v.nested;
   vmcs12Set(ctx, n, VMCS.VM_EXIT_REASON, BigInt(reason));
   vmcs12Set(ctx, n, VMCS.EXIT_QUALIFICATION, qual);
   vmcs12Set(ctx, n, VMCS.VM_EXIT_INTR_INFO, 0n);
+  vmcs12Set(ctx, n, VMCS.IDT_VECTORING_INFO_FIELD, 0n);
   vmcs12Set(ctx, n, VMCS.VM_EXIT_INSTRUCTION_LEN, INSTRUCTION_LEN[reason] ?? 0n);
+  const entryInfo = vmcs12Get(n, VMCS.VM_ENTRY_INTR_INFO_FIELD);
+  if (entryInfo & BigInt(INTR_INFO.VALID_MASK)) vmcs12Set(ctx, n, VMCS.VM_ENTRY_INTR_INFO_FIELD, entryInfo & ~BigInt(INTR_INFO.VALID_MASK));
 }
 
 function writeGuestU32(ctx: Ctx, w: World, gpa: bigint, v: number): boolean {
