@@ -137,10 +137,13 @@ export interface VmxCapFeatures {
  * of any field in vmcs12, in bits 9:1 of IA32_VMX_VMCS_ENUM.
  */
 export function vmcsEnumMsr(): bigint {
+  return VMCS_ENUM;
+}
+const VMCS_ENUM: bigint = (() => {
   let max = 0;
   for (const f of VMCS_FIELDS) max = Math.max(max, (f.encoding >>> 1) & 0x1ff);
   return BigInt(max) << 1n;
-}
+})();
 
 /** CR4 bits a guest with the model's CPUID may set (nested_vmx_cr_fixed1_bits_update): VME..PCE, OSFXSR, OSXMMEXCPT, UMIP, LA57, VMXE, FSGSBASE, PCIDE, OSXSAVE, SMEP, SMAP, PKE. */
 export const KVM_CR4_FIXED1 = 0x773fffn;

@@ -187,10 +187,18 @@ function pagesInUse(v: Vcpu): number {
 const NO_FRAMES: ReadonlyMap<number, readonly number[]> = new Map();
 const NO_VCPUS: readonly number[] = [];
 
-/** A rule's coverage key, and the keys of the pairs it starts (by the rule that follows). */
+/** A rule's coverage key and hits, and the pairs it starts (by the rule that follows). */
 interface RuleKey {
   key: string;
-  then: Map<RuleKey, string>;
+  rule: string;
+  count: number;
+  then: Map<RuleKey, PairKey>;
+}
+
+/** An ordered pair's key and hits. */
+interface PairKey {
+  key: string;
+  count: number;
 }
 
 interface PageUse {
@@ -205,7 +213,12 @@ interface PageUse {
  * after it (the same replayer's working copy is fine).
  */
 export class CoverageRecorder {
-  readonly counts: Record<CoverageGroup, Record<string, number>> = { nested: {}, 'msr-bitmap': {}, evmcs: {}, 'shadow-vmcs': {}, 'guest-pages': {}, 'cpuid-fault': {} };
+  /** Hits per rule, by group (made from the interned keys when asked for: a hit only bumps a counter). */
+  get counts(): Record<CoverageGroup, Record<string, number>> {
+    const out = { nested: {}, 'msr-bitmap': {}, evmcs: {}, 'shadow-vmcs': {}, 'guest-pages': {}, 'cpuid-fault': {} } as Record<CoverageGroup, Record<string, number>>;
+    for (const g of COVERAGE_GROUPS) for (const rk of this.keys[g].values()) if (rk.count) out[g][rk.rule] = rk.count;
+    return out;
+  }
   /** (vcpu, page) -> how the last entry found it */
   private lastUse = new Map<number, PageUse>();
   /** vcpu -> MSR_BITMAP at its last entry */
@@ -220,7 +233,11 @@ export class CoverageRecorder {
    * every vCPU, until that vCPU hits another: so "memslot moved" then
    * "enlightened bitmap clean at entry" is a pair.
    */
-  readonly pairs: Record<string, number> = {};
+  get pairs(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const g of COVERAGE_GROUPS) for (const rk of this.keys[g].values()) for (const pk of rk.then.values()) out[pk.key] = pk.count;
+    return out;
+  }
   private seq = 0;
   private seqVcpu: number | undefined;
   private lastRule = new Map<number, { rule: RuleKey; at: number }>();
@@ -250,13 +267,9 @@ export class CoverageRecorder {
   private readonly keys: Record<CoverageGroup, Map<string, RuleKey>> = { nested: new Map(), 'msr-bitmap': new Map(), evmcs: new Map(), 'shadow-vmcs': new Map(), 'guest-pages': new Map(), 'cpuid-fault': new Map() };
 
   hit(g: CoverageGroup, rule: string): void {
-    const c = this.counts[g];
     let rk = this.keys[g].get(rule);
-    if (rk === undefined) this.keys[g].set(rule, (rk = { key: `${g}: ${rule}`, then: new Map() }));
-    const key = rk.key;
-    const n = c[rule];
-    if (n === undefined) this.firstHits?.push(key);
-    c[rule] = (n ?? 0) + 1;
+    if (rk === undefined) this.keys[g].set(rule, (rk = { key: `${g}: ${rule}`, rule, count: 0, then: new Map() }));
+    if (rk.count++ === 0) this.firstHits?.push(rk.key);
     const at = ++this.seq;
     const v = this.seqVcpu;
     if (v === undefined) {
@@ -268,10 +281,8 @@ export class CoverageRecorder {
     const prev = host && (!own || host.at > own.at) ? host : own;
     if (prev) {
       let pair = prev.rule.then.get(rk);
-      if (pair === undefined) prev.rule.then.set(rk, (pair = `${prev.rule.key} > ${key}`));
-      const m = this.pairs[pair];
-      if (m === undefined) this.firstHits?.push(pair);
-      this.pairs[pair] = (m ?? 0) + 1;
+      if (pair === undefined) prev.rule.then.set(rk, (pair = { key: `${prev.rule.key} > ${rk.key}`, count: 0 }));
+      if (pair.count++ === 0) this.firstHits?.push(pair.key);
     }
     if (own) {
       own.rule = rk;

@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { VMCS_FIELDS, msrName } from '@nvx/arch';
-import { INVALID_GPA } from '@nvx/arch';
+import { INVALID_GPA, VMCS12_SLOT_COUNT } from '@nvx/arch';
 import type { ShadowVmcsState } from './paths';
 import { gfnToHva } from './memory';
 import type { Memory, Memslot, Vcpu, World } from './state';
@@ -139,20 +139,33 @@ function activeShadow(v: Vcpu): ShadowState | null {
   return s && s.active && !n.guestMode && n.currentVmptr !== INVALID_GPA && s.readSlots && s.shadow ? s : null;
 }
 
-/** The slots of vmcs12 as L1 reads them (the shadow VMCS's for the slots L1 reads without exit): what `archView` compares. */
-function l1Slots(v: Vcpu): BigUint64Array {
+/**
+ * The slots of vmcs12 as L1 reads them (the shadow VMCS's for the slots L1
+ * reads without exit): what `archView` compares. With `into`, the overlay
+ * is made there (sameArchState's scratch buffers) rather than in a new array.
+ */
+function l1Slots(v: Vcpu, into?: BigUint64Array): BigUint64Array {
   const s = activeShadow(v);
   if (!s) return v.nested.vmcs12;
-  const out = v.nested.vmcs12.slice();
+  let out: BigUint64Array;
+  if (into && into.length === v.nested.vmcs12.length) {
+    out = into;
+    out.set(v.nested.vmcs12);
+  } else out = v.nested.vmcs12.slice();
   for (const slot of s.readSlots!) if (slot < out.length) out[slot] = s.shadow![slot];
   return out;
 }
+const SCRATCH_A = new BigUint64Array(VMCS12_SLOT_COUNT);
+const SCRATCH_B = new BigUint64Array(VMCS12_SLOT_COUNT);
 
 function sameRecord(a: Record<number, bigint>, b: Record<number, bigint>): boolean {
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  for (const k of ka) if (a[k as unknown as number] !== b[k as unknown as number]) return false;
-  return true;
+  let n = 0;
+  for (const k in a) {
+    if (a[k as unknown as number] !== b[k as unknown as number]) return false;
+    n++;
+  }
+  for (const _ in b) n--;
+  return n === 0;
 }
 
 /**
@@ -260,7 +273,7 @@ export function sameArchState(a: World, b: World): boolean {
     if (n.vmxon !== m.vmxon || n.currentVmptr !== m.currentVmptr || n.hvEvmcsVmptr !== m.hvEvmcsVmptr || n.guestMode !== m.guestMode || n.launched !== m.launched) return false;
     if (!activeShadow(v) && !activeShadow(u)) {
       if (!sameSlots(n.vmcs12, m.vmcs12)) return false;
-    } else if (!sameSlots(l1Slots(v), l1Slots(u))) return false;
+    } else if (!sameSlots(l1Slots(v, SCRATCH_A), l1Slots(u, SCRATCH_B))) return false;
     if (!sameRecord(v.l1Msrs, u.l1Msrs) || !sameRecord(v.l2Msrs, u.l2Msrs)) return false;
     if (Buffer.compare(v.vmcs01MsrBitmap, u.vmcs01MsrBitmap) !== 0) return false;
     const f = v.cpuidFault;

@@ -11,12 +11,16 @@ import { GP, OK, ignored } from './nested';
 import type { Vcpu, World } from './state';
 
 const byConfig = new WeakMap<WorldConfig, Map<number, bigint>>();
+/** The same, by the five features that decide it (every world of a fuzz run has its own configuration object). */
+const byFeatures = new Map<number, Map<number, bigint>>();
 
 /** vmcs_config.nested: KVM's values for this world's features (computed once per configuration). */
 export function kvmVmxMsrs(cfg: WorldConfig): Map<number, bigint> {
   let m = byConfig.get(cfg);
   if (!m) {
-    m = kvmVmxCapMsrs({ ept: cfg.ept, vpid: cfg.vpid, apicv: cfg.apicv, pml: cfg.pml, vmwriteAnyField: cfg.vmwriteAnyField });
+    const key = (cfg.ept ? 1 : 0) | (cfg.vpid ? 2 : 0) | (cfg.apicv ? 4 : 0) | (cfg.pml ? 8 : 0) | (cfg.vmwriteAnyField ? 16 : 0);
+    m = byFeatures.get(key);
+    if (!m) byFeatures.set(key, (m = kvmVmxCapMsrs({ ept: cfg.ept, vpid: cfg.vpid, apicv: cfg.apicv, pml: cfg.pml, vmwriteAnyField: cfg.vmwriteAnyField })));
     byConfig.set(cfg, m);
   }
   return m;
